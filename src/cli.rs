@@ -1,0 +1,129 @@
+//! The command line: `serve`, `check-config`, `sign`, `tail`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Secret};
+use crate::providers::bridge;
+use crate::sources::Sources;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "finhook",
+    version,
+    about = "Open-banking webhooks and event queues to CloudEvents on Kafka"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// A TOML file merged over the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and print it, every secret redacted.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the BridgeApi-Signature header value for a body (a file, or `-` for stdin).
+    Sign {
+        /// The Bridge webhook secret.
+        #[arg(long)]
+        secret: String,
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Print the envelopes on a topic, one JSON object per line.
+    Tail {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        /// Start from the oldest record or only show new ones.
+        #[arg(long, value_enum, default_value_t = From::Earliest)]
+        from: From,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum From {
+    Earliest,
+    Latest,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Sign { secret, file } => sign(&secret, &file),
+        Command::Tail {
+            brokers,
+            topic,
+            from,
+            limit,
+        } => crate::tail::run(&brokers, &topic, matches!(from, From::Latest), limit),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("finhook: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref())?)
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    crate::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("finhook")
+        .build()?;
+    runtime.block_on(crate::app::run(&config, crate::shutdown::signal()))?;
+    // The runtime may hold blocking probes of an unreachable broker; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    // Secret files must be readable too, or `serve` would fail where this passed.
+    Sources::from_config(&config)?;
+    config.resolve_kafka_properties()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "# finhook: configuration is valid; secrets are shown as [redacted]"
+    )?;
+    stdout.write_all(config.to_redacted_toml().as_bytes())?;
+    Ok(())
+}
+
+fn sign(secret: &str, file: &str) -> anyhow::Result<()> {
+    let mut body = Vec::new();
+    if file == "-" {
+        std::io::stdin().read_to_end(&mut body)?;
+    } else {
+        body = std::fs::read(file).map_err(|error| anyhow::anyhow!("reading {file}: {error}"))?;
+    }
+    println!("{}", bridge::sign(&Secret::new(secret), &body));
+    Ok(())
+}

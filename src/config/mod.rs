@@ -1,0 +1,474 @@
+//! Configuration: embedded defaults → file → `FINHOOK_` environment, parsed once, then validated
+//! without IO. Secrets are resolved (files read) separately, in [`Config::resolve_sources`].
+
+pub mod ip;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize, Serializer};
+
+pub use self::ip::IpRange;
+pub use self::secret::{Secret, REDACTED};
+use crate::providers::ProviderKind;
+
+/// The commented defaults, which double as the reference for every key.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Librdkafka settings finhook's guarantees rest on; the passthrough may not change them.
+const PINNED_KAFKA_PROPERTIES: &[&str] = &["enable.idempotence", "acks", "request.required.acks"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub kafka: KafkaConfig,
+    /// Webhook sources by name; each is served at `POST /webhooks/{name}`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest accepted body unless a source overrides it.
+    pub body_limit_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed when checking a source's `allowed_ips`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The operations listener: /metrics, /healthz, /readyz.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers; ignored when `embedded`.
+    pub brokers: String,
+    /// Run librdkafka's mock cluster in process (trying finhook without Kafka).
+    pub embedded: bool,
+    /// How long a webhook waits for the broker's acknowledgement before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// `Retry-After` on every 503, in seconds.
+    pub retry_after_seconds: u32,
+    pub compression: Compression,
+    pub client_id: String,
+    /// How often broker reachability is probed for /readyz.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    pub topics: TopicsConfig,
+    /// First matching route wins; no match → `topics.default`.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Raw librdkafka properties, applied last.
+    #[serde(default, serialize_with = "serialize_redacted_properties")]
+    pub properties: BTreeMap<String, PropertyValue>,
+    /// Librdkafka properties read from files (e.g. `"sasl.password" = "/run/secrets/kafka"`).
+    #[serde(default)]
+    pub property_files: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub default: String,
+    pub dead_letter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Matches canonical types starting with this, e.g. `io.finhook.connection.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+    pub topic: String,
+}
+
+/// A librdkafka property value; TOML integers and booleans are accepted and passed as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropertyValue::Text(text) => f.write_str(text),
+            PropertyValue::Integer(number) => write!(f, "{number}"),
+            PropertyValue::Boolean(flag) => write!(f, "{flag}"),
+        }
+    }
+}
+
+/// Librdkafka property names that hold credentials (`sasl.password`, `ssl.key.pem`, ...).
+pub fn is_sensitive_kafka_property(name: &str) -> bool {
+    ["password", "secret", "key.pem", "token", "jaas"]
+        .iter()
+        .any(|marker| name.contains(marker))
+}
+
+fn serialize_redacted_properties<S: Serializer>(
+    properties: &BTreeMap<String, PropertyValue>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let redacted: BTreeMap<&str, String> = properties
+        .iter()
+        .map(|(name, value)| {
+            let shown = if is_sensitive_kafka_property(name) {
+                REDACTED.to_owned()
+            } else {
+                value.to_string()
+            };
+            (name.as_str(), shown)
+        })
+        .collect();
+    redacted.serialize(serializer)
+}
+
+/// How a Linxo source authenticates its caller (Linxo signs nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// HTTP Basic: `username` and the secret as password.
+    Basic,
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// Anyone may post. Must be chosen explicitly; warned about at start.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: ProviderKind,
+    /// Linxo only: how callers authenticate. Bridge sources are authenticated by signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMode>,
+    /// Linxo with `auth = "basic"`: the expected user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Bridge: the webhook's signing secret. Linxo: the Basic password or bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The secret being rotated out, still accepted (Bridge keeps it valid for 24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_file: Option<PathBuf>,
+    /// Client addresses allowed to post; empty allows any.
+    #[serde(default)]
+    pub allowed_ips: Vec<IpRange>,
+    /// Overrides `server.body_limit_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_limit_bytes: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("cannot read the file given by `{key}` ({path}): {source}")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Defaults, then `path` if given, then the `FINHOOK_` environment.
+    pub fn figment(path: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment.merge(Env::prefixed("FINHOOK_").split("__"))
+    }
+
+    /// Loads and validates the configuration.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+        }
+        Self::from_figment(Self::figment(path))
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked without IO; every message names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.body_limit_bytes == 0 {
+            problems.push("server.body_limit_bytes: must be greater than 0".to_owned());
+        }
+        self.validate_kafka(&mut problems);
+        for (name, source) in &self.sources {
+            source.validate(name, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn validate_kafka(&self, problems: &mut Vec<String>) {
+        let kafka = &self.kafka;
+        if !kafka.embedded && kafka.brokers.trim().is_empty() {
+            problems.push(
+                "kafka.brokers: must name at least one broker unless kafka.embedded = true"
+                    .to_owned(),
+            );
+        }
+        if kafka.ack_timeout.is_zero() || kafka.ack_timeout > Duration::from_secs(120) {
+            problems.push("kafka.ack_timeout: must be between 1ms and 120s".to_owned());
+        }
+        if kafka.health_interval.is_zero() {
+            problems.push("kafka.health_interval: must be greater than 0".to_owned());
+        }
+        if kafka.client_id.is_empty() {
+            problems.push("kafka.client_id: must not be empty".to_owned());
+        }
+        check_topic_name("kafka.topics.default", &kafka.topics.default, problems);
+        check_topic_name(
+            "kafka.topics.dead_letter",
+            &kafka.topics.dead_letter,
+            problems,
+        );
+        for (index, route) in kafka.routes.iter().enumerate() {
+            check_topic_name(
+                &format!("kafka.routes[{index}].topic"),
+                &route.topic,
+                problems,
+            );
+            if route.type_prefix.is_none() && route.provider.is_none() {
+                problems.push(format!(
+                    "kafka.routes[{index}]: give `type_prefix`, `provider` or both, or it matches everything"
+                ));
+            }
+        }
+        let passthrough = kafka.properties.keys().chain(kafka.property_files.keys());
+        for name in passthrough {
+            if PINNED_KAFKA_PROPERTIES.contains(&name.as_str()) {
+                problems.push(format!(
+                    "kafka.properties.\"{name}\": finhook always sets enable.idempotence=true and acks=all; remove it"
+                ));
+            }
+        }
+    }
+
+    /// Reads secret files and Kafka property files: the only IO in configuration.
+    pub fn resolve_kafka_properties(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut resolved: Vec<(String, String)> = self
+            .kafka
+            .properties
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_string()))
+            .collect();
+        for (name, path) in &self.kafka.property_files {
+            let value = Secret::from_file(path).map_err(|source| ConfigError::SecretFile {
+                key: format!("kafka.property_files.\"{name}\""),
+                path: path.clone(),
+                source,
+            })?;
+            resolved.push((name.clone(), value.expose().to_owned()));
+        }
+        Ok(resolved)
+    }
+
+    /// The configuration as `check-config` prints it: TOML with every secret redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+}
+
+fn check_topic_name(key: &str, topic: &str, problems: &mut Vec<String>) {
+    let valid = !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        problems.push(format!(
+            "{key}: `{topic}` is not a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-')"
+        ));
+    }
+}
+
+/// Source names become URL path segments and metric label values: keep them small and plain.
+pub fn is_valid_source_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+impl SourceConfig {
+    fn validate(&self, name: &str, problems: &mut Vec<String>) {
+        let key = format!("sources.{name}");
+        if !is_valid_source_name(name) {
+            problems.push(format!(
+                "{key}: source names are 1-64 characters of a-z, 0-9, '_' and '-'"
+            ));
+        }
+        if self.secret.is_some() && self.secret_file.is_some() {
+            problems.push(format!("{key}: give `secret` or `secret_file`, not both"));
+        }
+        if self.previous_secret.is_some() && self.previous_secret_file.is_some() {
+            problems.push(format!(
+                "{key}: give `previous_secret` or `previous_secret_file`, not both"
+            ));
+        }
+        if self.body_limit_bytes == Some(0) {
+            problems.push(format!("{key}.body_limit_bytes: must be greater than 0"));
+        }
+        let has_secret = self.secret.is_some() || self.secret_file.is_some();
+        match self.kind {
+            ProviderKind::Bridge => {
+                if self.auth.is_some() {
+                    problems.push(format!(
+                        "{key}.auth: bridge sources are authenticated by their BridgeApi-Signature; remove `auth`"
+                    ));
+                }
+                if self.username.is_some() {
+                    problems.push(format!(
+                        "{key}.username: only linxo sources with auth = \"basic\" take a username"
+                    ));
+                }
+                if !has_secret {
+                    problems.push(format!(
+                        "{key}.secret: a bridge source needs its webhook secret (`secret` or `secret_file`)"
+                    ));
+                }
+            }
+            ProviderKind::Linxo => match self.auth {
+                None => problems.push(format!(
+                    "{key}.auth: required for linxo sources; one of \"basic\", \"bearer\", \"none\""
+                )),
+                Some(AuthMode::Basic) => {
+                    if self.username.as_deref().unwrap_or("").is_empty() {
+                        problems.push(format!("{key}.username: required with auth = \"basic\""));
+                    }
+                    if !has_secret {
+                        problems.push(format!(
+                            "{key}.secret: required with auth = \"basic\" (the password)"
+                        ));
+                    }
+                }
+                Some(AuthMode::Bearer) => {
+                    if self.username.is_some() {
+                        problems.push(format!("{key}.username: only used with auth = \"basic\""));
+                    }
+                    if !has_secret {
+                        problems.push(format!(
+                            "{key}.secret: required with auth = \"bearer\" (the token)"
+                        ));
+                    }
+                }
+                Some(AuthMode::None) => {
+                    if has_secret || self.username.is_some() {
+                        problems.push(format!(
+                            "{key}: auth = \"none\" takes no `username` or `secret`"
+                        ));
+                    }
+                }
+            },
+        }
+    }
+
+    /// The accepted secrets, current first, with files read.
+    pub fn resolve_secrets(&self, name: &str) -> Result<Vec<Secret>, ConfigError> {
+        let read = |key: &str, inline: &Option<Secret>, file: &Option<PathBuf>| {
+            secret::resolve(inline, file).map_err(|source| ConfigError::SecretFile {
+                key: format!("sources.{name}.{key}_file"),
+                path: file.clone().unwrap_or_default(),
+                source,
+            })
+        };
+        let current = read("secret", &self.secret, &self.secret_file)?;
+        let previous = read(
+            "previous_secret",
+            &self.previous_secret,
+            &self.previous_secret_file,
+        )?;
+        let secrets: Vec<Secret> = current.into_iter().chain(previous).collect();
+        if secrets.iter().any(|secret| secret.expose().is_empty()) {
+            return Err(ConfigError::Invalid(vec![format!(
+                "sources.{name}.secret: an empty secret would accept anyone"
+            )]));
+        }
+        Ok(secrets)
+    }
+}
+
+#[cfg(test)]
+mod tests;

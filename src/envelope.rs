@@ -1,0 +1,278 @@
+//! The envelope every consumer sees: a CloudEvents 1.0 event in structured JSON mode, with the
+//! same attributes as `ce_*` Kafka headers (the CloudEvents Kafka protocol binding).
+//!
+//! docs/envelope.md is the consumer-facing description; schemas/envelope.schema.json is checked
+//! against every envelope the tests produce.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::providers::{EventFacts, ProviderKind};
+
+/// `content-type` of a structured-mode record.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+/// Provider payloads are JSON, carried unchanged in `data`.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+pub const SPEC_VERSION: &str = "1.0";
+
+/// Canonical, provider-neutral event types. All share the `io.finhook.` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ConnectionCreated,
+    ConnectionUpdated,
+    ConnectionDeleted,
+    ConnectionSyncSucceeded,
+    ConnectionSyncFailed,
+    ConnectionActionRequired,
+    AccountCreated,
+    AccountUpdated,
+    AccountDeleted,
+    UserDeleted,
+    PaymentTransactionCreated,
+    PaymentTransactionUpdated,
+    PaymentLinkUpdated,
+    Test,
+    /// A provider event finhook has no canonical name for: still published, never dropped.
+    Unmapped,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 15] = [
+        EventType::ConnectionCreated,
+        EventType::ConnectionUpdated,
+        EventType::ConnectionDeleted,
+        EventType::ConnectionSyncSucceeded,
+        EventType::ConnectionSyncFailed,
+        EventType::ConnectionActionRequired,
+        EventType::AccountCreated,
+        EventType::AccountUpdated,
+        EventType::AccountDeleted,
+        EventType::UserDeleted,
+        EventType::PaymentTransactionCreated,
+        EventType::PaymentTransactionUpdated,
+        EventType::PaymentLinkUpdated,
+        EventType::Test,
+        EventType::Unmapped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ConnectionCreated => "io.finhook.connection.created",
+            EventType::ConnectionUpdated => "io.finhook.connection.updated",
+            EventType::ConnectionDeleted => "io.finhook.connection.deleted",
+            EventType::ConnectionSyncSucceeded => "io.finhook.connection.sync.succeeded",
+            EventType::ConnectionSyncFailed => "io.finhook.connection.sync.failed",
+            EventType::ConnectionActionRequired => "io.finhook.connection.action_required",
+            EventType::AccountCreated => "io.finhook.account.created",
+            EventType::AccountUpdated => "io.finhook.account.updated",
+            EventType::AccountDeleted => "io.finhook.account.deleted",
+            EventType::UserDeleted => "io.finhook.user.deleted",
+            EventType::PaymentTransactionCreated => "io.finhook.payment.transaction.created",
+            EventType::PaymentTransactionUpdated => "io.finhook.payment.transaction.updated",
+            EventType::PaymentLinkUpdated => "io.finhook.payment.link.updated",
+            EventType::Test => "io.finhook.test",
+            EventType::Unmapped => "io.finhook.unmapped",
+        }
+    }
+}
+
+/// How an event reached finhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ingress {
+    Webhook,
+    Queue,
+}
+
+impl Ingress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ingress::Webhook => "webhook",
+            Ingress::Queue => "queue",
+        }
+    }
+}
+
+/// Where an event came from: known before its body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub provider: ProviderKind,
+    /// The configured source (webhook endpoint or poller) name.
+    pub source_name: &'a str,
+    pub ingress: Ingress,
+    pub received_at: OffsetDateTime,
+}
+
+impl Origin<'_> {
+    /// The CloudEvents `source`: provider and configured source, e.g. `finhook://bridge/main`.
+    pub fn source_uri(&self) -> String {
+        format!("finhook://{}/{}", self.provider, self.source_name)
+    }
+}
+
+/// A derived event id for providers without one: the same provider and bytes give the same id,
+/// so a provider's retry of an event is recognisable downstream.
+pub fn derived_id(provider: ProviderKind, raw: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(provider.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(raw);
+    hex::encode(hasher.finalize())
+}
+
+/// One CloudEvent. `data` borrows the provider's bytes: they are forwarded, never re-encoded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope<'a> {
+    pub specversion: &'static str,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    pub datacontenttype: &'static str,
+    pub provider: ProviderKind,
+    pub providertype: String,
+    pub ingress: Ingress,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectionid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channelid: Option<String>,
+    pub partitionkey: String,
+    pub receivedtime: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accountcount: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accountstruncated: Option<bool>,
+    pub data: &'a RawValue,
+    /// Not serialized: kept for routing and the lag metric.
+    #[serde(skip)]
+    pub canonical: EventType,
+    #[serde(skip)]
+    pub event_time: Option<OffsetDateTime>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Builds the envelope for one provider event whose exact bytes are `raw` and JSON `data`.
+    pub fn new(origin: &Origin<'_>, facts: EventFacts, raw: &[u8], data: &'a RawValue) -> Self {
+        let id = facts
+            .provider_event_id
+            .unwrap_or_else(|| derived_id(origin.provider, raw));
+        let key_part = facts
+            .connection_id
+            .clone()
+            .or(facts.fallback_key)
+            .unwrap_or_else(|| format!("event:{id}"));
+        Envelope {
+            specversion: SPEC_VERSION,
+            source: origin.source_uri(),
+            event_type: facts.event_type.as_str(),
+            subject: facts.connection_id.clone(),
+            time: facts.time.map(rfc3339),
+            datacontenttype: DATA_CONTENT_TYPE,
+            provider: origin.provider,
+            providertype: facts.provider_type,
+            ingress: origin.ingress,
+            connectionid: facts.connection_id,
+            userid: facts.user_id,
+            channelid: facts.channel_id,
+            partitionkey: format!("{}:{key_part}", origin.provider),
+            receivedtime: rfc3339(origin.received_at),
+            reason: facts.reason,
+            accountcount: facts.account_count,
+            accountstruncated: facts.accounts_truncated,
+            data,
+            canonical: facts.event_type,
+            event_time: facts.time,
+            id,
+        }
+    }
+
+    /// The Kafka record value: the whole event as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an envelope always serializes")
+    }
+
+    /// Kafka headers: `content-type` for structured mode, then every attribute but `data` as
+    /// `ce_<name>`, so consumers can filter without parsing the value.
+    pub fn kafka_headers(&self) -> Vec<(String, String)> {
+        let mut headers = vec![
+            (
+                "content-type".to_owned(),
+                STRUCTURED_CONTENT_TYPE.to_owned(),
+            ),
+            ("ce_specversion".to_owned(), self.specversion.to_owned()),
+            ("ce_id".to_owned(), self.id.clone()),
+            ("ce_source".to_owned(), self.source.clone()),
+            ("ce_type".to_owned(), self.event_type.to_owned()),
+            (
+                "ce_datacontenttype".to_owned(),
+                self.datacontenttype.to_owned(),
+            ),
+            ("ce_provider".to_owned(), self.provider.as_str().to_owned()),
+            ("ce_providertype".to_owned(), self.providertype.clone()),
+            ("ce_ingress".to_owned(), self.ingress.as_str().to_owned()),
+            ("ce_partitionkey".to_owned(), self.partitionkey.clone()),
+            ("ce_receivedtime".to_owned(), self.receivedtime.clone()),
+        ];
+        let optional = [
+            ("ce_subject", self.subject.clone()),
+            ("ce_time", self.time.clone()),
+            ("ce_connectionid", self.connectionid.clone()),
+            ("ce_userid", self.userid.clone()),
+            ("ce_channelid", self.channelid.clone()),
+            ("ce_reason", self.reason.clone()),
+            (
+                "ce_accountcount",
+                self.accountcount.map(|count| count.to_string()),
+            ),
+            (
+                "ce_accountstruncated",
+                self.accountstruncated.map(|flag| flag.to_string()),
+            ),
+        ];
+        headers.extend(
+            optional
+                .into_iter()
+                .filter_map(|(name, value)| Some((name.to_owned(), value?))),
+        );
+        headers
+    }
+}
+
+/// RFC 3339 in UTC, as CloudEvents `time` requires.
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    time.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .expect("a UTC time within range always formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_id_depends_on_provider_and_every_byte() {
+        let one = derived_id(ProviderKind::Bridge, b"{}");
+        assert_eq!(one, derived_id(ProviderKind::Bridge, b"{}"));
+        assert_ne!(one, derived_id(ProviderKind::Linxo, b"{}"));
+        assert_ne!(one, derived_id(ProviderKind::Bridge, b"{} "));
+    }
+
+    #[test]
+    fn every_type_shares_the_prefix_and_is_distinct() {
+        let names: std::collections::HashSet<_> =
+            EventType::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(names.len(), EventType::ALL.len());
+        assert!(names.iter().all(|name| name.starts_with("io.finhook.")));
+    }
+}

@@ -1,0 +1,103 @@
+//! The one place errors become HTTP statuses, and are logged.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::ingest::IngestError;
+use crate::metrics::WebhookOutcome;
+use crate::publish::PublishError;
+use crate::sources::AuthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no webhook source of that name")]
+    UnknownSource,
+    #[error("use POST")]
+    MethodNotAllowed,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error(transparent)]
+    Auth(AuthError),
+    #[error("kafka is unavailable ({}); retry later", .error.reason())]
+    Unavailable {
+        error: PublishError,
+        retry_after_seconds: u32,
+    },
+}
+
+impl ApiError {
+    pub fn from_ingest(error: IngestError, retry_after_seconds: u32) -> Self {
+        match error {
+            IngestError::Auth(error) => ApiError::Auth(error),
+            IngestError::Publish(error) => ApiError::Unavailable {
+                error,
+                retry_after_seconds,
+            },
+        }
+    }
+
+    pub fn outcome(&self) -> WebhookOutcome {
+        match self {
+            ApiError::UnknownSource => WebhookOutcome::NotFound,
+            ApiError::MethodNotAllowed => WebhookOutcome::MethodNotAllowed,
+            ApiError::PayloadTooLarge { .. } => WebhookOutcome::PayloadTooLarge,
+            ApiError::BadRequest(_) => WebhookOutcome::BadRequest,
+            ApiError::Auth(AuthError::AddressNotAllowed) => WebhookOutcome::Forbidden,
+            ApiError::Auth(_) => WebhookOutcome::Unauthorized,
+            ApiError::Unavailable { .. } => WebhookOutcome::Unavailable,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownSource => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Auth(AuthError::AddressNotAllowed) => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let outcome = self.outcome().as_str();
+        // The message names what was wrong, never a value from the request or a secret.
+        match &self {
+            ApiError::Unavailable { error, .. } => {
+                tracing::warn!(outcome, %error, "webhook answered 503")
+            }
+            ApiError::Auth(error) => tracing::warn!(outcome, %error, "webhook refused"),
+            other => tracing::debug!(outcome, error = %other, "webhook refused"),
+        }
+        let body = Json(json!({ "error": outcome, "message": self.to_string() }));
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unavailable {
+                retry_after_seconds,
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            ApiError::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            ApiError::Auth(AuthError::MissingCredentials | AuthError::WrongCredentials) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"finhook\", Bearer"),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,50 @@
+//! HTTP: the webhook router (providers post here) and the operations router (metrics, health),
+//! served on separate listeners.
+
+mod client_ip;
+mod error;
+mod ops;
+mod webhook;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use self::client_ip::client_address;
+pub use self::error::ApiError;
+use crate::config::IpRange;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::sources::Sources;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub sources: Sources,
+    pub publisher: Arc<Publisher>,
+    pub metrics: Metrics,
+    pub trusted_proxies: Arc<[IpRange]>,
+    pub retry_after_seconds: u32,
+}
+
+/// `POST /webhooks/{source}`; any other method there is 405, any other path 404.
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/{source}",
+            post(webhook::receive).fallback(webhook::wrong_method),
+        )
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// `/metrics`, `/healthz`, `/readyz`.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(ops::not_found)
+        .with_state(state)
+}

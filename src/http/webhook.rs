@@ -1,0 +1,130 @@
+//! `POST /webhooks/{source}`: a short adapter from HTTP to [`crate::ingest`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::client_ip::client_address;
+use super::error::ApiError;
+use super::AppState;
+use crate::ingest::{ingest_webhook, Ingested};
+use crate::metrics::{WebhookOutcome, UNKNOWN_SOURCE};
+use crate::sources::Source;
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let Some(source) = state.sources.get(&source_name).cloned() else {
+        return finish(
+            &state,
+            UNKNOWN_SOURCE,
+            started,
+            Err(ApiError::UnknownSource),
+        );
+    };
+    let result = handle(&state, &source, request).await;
+    finish(&state, &source.name, started, result)
+}
+
+/// Any method but POST on a webhook path.
+pub async fn wrong_method(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+) -> Response {
+    let label = state
+        .sources
+        .get(&source_name)
+        .map_or(UNKNOWN_SOURCE, |source| source.name.as_str());
+    finish(
+        &state,
+        label,
+        Instant::now(),
+        Err(ApiError::MethodNotAllowed),
+    )
+}
+
+async fn handle(
+    state: &AppState,
+    source: &Arc<Source>,
+    request: Request,
+) -> Result<Ingested, ApiError> {
+    let received_at = OffsetDateTime::now_utc();
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let client = client_address(peer, &parts.headers, &state.trusted_proxies);
+    source
+        .authenticate_request(client, &parts.headers)
+        .map_err(ApiError::Auth)?;
+    let body = read_body(body, &parts.headers, source.body_limit).await?;
+    ingest_webhook(
+        &state.publisher,
+        &state.metrics,
+        source,
+        &parts.headers,
+        &body,
+        received_at,
+    )
+    .await
+    .map_err(|error| ApiError::from_ingest(error, state.retry_after_seconds))
+}
+
+/// Reads at most `limit` bytes; a declared or actual larger body is refused without reading on.
+async fn read_body(
+    body: Body,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest("the request body could not be read")
+        }
+    })
+}
+
+fn finish(
+    state: &AppState,
+    source: &str,
+    started: Instant,
+    result: Result<Ingested, ApiError>,
+) -> Response {
+    let (outcome, response) = match result {
+        Ok(Ingested::Published { id }) => (
+            WebhookOutcome::Accepted,
+            Json(json!({ "status": "accepted", "id": id })).into_response(),
+        ),
+        Ok(Ingested::DeadLettered { id, reason }) => (
+            WebhookOutcome::DeadLettered,
+            Json(json!({ "status": "dead_lettered", "id": id, "reason": reason })).into_response(),
+        ),
+        Err(error) => (error.outcome(), error.into_response()),
+    };
+    state
+        .metrics
+        .webhook_finished(source, outcome, started.elapsed());
+    response
+}

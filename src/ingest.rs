@@ -1,0 +1,68 @@
+//! The webhook pipeline after extraction, free of HTTP types: verify → normalize → publish.
+//! A body that is authenticated but not understood goes to the dead-letter topic instead.
+
+use http::HeaderMap;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::envelope::{Envelope, Ingress, Origin};
+use crate::metrics::Metrics;
+use crate::providers::{self, NormalizeError};
+use crate::publish::{DeadLetter, PublishError, Publisher};
+use crate::sources::{AuthError, Source};
+
+/// What happened to an accepted webhook; both are answered 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// The envelope is on Kafka.
+    Published { id: String },
+    /// Not understood; the raw body is on the dead-letter topic.
+    DeadLettered { id: String, reason: &'static str },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Handles one webhook body whose request already passed [`Source::authenticate_request`].
+pub async fn ingest_webhook(
+    publisher: &Publisher,
+    metrics: &Metrics,
+    source: &Source,
+    headers: &HeaderMap,
+    body: &[u8],
+    received_at: OffsetDateTime,
+) -> Result<Ingested, IngestError> {
+    source.authenticate_body(headers, body)?;
+    let origin = Origin {
+        provider: source.kind,
+        source_name: &source.name,
+        ingress: Ingress::Webhook,
+        received_at,
+    };
+    let understood = serde_json::from_slice::<&RawValue>(body)
+        .map_err(NormalizeError::from_serde)
+        .and_then(|data| Ok((data, providers::normalize_webhook(source.kind, body)?)));
+    match understood {
+        Ok((data, facts)) => {
+            let envelope = Envelope::new(&origin, facts, body, data);
+            publisher.publish_event(&envelope).await?;
+            Ok(Ingested::Published { id: envelope.id })
+        }
+        Err(error) => {
+            let reason = error.reason_code();
+            let letter = DeadLetter::new(origin, reason, error.to_string(), body, headers);
+            publisher.publish_dead_letter(&letter).await?;
+            metrics.dead_lettered(&source.name, reason);
+            tracing::warn!(source = %source.name, reason, %error, id = %letter.id, "webhook dead-lettered");
+            Ok(Ingested::DeadLettered {
+                id: letter.id,
+                reason,
+            })
+        }
+    }
+}

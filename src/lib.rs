@@ -1,0 +1,40 @@
+//! finhook: open-banking provider events into Kafka, as CloudEvents.
+//!
+//! # Flow
+//!
+//! ```text
+//! provider POST /webhooks/{source} ─► http ─► sources (authenticate: address, credentials,
+//!                                             Bridge signature on the raw bytes)
+//!                                          ─► providers (read the event: EventFacts)
+//!                                          ─► envelope (CloudEvents 1.0, structured JSON)
+//!                                          ─► publish (Kafka, idempotent, acks=all)
+//!                                          ─► 200 only after the broker's acknowledgement
+//! ```
+//!
+//! Authenticated input that cannot be read goes to the dead-letter topic with its raw bytes.
+//!
+//! # Layout
+//!
+//! - [`config`]: embedded defaults → file → `FINHOOK_` environment; validation; secrets.
+//! - [`providers`]: one file per aggregator (Bridge, Linxo): signature checks and normalizers.
+//! - [`envelope`]: the CloudEvents envelope, canonical types and Kafka headers.
+//! - [`sources`]: configured webhook sources resolved for request authentication.
+//! - [`ingest`]: the pipeline after HTTP extraction, testable without axum.
+//! - [`http`]: routers, the webhook handler, the one place errors become statuses.
+//! - [`publish`]: the Kafka producer, routing, dead letters, health, the embedded broker.
+//! - [`metrics`], [`telemetry`], [`shutdown`]: operations.
+//! - [`app`]: wiring; [`cli`] and [`tail`]: the command line.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod providers;
+pub mod publish;
+pub mod shutdown;
+pub mod sources;
+pub mod tail;
+pub mod telemetry;

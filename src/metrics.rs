@@ -1,0 +1,311 @@
+//! Prometheus metrics, registered into a registry that is passed in (tests read their own).
+//!
+//! Every label takes its values from a small fixed set: configured source names, outcomes,
+//! providers, canonical types, reasons. Never an id, a path or an address.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::envelope::{EventType, Ingress};
+use crate::providers::ProviderKind;
+
+/// Label value for requests to a path that names no configured source.
+pub const UNKNOWN_SOURCE: &str = "unknown";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+];
+
+/// How a webhook request ended; the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// Published and acknowledged: 200.
+    Accepted,
+    /// Authenticated but not understood; on the dead-letter topic: 200.
+    DeadLettered,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    BadRequest,
+    /// Kafka not ready, slow or failing: 503.
+    Unavailable,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [WebhookOutcome; 9] = [
+        WebhookOutcome::Accepted,
+        WebhookOutcome::DeadLettered,
+        WebhookOutcome::Unauthorized,
+        WebhookOutcome::Forbidden,
+        WebhookOutcome::NotFound,
+        WebhookOutcome::PayloadTooLarge,
+        WebhookOutcome::MethodNotAllowed,
+        WebhookOutcome::BadRequest,
+        WebhookOutcome::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Accepted => "accepted",
+            WebhookOutcome::DeadLettered => "dead_lettered",
+            WebhookOutcome::Unauthorized => "unauthorized",
+            WebhookOutcome::Forbidden => "forbidden",
+            WebhookOutcome::NotFound => "not_found",
+            WebhookOutcome::PayloadTooLarge => "payload_too_large",
+            WebhookOutcome::MethodNotAllowed => "method_not_allowed",
+            WebhookOutcome::BadRequest => "bad_request",
+            WebhookOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Which kind of record a Kafka measurement is about; the `record` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Event,
+    DeadLetter,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Event => "event",
+            RecordKind::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `finhook_webhook_requests_total{source, outcome}`.
+    webhook_requests: IntCounterVec,
+    /// `finhook_webhook_request_duration_seconds{source, outcome}`: arrival to answer.
+    webhook_duration: HistogramVec,
+    /// `finhook_kafka_ack_duration_seconds{record}`: produce call to delivery report.
+    kafka_ack_duration: HistogramVec,
+    /// `finhook_event_lag_seconds{provider, ingress}`: provider's event time to Kafka ack.
+    event_lag: HistogramVec,
+    /// `finhook_events_published_total{provider, ingress, type}`.
+    events_published: IntCounterVec,
+    /// `finhook_publish_failures_total{record, reason}`: timeout, queue_full, broker, not_ready.
+    publish_failures: IntCounterVec,
+    /// `finhook_publish_retries_total{reason}`: sends repeated before an outcome; `broker` is
+    /// librdkafka's own resends, read from its statistics.
+    publish_retries: IntCounterVec,
+    /// `finhook_dead_letters_total{source, reason}`.
+    dead_letters: IntCounterVec,
+    /// `finhook_kafka_ready`: 1 when a broker answered the last health probe.
+    kafka_ready: IntGauge,
+    /// `finhook_kafka_fatal_error`: 1 once the producer hit an unrecoverable error.
+    kafka_fatal: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(registry: Registry) -> prometheus::Result<Self> {
+        let webhook_requests = IntCounterVec::new(
+            Opts::new(
+                "finhook_webhook_requests_total",
+                "Webhook requests by source and outcome.",
+            ),
+            &["source", "outcome"],
+        )?;
+        let webhook_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "finhook_webhook_request_duration_seconds",
+                "Time from a webhook's arrival to its answer.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["source", "outcome"],
+        )?;
+        let kafka_ack_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "finhook_kafka_ack_duration_seconds",
+                "Time from producing a record to Kafka's acknowledgement.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["record"],
+        )?;
+        let event_lag = HistogramVec::new(
+            HistogramOpts::new(
+                "finhook_event_lag_seconds",
+                "Time from the provider's event time to Kafka's acknowledgement.",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+            &["provider", "ingress"],
+        )?;
+        let events_published = IntCounterVec::new(
+            Opts::new(
+                "finhook_events_published_total",
+                "Events acknowledged by Kafka.",
+            ),
+            &["provider", "ingress", "type"],
+        )?;
+        let publish_failures = IntCounterVec::new(
+            Opts::new(
+                "finhook_publish_failures_total",
+                "Records Kafka did not acknowledge.",
+            ),
+            &["record", "reason"],
+        )?;
+        let publish_retries = IntCounterVec::new(
+            Opts::new(
+                "finhook_publish_retries_total",
+                "Record sends that were repeated.",
+            ),
+            &["reason"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "finhook_dead_letters_total",
+                "Authenticated inputs written to the dead-letter topic.",
+            ),
+            &["source", "reason"],
+        )?;
+        let kafka_ready = IntGauge::new("finhook_kafka_ready", "1 when Kafka is reachable.")?;
+        let kafka_fatal = IntGauge::new(
+            "finhook_kafka_fatal_error",
+            "1 once the Kafka producer hit an unrecoverable error; the process needs a restart.",
+        )?;
+        // `finhook_build_info{version}`: always 1; the registry keeps it alive.
+        let build_info = IntGaugeVec::new(
+            Opts::new("finhook_build_info", "The running finhook version."),
+            &["version"],
+        )?;
+
+        registry.register(Box::new(webhook_requests.clone()))?;
+        registry.register(Box::new(webhook_duration.clone()))?;
+        registry.register(Box::new(kafka_ack_duration.clone()))?;
+        registry.register(Box::new(event_lag.clone()))?;
+        registry.register(Box::new(events_published.clone()))?;
+        registry.register(Box::new(publish_failures.clone()))?;
+        registry.register(Box::new(publish_retries.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(kafka_ready.clone()))?;
+        registry.register(Box::new(kafka_fatal.clone()))?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        Ok(Self {
+            registry,
+            webhook_requests,
+            webhook_duration,
+            kafka_ack_duration,
+            event_lag,
+            events_published,
+            publish_failures,
+            publish_retries,
+            dead_letters,
+            kafka_ready,
+            kafka_fatal,
+        })
+    }
+
+    /// Creates every series a dashboard expects for these sources, at zero, so rates and alerts
+    /// work before the first request of each kind.
+    pub fn register_sources<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        for source in sources {
+            for outcome in WebhookOutcome::ALL {
+                self.webhook_requests
+                    .with_label_values(&[source, outcome.as_str()]);
+            }
+        }
+        for provider in ProviderKind::ALL {
+            for ingress in [Ingress::Webhook, Ingress::Queue] {
+                self.event_lag
+                    .with_label_values(&[provider.as_str(), ingress.as_str()]);
+            }
+        }
+        for record in [RecordKind::Event, RecordKind::DeadLetter] {
+            self.kafka_ack_duration
+                .with_label_values(&[record.as_str()]);
+        }
+        self.publish_retries.with_label_values(&["broker"]);
+    }
+
+    pub fn webhook_finished(&self, source: &str, outcome: WebhookOutcome, elapsed: Duration) {
+        let labels = [source, outcome.as_str()];
+        self.webhook_requests.with_label_values(&labels).inc();
+        self.webhook_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn kafka_acknowledged(&self, record: RecordKind, elapsed: Duration) {
+        self.kafka_ack_duration
+            .with_label_values(&[record.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// An event is on Kafka: count it, and how long after the provider's event time.
+    pub fn event_published(
+        &self,
+        provider: ProviderKind,
+        ingress: Ingress,
+        event_type: EventType,
+        lag: Option<Duration>,
+    ) {
+        self.events_published
+            .with_label_values(&[provider.as_str(), ingress.as_str(), event_type.as_str()])
+            .inc();
+        if let Some(lag) = lag {
+            self.event_lag
+                .with_label_values(&[provider.as_str(), ingress.as_str()])
+                .observe(lag.as_secs_f64());
+        }
+    }
+
+    pub fn publish_failed(&self, record: RecordKind, reason: &'static str) {
+        self.publish_failures
+            .with_label_values(&[record.as_str(), reason])
+            .inc();
+    }
+
+    pub fn publish_retried(&self, reason: &'static str, count: u64) {
+        self.publish_retries
+            .with_label_values(&[reason])
+            .inc_by(count);
+    }
+
+    pub fn dead_lettered(&self, source: &str, reason: &'static str) {
+        self.dead_letters.with_label_values(&[source, reason]).inc();
+    }
+
+    pub fn set_kafka_ready(&self, ready: bool) {
+        self.kafka_ready.set(i64::from(ready));
+    }
+
+    pub fn set_kafka_fatal(&self) {
+        self.kafka_fatal.set(1);
+    }
+
+    /// The text exposition of every registered collector.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}

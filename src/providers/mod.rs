@@ -1,0 +1,223 @@
+//! Providers: one file per aggregator, each turning its raw events into [`EventFacts`].
+//!
+//! Adding a provider means its own file here, a variant of [`ProviderKind`], one arm in
+//! [`normalize_webhook`], its fixtures and its configuration.
+
+pub mod bridge;
+pub mod linxo;
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+
+use crate::envelope::EventType;
+
+/// The kinds of webhook source finhook understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Bridge,
+    Linxo,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 2] = [ProviderKind::Bridge, ProviderKind::Linxo];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Bridge => "bridge",
+            ProviderKind::Linxo => "linxo",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a provider reads out of one event; [`crate::envelope::Envelope::new`] adds the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFacts {
+    /// The provider's own event id, when it has one (Linxo does, Bridge does not).
+    pub provider_event_id: Option<String>,
+    pub event_type: EventType,
+    /// The provider's name for the event, kept verbatim.
+    pub provider_type: String,
+    /// When the provider says the event happened.
+    pub time: Option<OffsetDateTime>,
+    pub connection_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Linxo's `channel_definition_id`.
+    pub channel_id: Option<String>,
+    /// Ordering key for events without a connection, e.g. `user:<uuid>`.
+    pub fallback_key: Option<String>,
+    /// Why a sync failed or needs the user (a provider status code or name).
+    pub reason: Option<String>,
+    /// Linxo: accounts on the connection, and whether the event's list left them out (>100).
+    pub account_count: Option<u64>,
+    pub accounts_truncated: Option<bool>,
+}
+
+impl EventFacts {
+    pub fn new(event_type: EventType, provider_type: impl Into<String>) -> Self {
+        Self {
+            provider_event_id: None,
+            event_type,
+            provider_type: provider_type.into(),
+            time: None,
+            connection_id: None,
+            user_id: None,
+            channel_id: None,
+            fallback_key: None,
+            reason: None,
+            account_count: None,
+            accounts_truncated: None,
+        }
+    }
+}
+
+/// Why an authenticated body could not be understood; it goes to the dead-letter topic.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NormalizeError {
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("required field `{0}` is missing or has the wrong type")]
+    MissingField(&'static str),
+}
+
+impl NormalizeError {
+    /// A metric label and dead-letter header value from a fixed set.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            NormalizeError::InvalidJson(_) => "invalid_json",
+            NormalizeError::NotAnObject => "not_an_object",
+            NormalizeError::MissingField(_) => "missing_field",
+        }
+    }
+
+    pub const REASON_CODES: [&'static str; 3] = ["invalid_json", "not_an_object", "missing_field"];
+    /// Turns a serde error into the right variant. Provider structs read every field leniently
+    /// (see [`id_string`], [`text`]), so a data error can only mean the top level is not an
+    /// object. Serde's syntax messages give a position, never the input's values.
+    pub(crate) fn from_serde(error: serde_json::Error) -> Self {
+        if error.is_data() {
+            NormalizeError::NotAnObject
+        } else {
+            NormalizeError::InvalidJson(error.to_string())
+        }
+    }
+}
+
+/// Parses a JSON object into a provider struct. Serde would read a JSON array into a struct by
+/// position, so the top level is checked to be an object first.
+pub(crate) fn parse_object<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, NormalizeError> {
+    let starts_as_object = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{');
+    if !starts_as_object {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(NormalizeError::NotAnObject),
+            Err(error) => Err(NormalizeError::InvalidJson(error.to_string())),
+        };
+    }
+    serde_json::from_slice(body).map_err(NormalizeError::from_serde)
+}
+
+/// Reads a webhook body from a source of `kind`.
+pub fn normalize_webhook(kind: ProviderKind, body: &[u8]) -> Result<EventFacts, NormalizeError> {
+    match kind {
+        ProviderKind::Bridge => bridge::normalize(body),
+        ProviderKind::Linxo => linxo::normalize(body),
+    }
+}
+
+/// Providers write ids as strings or numbers; the envelope always carries strings.
+pub(crate) fn id_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Integer(i64),
+        Unsigned(u64),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Id>::deserialize(deserializer)? {
+        Some(Id::Text(text)) if !text.is_empty() => Some(text),
+        Some(Id::Integer(number)) => Some(number.to_string()),
+        Some(Id::Unsigned(number)) => Some(number.to_string()),
+        _ => None,
+    })
+}
+
+/// A string field read leniently: any other JSON type reads as absent rather than failing the
+/// whole event, so that validation can name the field.
+pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Text(String),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Text>::deserialize(deserializer)? {
+        Some(Text::Text(text)) => Some(text),
+        _ => None,
+    })
+}
+
+/// A number field read leniently, like [`text`].
+pub(crate) fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Number(f64),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Number>::deserialize(deserializer)? {
+        Some(Number::Number(number)) => Some(number),
+        _ => None,
+    })
+}
+
+/// Provider timestamps are Unix seconds, or milliseconds (Bridge's events, but not its test
+/// event): anything past year 33658 in seconds is read as milliseconds.
+pub(crate) fn unix_time(value: f64) -> Option<OffsetDateTime> {
+    const MILLISECONDS_THRESHOLD: f64 = 1e12;
+    let nanos = if value.abs() >= MILLISECONDS_THRESHOLD {
+        value * 1e6
+    } else {
+        value * 1e9
+    };
+    if !nanos.is_finite() {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(nanos.round() as i128).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_time_reads_seconds_and_milliseconds_alike() {
+        let seconds = unix_time(1_611_681_789.0).unwrap();
+        let millis = unix_time(1_611_681_789_000.0).unwrap();
+        assert_eq!(seconds, millis);
+        assert_eq!(seconds.unix_timestamp(), 1_611_681_789);
+        let precise = unix_time(1_612_782_588_323.0).unwrap();
+        assert_eq!(precise.millisecond(), 323);
+    }
+
+    #[test]
+    fn unix_time_refuses_the_unrepresentable() {
+        assert_eq!(unix_time(f64::INFINITY), None);
+        assert_eq!(unix_time(1e300), None);
+    }
+}

@@ -1,0 +1,68 @@
+//! The producer's librdkafka context: its logs go to `tracing`, its statistics to metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use crate::metrics::Metrics;
+
+pub struct FinhookContext {
+    metrics: Metrics,
+    /// librdkafka reports cumulative resend counts; the metric takes the increase.
+    last_broker_retries: AtomicU64,
+}
+
+impl FinhookContext {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            last_broker_retries: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ClientContext for FinhookContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let total: u64 = statistics
+            .brokers
+            .values()
+            .map(|broker| broker.txretries)
+            .sum();
+        let previous = self.last_broker_retries.swap(total, Ordering::Relaxed);
+        if total > previous {
+            self.metrics.publish_retried("broker", total - previous);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker connection errors repeat while Kafka is down; readiness and metrics carry
+        // that state, so they are warnings, not errors (ERROR means data loss or operator action).
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::Fatal)
+        ) {
+            tracing::error!(target: "librdkafka", %error, reason, "kafka client fatal error");
+        } else {
+            tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Publishing to Kafka: an idempotent, acks=all producer; an answer only after the delivery
+//! report; topic routing; the dead-letter topic; broker health for /readyz.
+
+mod context;
+pub mod dead_letter;
+pub mod embedded;
+mod health;
+mod routing;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use time::OffsetDateTime;
+
+use self::context::FinhookContext;
+pub use self::dead_letter::DeadLetter;
+pub use self::health::KafkaHealth;
+pub use self::routing::Routing;
+use crate::config::KafkaConfig;
+use crate::envelope::Envelope;
+use crate::metrics::{Metrics, RecordKind};
+
+/// How often librdkafka reports statistics (its resend counts feed a metric).
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("kafka is not reachable")]
+    NotReady,
+    #[error("kafka did not acknowledge within {0:?}")]
+    Timeout(Duration),
+    #[error("the producer's local queue is full")]
+    QueueFull,
+    #[error("kafka did not take the record: {0}")]
+    Broker(KafkaError),
+}
+
+impl PublishError {
+    /// A metric label from a fixed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PublishError::NotReady => "not_ready",
+            PublishError::Timeout(_) => "timeout",
+            PublishError::QueueFull => "queue_full",
+            PublishError::Broker(_) => "broker",
+        }
+    }
+
+    fn from_kafka(error: KafkaError, waited: Duration) -> Self {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+            Some(RDKafkaErrorCode::MessageTimedOut) => PublishError::Timeout(waited),
+            _ => PublishError::Broker(error),
+        }
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The one Kafka producer of the process, shared by the webhook handlers and the pollers.
+pub struct Publisher {
+    producer: FutureProducer<FinhookContext>,
+    routing: Routing,
+    dead_letter_topic: String,
+    ack_timeout: Duration,
+    health: KafkaHealth,
+    metrics: Metrics,
+}
+
+impl Publisher {
+    /// Creates the producer. Nothing is contacted yet: finhook starts even when Kafka is down,
+    /// reports not ready, and recovers when it comes back.
+    pub fn new(
+        config: &KafkaConfig,
+        bootstrap_servers: &str,
+        extra_properties: &[(String, String)],
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, KafkaError> {
+        let mut client_config = ClientConfig::new();
+        client_config
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("client.id", &config.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", config.compression.as_librdkafka())
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        for (name, value) in extra_properties {
+            client_config.set(name, value);
+        }
+        let context = FinhookContext::new(metrics.clone());
+        let producer: FutureProducer<FinhookContext> =
+            client_config.create_with_context(context)?;
+        let health = KafkaHealth::default();
+        Ok(Arc::new(Self {
+            producer,
+            routing: Routing::new(&config.routes, &config.topics.default),
+            dead_letter_topic: config.topics.dead_letter.clone(),
+            ack_timeout: config.ack_timeout,
+            health,
+            metrics,
+        }))
+    }
+
+    pub fn health(&self) -> &KafkaHealth {
+        &self.health
+    }
+
+    /// Probes the brokers every `interval` until `shutdown` resolves, keeping
+    /// [`Publisher::health`] and the ready gauge current.
+    pub async fn watch_health(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        health::watch(self, interval, shutdown).await;
+    }
+
+    /// Publishes one envelope to its routed topic, keyed by its partition key, and waits for
+    /// the acknowledgement (bounded by the configured ack timeout).
+    pub async fn publish_event(
+        &self,
+        envelope: &Envelope<'_>,
+    ) -> Result<Acknowledged, PublishError> {
+        let topic = self
+            .routing
+            .topic_for(envelope.canonical, envelope.provider);
+        let mut headers = OwnedHeaders::new_with_capacity(20);
+        for (name, value) in envelope.kafka_headers() {
+            headers = headers.insert(Header {
+                key: &name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let payload = envelope.to_json();
+        let acknowledged = self
+            .send(
+                topic,
+                &envelope.partitionkey,
+                &payload,
+                headers,
+                RecordKind::Event,
+            )
+            .await?;
+        let lag = envelope.event_time.and_then(|time| {
+            let lag = OffsetDateTime::now_utc() - time;
+            Duration::try_from(lag).ok()
+        });
+        self.metrics
+            .event_published(envelope.provider, envelope.ingress, envelope.canonical, lag);
+        Ok(acknowledged)
+    }
+
+    /// Writes input that was authenticated but not understood to the dead-letter topic.
+    pub async fn publish_dead_letter(
+        &self,
+        letter: &DeadLetter<'_>,
+    ) -> Result<Acknowledged, PublishError> {
+        let topic = self.dead_letter_topic.as_str();
+        let acknowledged = self
+            .send(
+                topic,
+                &letter.id,
+                letter.raw,
+                letter.kafka_headers(),
+                RecordKind::DeadLetter,
+            )
+            .await?;
+        Ok(acknowledged)
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+        kind: RecordKind,
+    ) -> Result<Acknowledged, PublishError> {
+        let result = self.send_unmetered(topic, key, payload, headers).await;
+        match &result {
+            Ok(_) => {}
+            Err(error) => self.metrics.publish_failed(kind, error.reason()),
+        }
+        result.map(|(acknowledged, elapsed)| {
+            self.metrics.kafka_acknowledged(kind, elapsed);
+            acknowledged
+        })
+    }
+
+    async fn send_unmetered(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(Acknowledged, Duration), PublishError> {
+        if !self.health.is_ready() {
+            return Err(PublishError::NotReady);
+        }
+        let started = Instant::now();
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        // `send_result` never waits for queue space: a full local queue is an immediate 503,
+        // which keeps memory bounded when the broker cannot keep up.
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(error, _record)| PublishError::from_kafka(error, started.elapsed()))?;
+        match tokio::time::timeout(self.ack_timeout, delivery).await {
+            Err(_elapsed) => Err(PublishError::Timeout(self.ack_timeout)),
+            Ok(Err(_canceled)) => Err(PublishError::Broker(KafkaError::Canceled)),
+            Ok(Ok(Err((error, _message)))) => {
+                Err(PublishError::from_kafka(error, started.elapsed()))
+            }
+            Ok(Ok(Ok(delivery))) => Ok((
+                Acknowledged {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                },
+                started.elapsed(),
+            )),
+        }
+    }
+
+    /// Waits up to `timeout` for every queued record to be delivered (at shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

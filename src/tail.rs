@@ -1,0 +1,93 @@
+//! `finhook tail`: print what finhook published, one JSON object per line.
+//!
+//! Structured-mode records (envelopes) print as they are. Binary-mode records (dead letters)
+//! are turned into the same structured JSON form: `ce_*` headers become attributes and the
+//! value becomes `data` (JSON), or `data_base64` when it is not UTF-8 text.
+
+use std::io::Write;
+use std::time::Duration;
+
+use base64::Engine;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Map, Value};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(brokers: &str, topic: &str, only_new: bool, limit: Option<usize>) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "finhook-tail")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|found| found.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        anyhow::bail!("topic {topic} has no partitions (does it exist?)");
+    }
+    let start = if only_new {
+        Offset::End
+    } else {
+        Offset::Beginning
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        assignment.add_partition_offset(topic, partition, start)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut printed = 0;
+    while limit.is_none_or(|limit| printed < limit) {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message?;
+        let line = render(&message);
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+        printed += 1;
+    }
+    Ok(())
+}
+
+/// One record as a CloudEvents JSON line.
+pub fn render<M: Message>(message: &M) -> String {
+    let payload = message.payload().unwrap_or_default();
+    let mut attributes = Map::new();
+    let mut structured = false;
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            let value = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
+            if header.key == "content-type" {
+                structured = value
+                    .to_ascii_lowercase()
+                    .starts_with("application/cloudevents");
+                attributes.insert("datacontenttype".to_owned(), Value::String(value));
+            } else if let Some(name) = header.key.strip_prefix("ce_") {
+                attributes.insert(name.to_owned(), Value::String(value));
+            }
+        }
+    }
+    if structured {
+        if let Ok(text) = std::str::from_utf8(payload) {
+            return text.to_owned();
+        }
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(data) => {
+            attributes.insert("data".to_owned(), data);
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(payload);
+            attributes.insert("data_base64".to_owned(), Value::String(encoded));
+        }
+    }
+    Value::Object(attributes).to_string()
+}
