@@ -2,12 +2,11 @@
 //! A body that is authenticated but not understood goes to the dead-letter topic instead.
 
 use http::HeaderMap;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::envelope::{Envelope, Ingress, Origin};
+use crate::envelope::{Ingress, Origin};
 use crate::metrics::Metrics;
-use crate::providers::{self, NormalizeError};
+use crate::providers;
 use crate::publish::{DeadLetter, PublishError, Publisher};
 use crate::sources::{AuthError, Source};
 
@@ -44,12 +43,8 @@ pub async fn ingest_webhook(
         ingress: Ingress::Webhook,
         received_at,
     };
-    let understood = serde_json::from_slice::<&RawValue>(body)
-        .map_err(NormalizeError::from_serde)
-        .and_then(|data| Ok((data, providers::normalize_webhook(source.kind, body)?)));
-    match understood {
-        Ok((data, facts)) => {
-            let envelope = Envelope::new(&origin, facts, body, data);
+    match providers::webhook_envelope(&origin, body) {
+        Ok(envelope) => {
             publisher.publish_event(&envelope).await?;
             Ok(Ingested::Published { id: envelope.id })
         }

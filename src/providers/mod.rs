@@ -11,7 +11,9 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
-use crate::envelope::EventType;
+use serde_json::value::RawValue;
+
+use crate::envelope::{Envelope, EventType, Origin};
 
 /// The kinds of webhook source finhook understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,6 +139,14 @@ pub fn normalize_webhook(kind: ProviderKind, body: &[u8]) -> Result<EventFacts, 
     }
 }
 
+/// Reads a webhook body into its envelope: `data` borrows `body`, unchanged.
+pub fn webhook_envelope<'a>(origin: &Origin<'_>, body: &'a [u8]) -> Result<Envelope<'a>, NormalizeError> {
+    let facts = normalize_webhook(origin.provider, body)?;
+    // The normalizer parsed the body, so it is valid JSON and this cannot fail in practice.
+    let data = serde_json::from_slice::<&RawValue>(body).map_err(NormalizeError::from_serde)?;
+    Ok(Envelope::new(origin, facts, body, data))
+}
+
 /// Providers write ids as strings or numbers; the envelope always carries strings.
 pub(crate) fn id_string<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -190,15 +200,14 @@ pub(crate) fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Optio
 /// event): anything past year 33658 in seconds is read as milliseconds.
 pub(crate) fn unix_time(value: f64) -> Option<OffsetDateTime> {
     const MILLISECONDS_THRESHOLD: f64 = 1e12;
-    let nanos = if value.abs() >= MILLISECONDS_THRESHOLD {
-        value * 1e6
-    } else {
-        value * 1e9
-    };
-    if !nanos.is_finite() {
+    if !value.is_finite() {
         return None;
     }
-    OffsetDateTime::from_unix_timestamp_nanos(nanos.round() as i128).ok()
+    // Whole microseconds: exact in an f64 for any real timestamp, so 1612782588323 ms prints
+    // as .323 and not as .323000064.
+    let micros_per_unit = if value.abs() >= MILLISECONDS_THRESHOLD { 1e3 } else { 1e6 };
+    let micros = (value * micros_per_unit).round() as i128;
+    OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?).ok()
 }
 
 #[cfg(test)]

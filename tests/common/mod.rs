@@ -1,0 +1,65 @@
+//! Helpers shared by the test binaries: fixtures and the envelope JSON Schema.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn fixture(relative: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(relative)).unwrap_or_else(|error| panic!("{relative}: {error}"))
+}
+
+/// Every webhook body fixture of a provider: (file name, bytes).
+pub fn webhook_fixtures(provider: &str) -> Vec<(String, Vec<u8>)> {
+    let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(fixtures_dir().join(provider))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .filter(|path| !path.file_name().unwrap().to_str().unwrap().starts_with("signature-"))
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+pub struct EnvelopeSchema(jsonschema::Validator);
+
+impl EnvelopeSchema {
+    pub fn load() -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/envelope.schema.json");
+        let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("the envelope schema compiles");
+        Self(validator)
+    }
+
+    /// Panics with every violation when `envelope` does not conform.
+    pub fn assert_valid(&self, envelope: &Value, what: &str) {
+        let errors: Vec<String> = self
+            .0
+            .iter_errors(envelope)
+            .map(|error| format!("{} at {}", error, error.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{what} violates the envelope schema: {errors:#?}\n{envelope:#}");
+    }
+
+    pub fn schema_types() -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/envelope.schema.json");
+        let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        schema["properties"]["type"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|value| value.as_str().unwrap().to_owned())
+            .collect()
+    }
+}

@@ -1,0 +1,213 @@
+//! Tier 1: every provider fixture normalized into its golden envelope, validated against the
+//! JSON Schema; Bridge signature vectors.
+//!
+//! A golden file is written when missing (and the test fails, so it gets reviewed); set
+//! `UPDATE_GOLDEN=1` to rewrite them all after an intended change.
+
+mod common;
+
+use finhook::config::Secret;
+use finhook::envelope::{EventType, Ingress, Origin};
+use finhook::providers::bridge::{self, VerifyError};
+use finhook::providers::{self, ProviderKind};
+use serde_json::Value;
+use time::macros::datetime;
+
+use common::{fixture, fixtures_dir, webhook_fixtures, EnvelopeSchema};
+
+fn origin(provider: ProviderKind) -> Origin<'static> {
+    Origin {
+        provider,
+        source_name: provider.as_str(),
+        ingress: Ingress::Webhook,
+        received_at: datetime!(2026-11-23 10:00:00.123 UTC),
+    }
+}
+
+fn envelope_json(provider: ProviderKind, body: &[u8]) -> Value {
+    let envelope = providers::webhook_envelope(&origin(provider), body).expect("fixture normalizes");
+    serde_json::from_slice(&envelope.to_json()).unwrap()
+}
+
+#[test]
+fn every_fixture_matches_its_golden_envelope_and_the_schema() {
+    let schema = EnvelopeSchema::load();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut created = Vec::new();
+    let mut checked = 0;
+    for provider in ProviderKind::ALL {
+        for (name, body) in webhook_fixtures(provider.as_str()) {
+            let actual = envelope_json(provider, &body);
+            schema.assert_valid(&actual, &name);
+            // `data` is the provider payload, unchanged.
+            let original: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(actual["data"], original, "{name}: data must be the payload as sent");
+            assert_eq!(actual["subject"], actual["connectionid"], "{name}");
+
+            let golden_path = fixtures_dir().join(format!("golden/{provider}/{name}.envelope.json"));
+            if update || !golden_path.exists() {
+                std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
+                let mut pretty = serde_json::to_string_pretty(&actual).unwrap();
+                pretty.push('\n');
+                std::fs::write(&golden_path, pretty).unwrap();
+                created.push(golden_path.display().to_string());
+                continue;
+            }
+            let golden: Value = serde_json::from_slice(&std::fs::read(&golden_path).unwrap()).unwrap();
+            assert_eq!(actual, golden, "{name} differs from {}", golden_path.display());
+            checked += 1;
+        }
+    }
+    assert!(
+        created.is_empty() || update,
+        "golden envelopes were missing and have been written; review and commit them: {created:#?}"
+    );
+    assert!(update || checked >= 11, "only {checked} fixtures checked");
+}
+
+#[test]
+fn schema_lists_exactly_the_canonical_types() {
+    let mut in_schema = EnvelopeSchema::schema_types();
+    let mut in_code: Vec<String> = EventType::ALL.iter().map(|kind| kind.as_str().to_owned()).collect();
+    in_schema.sort();
+    in_code.sort();
+    assert_eq!(in_schema, in_code);
+}
+
+#[test]
+fn bridge_fixtures_map_to_the_documented_canonical_types() {
+    let expected = [
+        ("item-created", "io.finhook.connection.created", Some("bridge:7654321")),
+        ("item-refreshed", "io.finhook.connection.sync.succeeded", Some("bridge:7654321")),
+        ("item-refreshed-error", "io.finhook.connection.action_required", Some("bridge:7654321")),
+        ("item-deleted", "io.finhook.connection.deleted", Some("bridge:7654321")),
+        ("item-account-created", "io.finhook.account.created", Some("bridge:7654321")),
+        ("item-account-updated", "io.finhook.account.updated", Some("bridge:7654321")),
+        ("user-deleted", "io.finhook.user.deleted", Some("bridge:user:3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a")),
+        (
+            "payment-transaction-updated",
+            "io.finhook.payment.transaction.updated",
+            Some("bridge:payment:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
+        ),
+        ("test-event", "io.finhook.test", Some("bridge:1234567890")),
+    ];
+    for (name, event_type, key) in expected {
+        let envelope = envelope_json(ProviderKind::Bridge, &fixture(&format!("bridge/{name}.json")));
+        assert_eq!(envelope["type"], event_type, "{name}");
+        assert_eq!(envelope["partitionkey"].as_str(), key, "{name}");
+    }
+}
+
+#[test]
+fn bridge_time_accepts_milliseconds_and_seconds() {
+    let event = envelope_json(ProviderKind::Bridge, &fixture("bridge/item-created.json"));
+    assert_eq!(event["time"], "2021-02-08T11:09:48.323Z");
+    let test_event = envelope_json(ProviderKind::Bridge, &fixture("bridge/test-event.json"));
+    assert_eq!(test_event["time"], "2021-01-26T17:23:09Z");
+}
+
+#[test]
+fn bridge_id_is_derived_from_the_bytes_so_retries_share_it() {
+    let body = fixture("bridge/item-created.json");
+    let first = envelope_json(ProviderKind::Bridge, &body);
+    let retry = envelope_json(ProviderKind::Bridge, &body);
+    assert_eq!(first["id"], retry["id"]);
+    let other = envelope_json(ProviderKind::Bridge, &fixture("bridge/item-deleted.json"));
+    assert_ne!(first["id"], other["id"]);
+}
+
+#[test]
+fn linxo_keeps_its_event_id_and_flags_truncated_accounts() {
+    let small = envelope_json(ProviderKind::Linxo, &fixture("linxo/connection-updated-2-accounts.json"));
+    assert_eq!(small["id"], "abc123456");
+    assert_eq!(small["type"], "io.finhook.connection.sync.succeeded");
+    assert_eq!(small["connectionid"], "123");
+    assert_eq!(small["userid"], "321");
+    assert_eq!(small["channelid"], "24601");
+    assert_eq!(small["partitionkey"], "linxo:123");
+    assert_eq!(small["accountcount"], 2);
+    assert_eq!(small["accountstruncated"], false);
+
+    let large = envelope_json(ProviderKind::Linxo, &fixture("linxo/connection-updated-102-accounts.json"));
+    assert_eq!(large["accountcount"], 102);
+    assert_eq!(large["accountstruncated"], true);
+    assert_eq!(large["data"]["resource"]["accounts"], serde_json::json!([]));
+}
+
+struct Vectors {
+    body: Vec<u8>,
+    secret: Secret,
+    previous: Secret,
+    vectors: Value,
+}
+
+fn vectors() -> Vectors {
+    let vectors: Value = serde_json::from_slice(&fixture("bridge/signature-vectors.json")).unwrap();
+    Vectors {
+        body: fixture(&format!("bridge/{}", vectors["body_file"].as_str().unwrap())),
+        secret: Secret::new(vectors["secret"].as_str().unwrap()),
+        previous: Secret::new(vectors["previous_secret"].as_str().unwrap()),
+        vectors,
+    }
+}
+
+fn header(vectors: &Vectors, name: &str) -> Vec<u8> {
+    vectors.vectors[name].as_str().unwrap().as_bytes().to_vec()
+}
+
+#[test]
+fn signature_vector_current_secret_verifies_and_sign_reproduces_it() {
+    let v = vectors();
+    let value = header(&v, "header_value_current");
+    assert_eq!(bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)), Ok(()));
+    assert_eq!(bridge::sign(&v.secret, &v.body).as_bytes(), value.as_slice());
+}
+
+#[test]
+fn signature_vector_rotation_pair_verifies_with_either_secret() {
+    let v = vectors();
+    let value = header(&v, "header_value_during_rotation");
+    for secrets in [vec![v.secret.clone()], vec![v.previous.clone()], vec![Secret::new("other"), v.previous.clone()]] {
+        assert_eq!(bridge::verify_signature([value.as_slice()], &v.body, &secrets), Ok(()));
+    }
+    assert_eq!(
+        bridge::verify_signature([value.as_slice()], &v.body, &[Secret::new("neither")]),
+        Err(VerifyError::Mismatch)
+    );
+}
+
+#[test]
+fn signature_vector_unknown_scheme_only_is_refused() {
+    let v = vectors();
+    let value = header(&v, "header_value_unknown_scheme_only");
+    assert_eq!(
+        bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)),
+        Err(VerifyError::NoSupportedSignature)
+    );
+}
+
+#[test]
+fn signature_vector_lowercase_hex_verifies() {
+    let v = vectors();
+    let value = header(&v, "header_value_lowercase_hex");
+    assert_eq!(bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)), Ok(()));
+}
+
+#[test]
+fn signature_vector_over_a_tampered_body_is_refused() {
+    let v = vectors();
+    let value = header(&v, "header_value_current");
+    let mut tampered = v.body.clone();
+    let position = tampered.iter().position(|byte| *byte == b'0').unwrap();
+    tampered[position] = b'1';
+    assert_eq!(
+        bridge::verify_signature([value.as_slice()], &tampered, std::slice::from_ref(&v.secret)),
+        Err(VerifyError::Mismatch)
+    );
+    // Even the trailing newline is part of what is signed.
+    let trimmed = &v.body[..v.body.len() - 1];
+    assert_eq!(
+        bridge::verify_signature([value.as_slice()], trimmed, std::slice::from_ref(&v.secret)),
+        Err(VerifyError::Mismatch)
+    );
+}
