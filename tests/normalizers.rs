@@ -25,7 +25,8 @@ fn origin(provider: ProviderKind) -> Origin<'static> {
 }
 
 fn envelope_json(provider: ProviderKind, body: &[u8]) -> Value {
-    let envelope = providers::webhook_envelope(&origin(provider), body).expect("fixture normalizes");
+    let envelope =
+        providers::webhook_envelope(&origin(provider), body).expect("fixture normalizes");
     serde_json::from_slice(&envelope.to_json()).unwrap()
 }
 
@@ -41,10 +42,14 @@ fn every_fixture_matches_its_golden_envelope_and_the_schema() {
             schema.assert_valid(&actual, &name);
             // `data` is the provider payload, unchanged.
             let original: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(actual["data"], original, "{name}: data must be the payload as sent");
+            assert_eq!(
+                actual["data"], original,
+                "{name}: data must be the payload as sent"
+            );
             assert_eq!(actual["subject"], actual["connectionid"], "{name}");
 
-            let golden_path = fixtures_dir().join(format!("golden/{provider}/{name}.envelope.json"));
+            let golden_path =
+                fixtures_dir().join(format!("golden/{provider}/{name}.envelope.json"));
             if update || !golden_path.exists() {
                 std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
                 let mut pretty = serde_json::to_string_pretty(&actual).unwrap();
@@ -53,8 +58,14 @@ fn every_fixture_matches_its_golden_envelope_and_the_schema() {
                 created.push(golden_path.display().to_string());
                 continue;
             }
-            let golden: Value = serde_json::from_slice(&std::fs::read(&golden_path).unwrap()).unwrap();
-            assert_eq!(actual, golden, "{name} differs from {}", golden_path.display());
+            let golden: Value =
+                serde_json::from_slice(&std::fs::read(&golden_path).unwrap()).unwrap();
+            assert_eq!(
+                actual,
+                golden,
+                "{name} differs from {}",
+                golden_path.display()
+            );
             checked += 1;
         }
     }
@@ -68,7 +79,10 @@ fn every_fixture_matches_its_golden_envelope_and_the_schema() {
 #[test]
 fn schema_lists_exactly_the_canonical_types() {
     let mut in_schema = EnvelopeSchema::schema_types();
-    let mut in_code: Vec<String> = EventType::ALL.iter().map(|kind| kind.as_str().to_owned()).collect();
+    let mut in_code: Vec<String> = EventType::ALL
+        .iter()
+        .map(|kind| kind.as_str().to_owned())
+        .collect();
     in_schema.sort();
     in_code.sort();
     assert_eq!(in_schema, in_code);
@@ -77,13 +91,41 @@ fn schema_lists_exactly_the_canonical_types() {
 #[test]
 fn bridge_fixtures_map_to_the_documented_canonical_types() {
     let expected = [
-        ("item-created", "io.finhook.connection.created", Some("bridge:7654321")),
-        ("item-refreshed", "io.finhook.connection.sync.succeeded", Some("bridge:7654321")),
-        ("item-refreshed-error", "io.finhook.connection.action_required", Some("bridge:7654321")),
-        ("item-deleted", "io.finhook.connection.deleted", Some("bridge:7654321")),
-        ("item-account-created", "io.finhook.account.created", Some("bridge:7654321")),
-        ("item-account-updated", "io.finhook.account.updated", Some("bridge:7654321")),
-        ("user-deleted", "io.finhook.user.deleted", Some("bridge:user:3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a")),
+        (
+            "item-created",
+            "io.finhook.connection.created",
+            Some("bridge:7654321"),
+        ),
+        (
+            "item-refreshed",
+            "io.finhook.connection.sync.succeeded",
+            Some("bridge:7654321"),
+        ),
+        (
+            "item-refreshed-error",
+            "io.finhook.connection.action_required",
+            Some("bridge:7654321"),
+        ),
+        (
+            "item-deleted",
+            "io.finhook.connection.deleted",
+            Some("bridge:7654321"),
+        ),
+        (
+            "item-account-created",
+            "io.finhook.account.created",
+            Some("bridge:7654321"),
+        ),
+        (
+            "item-account-updated",
+            "io.finhook.account.updated",
+            Some("bridge:7654321"),
+        ),
+        (
+            "user-deleted",
+            "io.finhook.user.deleted",
+            Some("bridge:user:3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a"),
+        ),
         (
             "payment-transaction-updated",
             "io.finhook.payment.transaction.updated",
@@ -92,7 +134,10 @@ fn bridge_fixtures_map_to_the_documented_canonical_types() {
         ("test-event", "io.finhook.test", Some("bridge:1234567890")),
     ];
     for (name, event_type, key) in expected {
-        let envelope = envelope_json(ProviderKind::Bridge, &fixture(&format!("bridge/{name}.json")));
+        let envelope = envelope_json(
+            ProviderKind::Bridge,
+            &fixture(&format!("bridge/{name}.json")),
+        );
         assert_eq!(envelope["type"], event_type, "{name}");
         assert_eq!(envelope["partitionkey"].as_str(), key, "{name}");
     }
@@ -118,7 +163,10 @@ fn bridge_id_is_derived_from_the_bytes_so_retries_share_it() {
 
 #[test]
 fn linxo_keeps_its_event_id_and_flags_truncated_accounts() {
-    let small = envelope_json(ProviderKind::Linxo, &fixture("linxo/connection-updated-2-accounts.json"));
+    let small = envelope_json(
+        ProviderKind::Linxo,
+        &fixture("linxo/connection-updated-2-accounts.json"),
+    );
     assert_eq!(small["id"], "abc123456");
     assert_eq!(small["type"], "io.finhook.connection.sync.succeeded");
     assert_eq!(small["connectionid"], "123");
@@ -128,7 +176,10 @@ fn linxo_keeps_its_event_id_and_flags_truncated_accounts() {
     assert_eq!(small["accountcount"], 2);
     assert_eq!(small["accountstruncated"], false);
 
-    let large = envelope_json(ProviderKind::Linxo, &fixture("linxo/connection-updated-102-accounts.json"));
+    let large = envelope_json(
+        ProviderKind::Linxo,
+        &fixture("linxo/connection-updated-102-accounts.json"),
+    );
     assert_eq!(large["accountcount"], 102);
     assert_eq!(large["accountstruncated"], true);
     assert_eq!(large["data"]["resource"]["accounts"], serde_json::json!([]));
@@ -144,7 +195,10 @@ struct Vectors {
 fn vectors() -> Vectors {
     let vectors: Value = serde_json::from_slice(&fixture("bridge/signature-vectors.json")).unwrap();
     Vectors {
-        body: fixture(&format!("bridge/{}", vectors["body_file"].as_str().unwrap())),
+        body: fixture(&format!(
+            "bridge/{}",
+            vectors["body_file"].as_str().unwrap()
+        )),
         secret: Secret::new(vectors["secret"].as_str().unwrap()),
         previous: Secret::new(vectors["previous_secret"].as_str().unwrap()),
         vectors,
@@ -159,16 +213,29 @@ fn header(vectors: &Vectors, name: &str) -> Vec<u8> {
 fn signature_vector_current_secret_verifies_and_sign_reproduces_it() {
     let v = vectors();
     let value = header(&v, "header_value_current");
-    assert_eq!(bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)), Ok(()));
-    assert_eq!(bridge::sign(&v.secret, &v.body).as_bytes(), value.as_slice());
+    assert_eq!(
+        bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)),
+        Ok(())
+    );
+    assert_eq!(
+        bridge::sign(&v.secret, &v.body).as_bytes(),
+        value.as_slice()
+    );
 }
 
 #[test]
 fn signature_vector_rotation_pair_verifies_with_either_secret() {
     let v = vectors();
     let value = header(&v, "header_value_during_rotation");
-    for secrets in [vec![v.secret.clone()], vec![v.previous.clone()], vec![Secret::new("other"), v.previous.clone()]] {
-        assert_eq!(bridge::verify_signature([value.as_slice()], &v.body, &secrets), Ok(()));
+    for secrets in [
+        vec![v.secret.clone()],
+        vec![v.previous.clone()],
+        vec![Secret::new("other"), v.previous.clone()],
+    ] {
+        assert_eq!(
+            bridge::verify_signature([value.as_slice()], &v.body, &secrets),
+            Ok(())
+        );
     }
     assert_eq!(
         bridge::verify_signature([value.as_slice()], &v.body, &[Secret::new("neither")]),
@@ -190,7 +257,10 @@ fn signature_vector_unknown_scheme_only_is_refused() {
 fn signature_vector_lowercase_hex_verifies() {
     let v = vectors();
     let value = header(&v, "header_value_lowercase_hex");
-    assert_eq!(bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)), Ok(()));
+    assert_eq!(
+        bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)),
+        Ok(())
+    );
 }
 
 #[test]
@@ -201,7 +271,11 @@ fn signature_vector_over_a_tampered_body_is_refused() {
     let position = tampered.iter().position(|byte| *byte == b'0').unwrap();
     tampered[position] = b'1';
     assert_eq!(
-        bridge::verify_signature([value.as_slice()], &tampered, std::slice::from_ref(&v.secret)),
+        bridge::verify_signature(
+            [value.as_slice()],
+            &tampered,
+            std::slice::from_ref(&v.secret)
+        ),
         Err(VerifyError::Mismatch)
     );
     // Even the trailing newline is part of what is signed.

@@ -226,7 +226,7 @@ pub struct SourceConfig {
 pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] Box<figment::Error>),
     #[error("invalid configuration:\n{}", .0.join("\n"))]
     Invalid(Vec<String>),

@@ -148,6 +148,7 @@ fn redacted_rendering_hides_every_secret() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
 fn environment_overrides_file_with_double_underscore_nesting() {
     figment::Jail::expect_with(|jail| {
         jail.create_file("finhook.toml", "[kafka]\nbrokers = \"from-file:9092\"")?;

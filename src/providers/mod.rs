@@ -140,7 +140,10 @@ pub fn normalize_webhook(kind: ProviderKind, body: &[u8]) -> Result<EventFacts, 
 }
 
 /// Reads a webhook body into its envelope: `data` borrows `body`, unchanged.
-pub fn webhook_envelope<'a>(origin: &Origin<'_>, body: &'a [u8]) -> Result<Envelope<'a>, NormalizeError> {
+pub fn webhook_envelope<'a>(
+    origin: &Origin<'_>,
+    body: &'a [u8],
+) -> Result<Envelope<'a>, NormalizeError> {
     let facts = normalize_webhook(origin.provider, body)?;
     // The normalizer parsed the body, so it is valid JSON and this cannot fail in practice.
     let data = serde_json::from_slice::<&RawValue>(body).map_err(NormalizeError::from_serde)?;
@@ -205,7 +208,11 @@ pub(crate) fn unix_time(value: f64) -> Option<OffsetDateTime> {
     }
     // Whole microseconds: exact in an f64 for any real timestamp, so 1612782588323 ms prints
     // as .323 and not as .323000064.
-    let micros_per_unit = if value.abs() >= MILLISECONDS_THRESHOLD { 1e3 } else { 1e6 };
+    let micros_per_unit = if value.abs() >= MILLISECONDS_THRESHOLD {
+        1e3
+    } else {
+        1e6
+    };
     let micros = (value * micros_per_unit).round() as i128;
     OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?).ok()
 }

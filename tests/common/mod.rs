@@ -10,7 +10,8 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 pub fn fixture(relative: &str) -> Vec<u8> {
-    std::fs::read(fixtures_dir().join(relative)).unwrap_or_else(|error| panic!("{relative}: {error}"))
+    std::fs::read(fixtures_dir().join(relative))
+        .unwrap_or_else(|error| panic!("{relative}: {error}"))
 }
 
 /// Every webhook body fixture of a provider: (file name, bytes).
@@ -19,7 +20,14 @@ pub fn webhook_fixtures(provider: &str) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .filter(|path| !path.file_name().unwrap().to_str().unwrap().starts_with("signature-"))
+        .filter(|path| {
+            !path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("signature-")
+        })
         .map(|path| {
             let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
             (name, std::fs::read(&path).unwrap())
@@ -49,7 +57,10 @@ impl EnvelopeSchema {
             .iter_errors(envelope)
             .map(|error| format!("{} at {}", error, error.instance_path))
             .collect();
-        assert!(errors.is_empty(), "{what} violates the envelope schema: {errors:#?}\n{envelope:#}");
+        assert!(
+            errors.is_empty(),
+            "{what} violates the envelope schema: {errors:#?}\n{envelope:#}"
+        );
     }
 
     pub fn schema_types() -> Vec<String> {

@@ -1,0 +1,319 @@
+//! Refusals and faults: each answered with its documented status, nothing unauthenticated in
+//! Kafka, garbage dead-lettered, a broker outage answered 503 and recovered from.
+
+use std::time::{Duration, Instant};
+
+use crate::common::fixture;
+use crate::helpers::{read_topic, spawn_app, spawn_app_unready, TestApp, RETRY_AFTER};
+
+const WAIT: Duration = Duration::from_secs(10);
+const NOTHING_WAIT: Duration = Duration::from_secs(2);
+
+async fn assert_nothing_written(app: &TestApp) {
+    let events = read_topic(&app.bootstrap, app.default_topic(), 0, NOTHING_WAIT).await;
+    assert!(events.is_empty(), "events written: {events:?}");
+    let letters = read_topic(&app.bootstrap, app.dead_letter_topic(), 0, NOTHING_WAIT).await;
+    assert!(letters.is_empty(), "dead letters written: {letters:?}");
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_are_401_and_write_nothing() {
+    let app = spawn_app("").await;
+    let body = fixture("bridge/item-refreshed.json");
+    let vectors: serde_json::Value =
+        serde_json::from_slice(&fixture("bridge/signature-vectors.json")).unwrap();
+    let valid = vectors["header_value_current"].as_str().unwrap();
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+
+    let cases: Vec<(&str, Option<&str>, Vec<u8>)> = vec![
+        ("no header", None, body.clone()),
+        ("empty header", Some(""), body.clone()),
+        ("garbled header", Some("v1=not-hex,,==,v1"), body.clone()),
+        (
+            "unknown scheme only",
+            vectors["header_value_unknown_scheme_only"].as_str(),
+            body.clone(),
+        ),
+        ("valid signature over another body", Some(valid), tampered),
+        (
+            "signature with another secret",
+            Some("v1=00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF"),
+            body.clone(),
+        ),
+    ];
+    for (what, header, body) in cases {
+        let mut request = app.post("bridge").body(body);
+        if let Some(header) = header {
+            request = request.header("BridgeApi-Signature", header);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{what}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "unauthorized", "{what}");
+    }
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn linxo_without_the_right_credentials_is_401_and_writes_nothing() {
+    let app = spawn_app("").await;
+    let body = fixture("linxo/connection-updated-2-accounts.json");
+    let none = app.post("linxo").body(body.clone()).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert!(none.headers().contains_key("www-authenticate"));
+    let wrong = app
+        .post("linxo")
+        .basic_auth("linxo", Some("guess"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let bearer = app
+        .post("linxo")
+        .bearer_auth("linxo-test-password")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bearer.status(),
+        401,
+        "a basic source does not take bearer tokens"
+    );
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn unknown_source_wrong_method_and_huge_body_get_their_statuses() {
+    let app = spawn_app(
+        r#"
+        [sources.small]
+        kind = "linxo"
+        auth = "none"
+        body_limit_bytes = 64
+        "#,
+    )
+    .await;
+    let unknown = app.post("nope").body("{}").send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let traversal = app.post("..%2F..%2Fetc").body("{}").send().await.unwrap();
+    assert_eq!(traversal.status(), 404);
+
+    let get = app
+        .client
+        .get(format!("{}/webhooks/bridge", app.webhook_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+
+    let huge = vec![b' '; 1024 * 1024 + 1];
+    let too_large = app.post_bridge(&huge).await;
+    assert_eq!(too_large.status(), 413, "over the default 1 MiB");
+
+    let small = app.post("small").body(vec![b' '; 65]).send().await.unwrap();
+    assert_eq!(small.status(), 413, "over the source's own limit");
+
+    // A body without Content-Length is cut off at the limit too.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b' '; 40]), Ok(vec![b' '; 40])];
+    let streamed = app
+        .post("small")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .contains(r#"finhook_webhook_requests_total{outcome="not_found",source="unknown"} 2"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("nope"), "raw paths never become labels");
+    // Still serving.
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/test-event.json"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn authenticated_garbage_goes_to_the_dead_letter_topic_with_its_raw_bytes() {
+    let app = spawn_app("").await;
+    let garbage = b"{\"type\": \"item.created\", \"content\": {\"item_id\": 1".to_vec();
+    let response = app.post_bridge(&garbage).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    assert_eq!(answer["reason"], "invalid_json");
+
+    let no_id = br#"{"event_type":"UPDATED","resource_type":"CONNECTIONS"}"#;
+    let response = app.post_linxo(no_id).await;
+    assert_eq!(response.status(), 200);
+
+    let letters = read_topic(&app.bootstrap, app.dead_letter_topic(), 2, WAIT).await;
+    assert_eq!(letters.len(), 2);
+    let bridge = letters
+        .iter()
+        .find(|letter| letter.header("ce_provider") == "bridge")
+        .unwrap();
+    assert_eq!(bridge.value, garbage, "raw bytes, unchanged");
+    assert_eq!(bridge.header("ce_type"), "io.finhook.deadletter");
+    assert_eq!(bridge.header("ce_reason"), "invalid_json");
+    assert_eq!(bridge.header("ce_id"), answer["id"].as_str().unwrap());
+    assert!(bridge.headers.contains_key("http_bridgeapi-signature"));
+
+    let linxo = letters
+        .iter()
+        .find(|letter| letter.header("ce_provider") == "linxo")
+        .unwrap();
+    assert_eq!(linxo.value, no_id);
+    assert_eq!(linxo.header("ce_reason"), "missing_field");
+    assert!(linxo.header("ce_reasondetail").contains("`id`"));
+    assert!(
+        !linxo
+            .headers
+            .keys()
+            .any(|name| name.contains("authorization")),
+        "credentials are never copied: {:?}",
+        linxo.headers
+    );
+    assert_eq!(linxo.header("http_content-type"), "application/json");
+
+    let events = read_topic(&app.bootstrap, app.default_topic(), 0, NOTHING_WAIT).await;
+    assert!(events.is_empty());
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"finhook_dead_letters_total{reason="invalid_json",source="bridge"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn broker_outage_is_503_with_retry_after_within_the_bounded_wait_then_recovers() {
+    let app = spawn_app("[kafka]\nack_timeout = \"1s\"").await;
+    let kafka = app.kafka.clone().unwrap();
+    let body = fixture("bridge/item-created.json");
+    assert_eq!(app.post_bridge(&body).await.status(), 200);
+
+    kafka.broker_down(1).unwrap();
+    let started = Instant::now();
+    let response = app.post_bridge(&fixture("bridge/item-deleted.json")).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], RETRY_AFTER);
+    assert!(
+        waited < Duration::from_secs(3),
+        "answered after {waited:?}, beyond the 1 s bound"
+    );
+    app.wait_ready(false).await;
+    let refused = app.post_bridge(&body).await;
+    assert_eq!(refused.status(), 503, "not ready: refused at once");
+    let answer: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"], "unavailable");
+
+    kafka.broker_up(1).unwrap();
+    app.wait_ready(true).await;
+    let recovered = app.post_bridge(&fixture("bridge/item-deleted.json")).await;
+    assert_eq!(recovered.status(), 200, "recovered without a restart");
+    let events = read_topic(&app.bootstrap, app.default_topic(), 2, WAIT).await;
+    let types: Vec<&str> = events.iter().map(|event| event.header("ce_type")).collect();
+    assert!(types.contains(&"io.finhook.connection.created"));
+    assert!(
+        types.contains(&"io.finhook.connection.deleted"),
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_kafka_at_start_is_alive_not_ready_and_answers_503() {
+    let app = spawn_app_unready("[kafka]\nembedded = false\nbrokers = \"127.0.0.1:1\"").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get_ops("/healthz").await.status(), 200);
+    assert_eq!(app.get_ops("/readyz").await.status(), 503);
+    let started = Instant::now();
+    let response = app.post_bridge(&fixture("bridge/test-event.json")).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], RETRY_AFTER);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Authentication still comes first.
+    let unsigned = app.post("bridge").body("{}").send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert!(app.metrics().await.contains("finhook_kafka_ready 0"));
+}
+
+#[tokio::test]
+async fn allowlisted_source_refuses_other_addresses_and_trusts_only_configured_proxies() {
+    let app = spawn_app(
+        r#"
+        [sources.bridge]
+        allowed_ips = ["63.32.31.5"]
+        "#,
+    )
+    .await;
+    let body = fixture("bridge/test-event.json");
+    let direct = app.post_bridge(&body).await;
+    assert_eq!(direct.status(), 403, "127.0.0.1 is not allowed");
+    let forged = app
+        .post("bridge")
+        .header("x-forwarded-for", "63.32.31.5")
+        .header(
+            "BridgeApi-Signature",
+            finhook::providers::bridge::sign(
+                &finhook::config::Secret::new(crate::helpers::BRIDGE_SECRET),
+                &body,
+            ),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "X-Forwarded-For from an untrusted peer is ignored"
+    );
+
+    let proxied = spawn_app(
+        r#"
+        [server]
+        trusted_proxies = ["127.0.0.1"]
+        [sources.bridge]
+        allowed_ips = ["63.32.31.5"]
+        "#,
+    )
+    .await;
+    let through_proxy = proxied
+        .post("bridge")
+        .header("x-forwarded-for", "63.32.31.5")
+        .header(
+            "BridgeApi-Signature",
+            finhook::providers::bridge::sign(
+                &finhook::config::Secret::new(crate::helpers::BRIDGE_SECRET),
+                &body,
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through_proxy.status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_cleanly() {
+    let app = spawn_app("").await;
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/test-event.json"))
+            .await
+            .status(),
+        200
+    );
+    app.stop().await.expect("clean shutdown");
+}

@@ -1,0 +1,292 @@
+//! `spawn_app()`: the real finhook on port 0 with an in-process Kafka mock cluster, plus typed
+//! request helpers and a Kafka reader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use finhook::app::App;
+use finhook::config::{Config, Secret, DEFAULT_TOML};
+use finhook::providers::bridge;
+use finhook::publish::embedded::EmbeddedKafka;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const BRIDGE_SECRET: &str = "whsec-test-bridge-0123456789abcdef";
+pub const LINXO_USER: &str = "linxo";
+pub const LINXO_PASSWORD: &str = "linxo-test-password";
+pub const RETRY_AFTER: &str = "7";
+
+/// Every test app starts from this; tests merge their own TOML over it.
+const BASE_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[metrics]
+listen = "127.0.0.1:0"
+[log]
+format = "text"
+level = "warn"
+[kafka]
+embedded = true
+health_interval = "100ms"
+ack_timeout = "3s"
+retry_after_seconds = 7
+[sources.bridge]
+kind = "bridge"
+secret = "whsec-test-bridge-0123456789abcdef"
+previous_secret = "whsec-previous-bridge-secret-xyz"
+[sources.linxo]
+kind = "linxo"
+auth = "basic"
+username = "linxo"
+secret = "linxo-test-password"
+"#;
+
+pub struct TestApp {
+    pub webhook_url: String,
+    pub ops_url: String,
+    pub bootstrap: String,
+    pub kafka: Option<Arc<EmbeddedKafka>>,
+    pub config: Config,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_config(extra: &str) -> Config {
+    let figment = Figment::from(Toml::string(DEFAULT_TOML))
+        .merge(Toml::string(BASE_CONFIG))
+        .merge(Toml::string(extra));
+    Config::from_figment(figment).expect("test configuration is valid")
+}
+
+/// Starts finhook and waits until it reports ready.
+pub async fn spawn_app(extra: &str) -> TestApp {
+    let app = spawn_app_unready(extra).await;
+    app.wait_ready(true).await;
+    app
+}
+
+/// Starts finhook without waiting for Kafka.
+pub async fn spawn_app_unready(extra: &str) -> TestApp {
+    let config = test_config(extra);
+    finhook::telemetry::init(&config.log);
+    let app = App::build(&config).expect("app builds");
+    let kafka = app.embedded_kafka();
+    let bootstrap = kafka
+        .as_ref()
+        .map_or(config.kafka.brokers.clone(), |kafka| {
+            kafka.bootstrap_servers().to_owned()
+        });
+    let webhook_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook_url = format!("http://{}", webhook_listener.local_addr().unwrap());
+    let ops_url = format!("http://{}", ops_listener.local_addr().unwrap());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(webhook_listener, ops_listener, async move {
+        let _ = shutdown_rx.await;
+    }));
+    TestApp {
+        webhook_url,
+        ops_url,
+        bootstrap,
+        kafka,
+        config,
+        client: reqwest::Client::new(),
+        shutdown: Some(shutdown_tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub async fn wait_ready(&self, ready: bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = self.get_ops("/readyz").await.status();
+            if status.is_success() == ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "readyz never became {ready}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn get_ops(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.ops_url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get_ops("/metrics").await.text().await.unwrap()
+    }
+
+    pub fn post(&self, source: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/webhooks/{source}", self.webhook_url))
+            .header("content-type", "application/json")
+    }
+
+    /// A Bridge webhook signed with the source's current secret.
+    pub async fn post_bridge(&self, body: &[u8]) -> reqwest::Response {
+        let signature = bridge::sign(&Secret::new(BRIDGE_SECRET), body);
+        self.post("bridge")
+            .header("BridgeApi-Signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A Linxo webhook with the source's Basic credentials.
+    pub async fn post_linxo(&self, body: &[u8]) -> reqwest::Response {
+        self.post("linxo")
+            .basic_auth(LINXO_USER, Some(LINXO_PASSWORD))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn default_topic(&self) -> &str {
+        &self.config.kafka.topics.default
+    }
+
+    pub fn dead_letter_topic(&self) -> &str {
+        &self.config.kafka.topics.dead_letter
+    }
+
+    /// Stops the app the way SIGTERM does and returns its result.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.server.take().unwrap().await.unwrap()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub value: Vec<u8>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).expect("record value is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("record has no {name} header: {:?}", self.headers))
+    }
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived (then a little longer, to
+/// catch extras) or `wait` passed. Returns what it found, in partition and offset order.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    wait: Duration,
+) -> Vec<Record> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_topic_blocking(&bootstrap, &topic, expected, wait))
+        .await
+        .unwrap()
+}
+
+fn read_topic_blocking(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    wait: Duration,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "finhook-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    let partitions = loop {
+        let count = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(2))
+            .ok()
+            .and_then(|metadata| {
+                metadata
+                    .topics()
+                    .first()
+                    .filter(|found| found.error().is_none())
+                    .map(|found| found.partitions().len())
+            })
+            .unwrap_or(0);
+        if count > 0 || Instant::now() >= deadline {
+            break count;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if partitions == 0 {
+        return Vec::new();
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || settle_until.is_some_and(|until| now >= until) {
+            break;
+        }
+        if records.len() >= expected && settle_until.is_none() {
+            settle_until = Some(now + Duration::from_millis(500));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        let value =
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
+                        (header.key.to_owned(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|key| String::from_utf8_lossy(key).into_owned()),
+            headers,
+            value: message.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    records.sort_by_key(|record| (record.partition, record.offset));
+    records
+}

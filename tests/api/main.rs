@@ -1,0 +1,10 @@
+//! Tier 2: the real app on port 0, a real Kafka wire protocol (librdkafka's mock cluster in
+//! process), requests over HTTP.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod failures;
+mod helpers;
+mod webhooks;
