@@ -4,6 +4,8 @@
 //! docs/envelope.md is the consumer-facing description; schemas/envelope.schema.json is checked
 //! against every envelope the tests produce.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -153,7 +155,7 @@ pub struct Envelope<'a> {
     pub accountcount: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accountstruncated: Option<bool>,
-    pub data: &'a RawValue,
+    pub data: Cow<'a, RawValue>,
     /// Not serialized: kept for routing and the lag metric.
     #[serde(skip)]
     pub canonical: EventType,
@@ -164,6 +166,7 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Builds the envelope for one provider event whose exact bytes are `raw` and JSON `data`.
     pub fn new(origin: &Origin<'_>, facts: EventFacts, raw: &[u8], data: &'a RawValue) -> Self {
+        let data = single_line(data);
         let id = facts
             .provider_event_id
             .unwrap_or_else(|| derived_id(origin.provider, raw));
@@ -249,6 +252,36 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// The payload as one line: a record value that is one JSON line is what `tail`, `kcat` and log
+/// shippers expect. Only insignificant whitespace is removed, and only when there is a line
+/// break (a JSON string cannot hold a raw one): the common compact payload is borrowed as is.
+fn single_line(data: &RawValue) -> Cow<'_, RawValue> {
+    let text = data.get();
+    if !text.contains(['\n', '\r']) {
+        return Cow::Borrowed(data);
+    }
+    let mut compact = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for character in text.chars() {
+        if in_string {
+            compact.push(character);
+            match character {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(character, ' ' | '\t' | '\n' | '\r') {
+            in_string = character == '"';
+            compact.push(character);
+        }
+    }
+    Cow::Owned(
+        RawValue::from_string(compact).expect("removing insignificant whitespace keeps JSON valid"),
+    )
+}
+
 /// RFC 3339 in UTC, as CloudEvents `time` requires.
 pub fn rfc3339(time: OffsetDateTime) -> String {
     time.to_offset(time::UtcOffset::UTC)
@@ -266,6 +299,19 @@ mod tests {
         assert_eq!(one, derived_id(ProviderKind::Bridge, b"{}"));
         assert_ne!(one, derived_id(ProviderKind::Linxo, b"{}"));
         assert_ne!(one, derived_id(ProviderKind::Bridge, b"{} "));
+    }
+
+    #[test]
+    fn pretty_payloads_become_one_line_with_strings_untouched() {
+        let pretty = "{\n  \"a\": \"x  y\\\" \\n\",\r\n  \"b\": [1, 2]\n}";
+        let raw: &RawValue = serde_json::from_str(pretty).unwrap();
+        let compact = single_line(raw);
+        assert_eq!(compact.get(), "{\"a\":\"x  y\\\" \\n\",\"b\":[1,2]}");
+        let before: serde_json::Value = serde_json::from_str(pretty).unwrap();
+        let after: serde_json::Value = serde_json::from_str(compact.get()).unwrap();
+        assert_eq!(before, after);
+        let flat: &RawValue = serde_json::from_str("{\"a\": 1}").unwrap();
+        assert!(matches!(single_line(flat), Cow::Borrowed(_)));
     }
 
     #[test]

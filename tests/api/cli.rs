@@ -102,10 +102,12 @@ async fn tail_prints_published_envelopes_as_json_lines() {
             .status(),
         200
     );
+    let pretty = fixture("linxo/connection-updated-2-accounts.json");
+    assert_eq!(app.post_linxo(&pretty).await.status(), 200);
     assert_eq!(app.post_bridge(b"not json").await.status(), 200);
     let bootstrap = app.bootstrap.clone();
     let output = tokio::task::spawn_blocking(move || {
-        let run = |topic: &str| {
+        let run = |topic: &str, limit: &str| {
             finhook()
                 .args([
                     "tail",
@@ -114,12 +116,12 @@ async fn tail_prints_published_envelopes_as_json_lines() {
                     "--topic",
                     topic,
                     "--limit",
-                    "1",
+                    limit,
                 ])
                 .output()
                 .unwrap()
         };
-        (run("finhook.events"), run("finhook.deadletter"))
+        (run("finhook.events", "2"), run("finhook.deadletter", "1"))
     })
     .await
     .unwrap();
@@ -129,9 +131,25 @@ async fn tail_prints_published_envelopes_as_json_lines() {
         "{}",
         String::from_utf8_lossy(&events.stderr)
     );
-    let envelope: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
-    assert_eq!(envelope["type"], "io.finhook.connection.created");
-    assert_eq!(envelope["data"]["type"], "item.created");
+    // One JSON object per line, even for a pretty-printed provider payload.
+    let lines: Vec<serde_json::Value> = String::from_utf8(events.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let bridge = lines
+        .iter()
+        .find(|envelope| envelope["provider"] == "bridge")
+        .unwrap();
+    assert_eq!(bridge["type"], "io.finhook.connection.created");
+    assert_eq!(bridge["data"]["type"], "item.created");
+    let linxo = lines
+        .iter()
+        .find(|envelope| envelope["provider"] == "linxo")
+        .unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&pretty).unwrap();
+    assert_eq!(linxo["data"], sent);
 
     let letter: serde_json::Value = serde_json::from_slice(&letters.stdout).unwrap();
     assert_eq!(letter["type"], "io.finhook.deadletter");
