@@ -120,11 +120,20 @@ impl App {
         operations.context("operations listener failed")?;
         stop.cancel();
         let _ = health.await;
-        let flushed = tokio::task::spawn_blocking(move || publisher.flush(FLUSH_TIMEOUT)).await?;
+        let flushing = Arc::clone(&publisher);
+        let flushed = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await?;
         if let Err(error) = flushed {
             tracing::warn!(%error, "the producer did not deliver everything before exit");
         }
-        drop(self.embedded_kafka);
+        // The producer goes before the embedded broker it talks to.
+        let Self {
+            state,
+            embedded_kafka,
+            ..
+        } = self;
+        drop(state);
+        drop(publisher);
+        drop(embedded_kafka);
         tracing::info!("finhook stopped");
         Ok(())
     }

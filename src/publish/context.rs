@@ -56,15 +56,17 @@ impl ClientContext for FinhookContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker connection errors repeat while Kafka is down; readiness and metrics carry
-        // that state, so they are warnings, not errors (ERROR means data loss or operator action).
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(rdkafka::types::RDKafkaErrorCode::Fatal)
-        ) {
-            tracing::error!(target: "librdkafka", %error, reason, "kafka client fatal error");
-        } else {
-            tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        use rdkafka::types::RDKafkaErrorCode;
+        // Connection errors repeat while Kafka is down; the health watcher logs the transition
+        // once, and readiness and metrics carry the state.
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Fatal) => {
+                tracing::error!(target: "librdkafka", %error, reason, "kafka client fatal error")
+            }
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
+                tracing::debug!(target: "librdkafka", %error, reason, "kafka connection error")
+            }
+            _ => tracing::warn!(target: "librdkafka", %error, reason, "kafka client error"),
         }
     }
 }
