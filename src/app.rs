@@ -10,9 +10,11 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, UserCredentials};
 use crate::http::{ops_router, webhook_router, AppState};
 use crate::metrics::Metrics;
+use crate::poller::client::OxlinClient;
+use crate::poller::Poller;
 use crate::publish::embedded::EmbeddedKafka;
 use crate::publish::Publisher;
 use crate::sources::Sources;
@@ -23,6 +25,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A configured finhook, ready to serve.
 pub struct App {
     state: AppState,
+    /// Queue pollers with their initial users (this replica's shard).
+    pollers: Vec<(Poller, Vec<(String, UserCredentials)>)>,
     health_interval: Duration,
     /// Kept alive for as long as the app: the producer talks to it.
     embedded_kafka: Option<Arc<EmbeddedKafka>>,
@@ -60,6 +64,20 @@ impl App {
         let publisher = Publisher::new(&config.kafka, &bootstrap, &properties, metrics.clone())
             .context("creating the Kafka producer")?;
         metrics.register_sources(sources.names());
+        let http = OxlinClient::http_client().context("creating the HTTP client")?;
+        let mut pollers = Vec::new();
+        for (name, poller_config) in &config.pollers {
+            let poller = Poller::new(
+                name,
+                poller_config.clone(),
+                http.clone(),
+                Arc::clone(&publisher),
+                metrics.clone(),
+            )?;
+            let users = poller.load_users()?;
+            tracing::info!(poller = %name, users = users.len(), shard = poller_config.shard_index, shards = poller_config.shard_count, "queue poller configured");
+            pollers.push((poller, users));
+        }
         let state = AppState {
             sources,
             publisher,
@@ -69,6 +87,7 @@ impl App {
         };
         Ok(Self {
             state,
+            pollers,
             health_interval: config.kafka.health_interval,
             embedded_kafka,
         })
@@ -82,19 +101,29 @@ impl App {
         &self.state.metrics
     }
 
+    /// Reload triggers of the pollers, by name (SIGHUP does the same for all).
+    pub fn poller_reload_triggers(&self) -> Vec<(String, Arc<tokio::sync::Notify>)> {
+        self.pollers
+            .iter()
+            .map(|(poller, _)| (poller.name().to_owned(), poller.reload_trigger()))
+            .collect()
+    }
+
     /// Serves webhooks and operations endpoints on the given listeners until `shutdown`
     /// resolves, then stops accepting, lets in-flight requests finish and flushes the producer.
     pub async fn serve(
-        self,
+        mut self,
         webhook_listener: TcpListener,
         ops_listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let publisher = Arc::clone(&self.state.publisher);
+        // Health outlives the listeners: pollers still publish during shutdown.
+        let health_stop = CancellationToken::new();
         let health = tokio::spawn(
             Arc::clone(&publisher)
-                .watch_health(self.health_interval, stop.clone().cancelled_owned()),
+                .watch_health(self.health_interval, health_stop.clone().cancelled_owned()),
         );
         tracing::info!(
             webhooks = %webhook_listener.local_addr()?,
@@ -109,6 +138,10 @@ impl App {
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let operations = axum::serve(ops_listener, ops_router(self.state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let mut poller_tasks = tokio::task::JoinSet::new();
+        for (poller, users) in std::mem::take(&mut self.pollers) {
+            poller_tasks.spawn(poller.run(users, stop.child_token()));
+        }
         let trigger = stop.clone();
         tokio::spawn(async move {
             shutdown.await;
@@ -119,6 +152,9 @@ impl App {
         webhooks.context("webhook listener failed")?;
         operations.context("operations listener failed")?;
         stop.cancel();
+        // Pollers stop fetching and publish what they hold before the producer is flushed.
+        while poller_tasks.join_next().await.is_some() {}
+        health_stop.cancel();
         let _ = health.await;
         let flushing = Arc::clone(&publisher);
         let flushed = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await?;

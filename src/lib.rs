@@ -32,6 +32,7 @@ pub mod envelope;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod poller;
 pub mod providers;
 pub mod publish;
 pub mod shutdown;

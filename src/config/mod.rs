@@ -2,6 +2,7 @@
 //! without IO. Secrets are resolved (files read) separately, in [`Config::resolve_sources`].
 
 pub mod ip;
+pub mod poller;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use self::ip::IpRange;
+pub use self::poller::{PollerConfig, UserCredentials};
 pub use self::secret::{Secret, REDACTED};
 use crate::providers::ProviderKind;
 
@@ -34,6 +36,9 @@ pub struct Config {
     /// Webhook sources by name; each is served at `POST /webhooks/{name}`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Event-queue pollers by name.
+    #[serde(default)]
+    pub pollers: BTreeMap<String, PollerConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,6 +278,9 @@ impl Config {
         self.validate_kafka(&mut problems);
         for (name, source) in &self.sources {
             source.validate(name, &mut problems);
+        }
+        for (name, poller) in &self.pollers {
+            poller.validate(name, &mut problems);
         }
         if problems.is_empty() {
             Ok(())

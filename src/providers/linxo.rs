@@ -144,6 +144,64 @@ fn canonical_type(
     }
 }
 
+/// One event of an Oxlin queue page. The shape is our reconstruction of a fragmentary example
+/// (tests/fixtures/oxlin-queue/README.md): every field is optional and unknown ones are ignored.
+#[derive(Deserialize)]
+struct QueueEvent {
+    #[serde(default, deserialize_with = "id_string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "number")]
+    date: Option<f64>,
+    #[serde(default, deserialize_with = "text")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    event_status: Option<String>,
+    #[serde(default, deserialize_with = "id_string")]
+    channel_definition_id: Option<String>,
+    #[serde(default, deserialize_with = "id_string")]
+    connection_id: Option<String>,
+    #[serde(default, deserialize_with = "resource_object")]
+    resource: Option<LinxoResource>,
+}
+
+/// The status that ends a synchronization successfully.
+pub const SYNC_ALL_SUCCESS: &str = "SYNC_ALL_SUCCESS";
+
+/// Reads one event of an Oxlin queue. It needs a `name` (or at least an `event_status`).
+pub fn normalize_queue_event(raw: &[u8]) -> Result<EventFacts, NormalizeError> {
+    let event: QueueEvent = parse_object(raw)?;
+    let name = event
+        .name
+        .clone()
+        .or_else(|| event.event_status.clone())
+        .ok_or(NormalizeError::MissingField("name"))?;
+    let status = event.event_status.as_deref();
+    let is = |wanted: &str| name == wanted || status == Some(wanted);
+    let action = ACTION_REQUIRED_STATUSES.iter().find(|action| is(action));
+    let (canonical, reason) = if is(SYNC_ALL_SUCCESS) {
+        (EventType::ConnectionSyncSucceeded, None)
+    } else if let Some(action) = action {
+        (
+            EventType::ConnectionActionRequired,
+            Some((*action).to_owned()),
+        )
+    } else {
+        (EventType::Unmapped, None)
+    };
+    let mut facts = EventFacts::new(canonical, name);
+    facts.provider_event_id = event.id;
+    facts.time = event.date.and_then(unix_time);
+    facts.reason = reason;
+    facts.channel_id = event.channel_definition_id;
+    facts.connection_id = event
+        .resource
+        .as_ref()
+        .and_then(|resource| resource.id.clone())
+        .or(event.connection_id);
+    facts.user_id = event.resource.and_then(|resource| resource.user_id);
+    Ok(facts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +226,36 @@ mod tests {
         assert_eq!(facts.event_type, EventType::Unmapped);
         assert_eq!(facts.provider_type, "ACCOUNTS.UPDATED");
         assert_eq!(facts.connection_id, None);
+    }
+
+    #[test]
+    fn queue_events_map_sync_success_and_actions_and_keep_the_rest() {
+        let success = normalize_queue_event(
+            br#"{"id":"q1","name":"SYNC_ALL_SUCCESS","resource":{"id":"c"}}"#,
+        )
+        .unwrap();
+        assert_eq!(success.event_type, EventType::ConnectionSyncSucceeded);
+        assert_eq!(success.connection_id.as_deref(), Some("c"));
+        let by_status = normalize_queue_event(
+            br#"{"id":"q2","name":"SYNC_END","event_status":"SYNC_ALL_SUCCESS","connection_id":7}"#,
+        )
+        .unwrap();
+        assert_eq!(by_status.event_type, EventType::ConnectionSyncSucceeded);
+        assert_eq!(by_status.provider_type, "SYNC_END");
+        assert_eq!(by_status.connection_id.as_deref(), Some("7"));
+        let action = normalize_queue_event(br#"{"name":"TOKEN_EXPIRED"}"#).unwrap();
+        assert_eq!(action.event_type, EventType::ConnectionActionRequired);
+        assert_eq!(action.reason.as_deref(), Some("TOKEN_EXPIRED"));
+        let other = normalize_queue_event(br#"{"name":"SYNC_STARTED"}"#).unwrap();
+        assert_eq!(other.event_type, EventType::Unmapped);
+        assert_eq!(
+            normalize_queue_event(br#"{"id":"x"}"#),
+            Err(NormalizeError::MissingField("name"))
+        );
+        assert_eq!(
+            normalize_queue_event(b"42"),
+            Err(NormalizeError::NotAnObject)
+        );
     }
 
     #[test]

@@ -150,6 +150,34 @@ pub fn webhook_envelope<'a>(
     Ok(Envelope::new(origin, facts, body, data))
 }
 
+/// Splits an Oxlin queue page into its events: a top-level array, or an object holding an
+/// `events` array (other fields ignored). Each event stays raw, for its envelope or dead letter.
+pub fn split_queue_page(body: &[u8]) -> Result<Vec<&RawValue>, NormalizeError> {
+    #[derive(Deserialize)]
+    struct Wrapped<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    match first {
+        Some(b'[') => serde_json::from_slice(body).map_err(NormalizeError::from_serde),
+        Some(b'{') => {
+            let wrapped: Wrapped<'_> = serde_json::from_slice(body).map_err(|error| {
+                if error.is_data() {
+                    NormalizeError::MissingField("events")
+                } else {
+                    NormalizeError::InvalidJson(error.to_string())
+                }
+            })?;
+            Ok(wrapped.events)
+        }
+        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(NormalizeError::NotAnObject),
+            Err(error) => Err(NormalizeError::InvalidJson(error.to_string())),
+        },
+    }
+}
+
 /// Providers write ids as strings or numbers; the envelope always carries strings.
 pub(crate) fn id_string<'de, D: Deserializer<'de>>(
     deserializer: D,

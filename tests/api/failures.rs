@@ -217,6 +217,12 @@ async fn broker_outage_is_503_with_retry_after_within_the_bounded_wait_then_reco
     assert_eq!(refused.status(), 503, "not ready: refused at once");
     let answer: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(answer["error"], "unavailable");
+    let garbage = app.post_bridge(b"{garbage").await;
+    assert_eq!(
+        garbage.status(),
+        503,
+        "a dead letter that cannot be written is a 503 too"
+    );
 
     kafka.broker_up(1).unwrap();
     app.wait_ready(true).await;

@@ -3,6 +3,8 @@
 //! Every label takes its values from a small fixed set: configured source names, outcomes,
 //! providers, canonical types, reasons. Never an id, a path or an address.
 
+mod poller;
+
 use std::time::Duration;
 
 use prometheus::{
@@ -10,6 +12,7 @@ use prometheus::{
     TextEncoder,
 };
 
+pub use self::poller::{PollOutcome, PollerMetrics};
 use crate::envelope::{EventType, Ingress};
 use crate::providers::ProviderKind;
 
@@ -108,6 +111,8 @@ pub struct Metrics {
     kafka_ready: IntGauge,
     /// `finhook_kafka_fatal_error`: 1 once the producer hit an unrecoverable error.
     kafka_fatal: IntGauge,
+    /// The queue pollers' collectors.
+    pub poller: PollerMetrics,
 }
 
 impl Metrics {
@@ -197,7 +202,9 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let poller = PollerMetrics::new(&registry)?;
         Ok(Self {
+            poller,
             registry,
             webhook_requests,
             webhook_duration,

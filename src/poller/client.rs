@@ -1,0 +1,314 @@
+//! The Oxlin API as the poller needs it: a token by password grant, a queue subscription, a
+//! queue poll. Typed outcomes, an injectable base URL, timeouts, bounded concurrency. Knows
+//! nothing about Kafka.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, LOCATION, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::config::poller::TokenRequestFormat;
+use crate::config::{PollerConfig, Secret};
+use crate::metrics::PollOutcome;
+
+/// Oxlin's token endpoint wants to know which product the client belongs to.
+const TOKEN_PROVIDER: &str = "linxoConnect";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("the access token was refused (401)")]
+    Unauthorized,
+    #[error("the queue is gone ({0})")]
+    QueueGone(StatusCode),
+    #[error("throttled (429)")]
+    Throttled { retry_after: Option<Duration> },
+    #[error("server error ({0})")]
+    Server(StatusCode),
+    #[error("the request timed out")]
+    Timeout,
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("unexpected response: {0}")]
+    Protocol(String),
+    #[error("the token endpoint refused the credentials ({0})")]
+    TokenRefused(StatusCode),
+}
+
+impl PollError {
+    /// The poll outcome label this error counts as.
+    pub fn outcome(&self) -> PollOutcome {
+        match self {
+            PollError::Unauthorized => PollOutcome::Unauthorized,
+            PollError::QueueGone(_) => PollOutcome::QueueGone,
+            PollError::Throttled { .. } => PollOutcome::Throttled,
+            PollError::Server(_) => PollOutcome::ServerError,
+            PollError::Timeout => PollOutcome::Timeout,
+            PollError::Network(_) => PollOutcome::NetworkError,
+            PollError::Protocol(_) | PollError::TokenRefused(_) => PollOutcome::ProtocolError,
+        }
+    }
+
+    /// A retry label from a fixed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PollError::TokenRefused(_) => "token_refused",
+            other => other.outcome().as_str(),
+        }
+    }
+
+    fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_timeout() {
+            PollError::Timeout
+        } else {
+            // reqwest's message names the URL (no credentials in it) and the cause.
+            PollError::Network(error.without_url().to_string())
+        }
+    }
+}
+
+/// A queue poll's result.
+#[derive(Debug)]
+pub enum Polled {
+    /// 204: nothing yet.
+    Empty,
+    /// 200: a page of events, raw.
+    Page(Bytes),
+}
+
+/// An access token and how long it lives.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub value: Secret,
+    pub expires_in: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// What a user loop needs of a queue provider; [`OxlinClient`] is the real one, tests script
+/// their own.
+pub trait QueueApi: Send + Sync + 'static {
+    /// OAuth2 password grant for one user.
+    fn password_token(
+        &self,
+        username: &Secret,
+        password: &Secret,
+    ) -> impl Future<Output = Result<Token, PollError>> + Send;
+
+    /// Subscribes to a new queue; returns its URL.
+    fn subscribe(&self, token: &Secret) -> impl Future<Output = Result<Url, PollError>> + Send;
+
+    /// Polls a queue once.
+    fn poll(
+        &self,
+        token: &Secret,
+        queue: &Url,
+    ) -> impl Future<Output = Result<Polled, PollError>> + Send;
+}
+
+pub struct OxlinClient {
+    http: reqwest::Client,
+    api: Url,
+    token_url: Url,
+    client_id: String,
+    client_secret: Option<Secret>,
+    scope: String,
+    token_format: TokenRequestFormat,
+    topics: Vec<String>,
+    /// Bounds requests in flight over all users of one poller.
+    in_flight: Arc<Semaphore>,
+    request_timeout: Duration,
+}
+
+impl OxlinClient {
+    pub fn new(
+        http: reqwest::Client,
+        config: &PollerConfig,
+        client_secret: Option<Secret>,
+    ) -> Self {
+        Self {
+            http,
+            api: config.api_url(),
+            token_url: config.token_url(),
+            client_id: config.client_id.clone(),
+            client_secret,
+            scope: config.scope.clone(),
+            token_format: config.token_request_format,
+            topics: config.topics.clone(),
+            in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    /// The HTTP client every poller shares: one connection pool, rustls.
+    pub fn http_client() -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("finhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+}
+
+impl QueueApi for OxlinClient {
+    async fn password_token(
+        &self,
+        username: &Secret,
+        password: &Secret,
+    ) -> Result<Token, PollError> {
+        let _permit = self.in_flight.acquire().await.expect("never closed");
+        let secret = self.client_secret.as_ref().map_or("", Secret::expose);
+        let request = self
+            .http
+            .post(self.token_url.clone())
+            .timeout(self.request_timeout);
+        let request = match self.token_format {
+            TokenRequestFormat::Json => request.json(&json!({
+                "provider": TOKEN_PROVIDER,
+                "client_id": self.client_id,
+                "client_secret": secret,
+                "grant_type": "password",
+                "username": username.expose(),
+                "password": password.expose(),
+                "scope": self.scope,
+            })),
+            TokenRequestFormat::Form => request.form(&[
+                ("provider", TOKEN_PROVIDER),
+                ("client_id", &self.client_id),
+                ("client_secret", secret),
+                ("grant_type", "password"),
+                ("username", username.expose()),
+                ("password", password.expose()),
+                ("scope", &self.scope),
+            ]),
+        };
+        let response = request.send().await.map_err(PollError::from_reqwest)?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(PollError::Server(status));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(PollError::Throttled {
+                retry_after: retry_after(&response),
+            });
+        }
+        if !status.is_success() {
+            return Err(PollError::TokenRefused(status));
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|_| PollError::Protocol("token response without access_token".to_owned()))?;
+        Ok(Token {
+            value: Secret::new(body.access_token),
+            expires_in: body.expires_in.map(Duration::from_secs),
+        })
+    }
+
+    /// `POST /queues/subscribe` → 201 with `Location: /queues/{id}`; returns the queue URL.
+    async fn subscribe(&self, token: &Secret) -> Result<Url, PollError> {
+        let _permit = self.in_flight.acquire().await.expect("never closed");
+        let url = self
+            .api
+            .join("queues/subscribe")
+            .expect("a relative path joins");
+        let response = self
+            .http
+            .post(url)
+            .timeout(self.request_timeout)
+            .header(AUTHORIZATION, bearer(token))
+            .json(&json!({ "topics": self.topics }))
+            .send()
+            .await
+            .map_err(PollError::from_reqwest)?;
+        let status = response.status();
+        check_status(status, &response)?;
+        if !status.is_success() {
+            return Err(PollError::Protocol(format!("subscribe answered {status}")));
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| PollError::Protocol("subscribe answered without Location".to_owned()))?;
+        queue_url(&self.api, location)
+    }
+
+    /// `GET /queues/{id}`: 204 → empty, 200 → a page of events.
+    async fn poll(&self, token: &Secret, queue: &Url) -> Result<Polled, PollError> {
+        let _permit = self.in_flight.acquire().await.expect("never closed");
+        let response = self
+            .http
+            .get(queue.clone())
+            .timeout(self.request_timeout)
+            .header(AUTHORIZATION, bearer(token))
+            .send()
+            .await
+            .map_err(PollError::from_reqwest)?;
+        let status = response.status();
+        check_status(status, &response)?;
+        match status {
+            StatusCode::NO_CONTENT => Ok(Polled::Empty),
+            StatusCode::OK => {
+                let page = response.bytes().await.map_err(PollError::from_reqwest)?;
+                if page.iter().all(u8::is_ascii_whitespace) {
+                    Ok(Polled::Empty)
+                } else {
+                    Ok(Polled::Page(page))
+                }
+            }
+            other => Err(PollError::Protocol(format!("poll answered {other}"))),
+        }
+    }
+}
+
+/// Oxlin's `Location` is `/queues/{id}`, relative to the API base (which has a version prefix
+/// such as `/v2.1`); an absolute URL is taken as it is.
+fn queue_url(api: &Url, location: &str) -> Result<Url, PollError> {
+    if let Ok(absolute) = Url::parse(location) {
+        return Ok(absolute);
+    }
+    api.join(location.trim_start_matches('/'))
+        .map_err(|_| PollError::Protocol("subscribe answered an unusable Location".to_owned()))
+}
+
+fn bearer(token: &Secret) -> String {
+    format!("Bearer {}", token.expose())
+}
+
+/// The error statuses every queue request shares.
+fn check_status(status: StatusCode, response: &reqwest::Response) -> Result<(), PollError> {
+    match status {
+        StatusCode::UNAUTHORIZED => Err(PollError::Unauthorized),
+        StatusCode::TOO_MANY_REQUESTS => Err(PollError::Throttled {
+            retry_after: retry_after(response),
+        }),
+        status if status.is_server_error() => Err(PollError::Server(status)),
+        // 404, 410 and any other 4xx on a queue: it is gone; subscribe again.
+        status if status.is_client_error() => Err(PollError::QueueGone(status)),
+        _ => Ok(()),
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,232 @@
+//! Oxlin event-queue polling: one supervised loop per configured user, the user list reloaded
+//! on SIGHUP or when its file changes, users split between replicas by static sharding.
+
+mod backoff;
+pub mod client;
+mod user;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use self::backoff::Backoff;
+use self::client::OxlinClient;
+use self::user::{LoopSettings, UserLoop};
+use crate::config::{ConfigError, PollerConfig, UserCredentials};
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+
+/// How long a stopping user keeps trying to publish what it already fetched.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Whether the replica `shard_index` of `shard_count` polls this user. A stable hash (SHA-256),
+/// so every replica, of any build, agrees on who polls whom.
+pub fn owns_user(user_id: &str, shard_index: u32, shard_count: u32) -> bool {
+    let digest = Sha256::digest(user_id.as_bytes());
+    let value = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    value % u64::from(shard_count.max(1)) == u64::from(shard_index)
+}
+
+struct RunningUser {
+    credentials: UserCredentials,
+    stop: CancellationToken,
+}
+
+/// One configured poller and the users it runs.
+pub struct Poller {
+    name: Arc<str>,
+    config: PollerConfig,
+    client: Arc<OxlinClient>,
+    publisher: Arc<Publisher>,
+    metrics: Metrics,
+    settings: LoopSettings,
+    reload: Arc<Notify>,
+}
+
+impl Poller {
+    pub fn new(
+        name: &str,
+        config: PollerConfig,
+        http: reqwest::Client,
+        publisher: Arc<Publisher>,
+        metrics: Metrics,
+    ) -> Result<Self, ConfigError> {
+        let client_secret = config.resolve_client_secret(name)?;
+        let client = Arc::new(OxlinClient::new(http, &config, client_secret));
+        let settings = LoopSettings {
+            interval: config.interval,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+            shutdown_grace: SHUTDOWN_GRACE,
+        };
+        metrics.poller.register_poller(name);
+        Ok(Self {
+            name: Arc::from(name),
+            config,
+            client,
+            publisher,
+            metrics,
+            settings,
+            reload: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Notifying this reloads the user list, like SIGHUP.
+    pub fn reload_trigger(&self) -> Arc<Notify> {
+        Arc::clone(&self.reload)
+    }
+
+    /// The users of this replica's shard, files read.
+    pub fn load_users(&self) -> Result<Vec<(String, UserCredentials)>, ConfigError> {
+        let mut users = self.config.load_users(&self.name)?;
+        users.retain(|(id, _)| owns_user(id, self.config.shard_index, self.config.shard_count));
+        Ok(users)
+    }
+
+    /// Polls `users`, applying reloads, until `stop`; then waits for every user loop to finish
+    /// (each publishes what it holds first).
+    pub async fn run(self, users: Vec<(String, UserCredentials)>, stop: CancellationToken) {
+        let mut running: HashMap<String, RunningUser> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        self.apply(users, &mut running, &mut tasks, &stop);
+        let mut hangup = hangup_signal();
+        let mut file_version = self.users_file_version();
+        loop {
+            let reason = tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = hangup.recv() => "SIGHUP",
+                _ = self.reload.notified() => "reload request",
+                _ = tokio::time::sleep(self.config.reload_interval) => {
+                    let version = self.users_file_version();
+                    if version == file_version {
+                        continue;
+                    }
+                    file_version = version;
+                    "users file changed"
+                }
+            };
+            match self.load_users() {
+                Ok(users) => {
+                    tracing::info!(poller = %self.name, reason, users = users.len(), "reloading users");
+                    self.apply(users, &mut running, &mut tasks, &stop);
+                }
+                Err(error) => {
+                    tracing::warn!(poller = %self.name, reason, %error, "users not reloaded; keeping the current ones")
+                }
+            }
+            // Reap loops that finished (removed users).
+            while tasks.try_join_next().is_some() {}
+        }
+        tracing::info!(poller = %self.name, "stopping: no more polls; publishing what is held");
+        for user in running.values() {
+            user.stop.cancel();
+        }
+        while tasks.join_next().await.is_some() {}
+        self.metrics.poller.set_users(&self.name, 0);
+    }
+
+    /// Starts loops for new users, stops removed ones, restarts those whose credentials changed.
+    fn apply(
+        &self,
+        users: Vec<(String, UserCredentials)>,
+        running: &mut HashMap<String, RunningUser>,
+        tasks: &mut JoinSet<()>,
+        stop: &CancellationToken,
+    ) {
+        let wanted: HashMap<String, UserCredentials> = users.into_iter().collect();
+        running.retain(|id, user| {
+            let keep = wanted.get(id) == Some(&user.credentials);
+            if !keep {
+                user.stop.cancel();
+            }
+            keep
+        });
+        for (id, credentials) in wanted {
+            if running.contains_key(&id) {
+                continue;
+            }
+            let user_stop = stop.child_token();
+            let user_loop = UserLoop {
+                poller: Arc::clone(&self.name),
+                user_id: id.clone(),
+                credentials: credentials.clone(),
+                client: Arc::clone(&self.client),
+                publisher: Arc::clone(&self.publisher),
+                metrics: self.metrics.clone(),
+                settings: self.settings.clone(),
+            };
+            tasks.spawn(user_loop.run(user_stop.clone()));
+            running.insert(
+                id,
+                RunningUser {
+                    credentials,
+                    stop: user_stop,
+                },
+            );
+        }
+        self.metrics.poller.set_users(&self.name, running.len());
+    }
+
+    fn users_file_version(&self) -> Option<(SystemTime, u64)> {
+        let metadata = std::fs::metadata(self.config.users_file.as_ref()?).ok()?;
+        Some((metadata.modified().ok()?, metadata.len()))
+    }
+}
+
+/// SIGHUP as a stream; never fires where there are no signals.
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn hangup_signal() -> Hangup {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Hangup(Some(signal)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; users reload only when their file changes");
+            Hangup(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_user_belongs_to_exactly_one_shard() {
+        for count in [1u32, 2, 3, 7] {
+            let mut per_shard = vec![0usize; count as usize];
+            for user in 0..1000 {
+                let id = format!("user-{user}");
+                let owners: Vec<u32> = (0..count)
+                    .filter(|index| owns_user(&id, *index, count))
+                    .collect();
+                assert_eq!(owners.len(), 1, "{id} with {count} shards");
+                per_shard[owners[0] as usize] += 1;
+            }
+            // Roughly even: no shard gets less than half its share.
+            assert!(
+                per_shard.iter().all(|n| *n * 2 * count as usize >= 1000),
+                "{per_shard:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! One user's polling loop: token → subscribe → poll → publish the whole page and wait for
+//! every acknowledgement → poll again.
+//!
+//! The rules, in one place:
+//! - a page is published completely before the next poll; while Kafka refuses it, the page is
+//!   held in memory and retried with back-off, and nothing more is fetched;
+//! - events of one connection are published one after the other, each after the previous one's
+//!   acknowledgement, so they can never be reordered; different connections go in parallel;
+//! - 401 → a new token (password grant), then the request again; 404, 410 or another 4xx on a
+//!   known queue → subscribe again; 429, 5xx, timeouts, network errors → back-off with jitter;
+//! - on stop: no further fetch; a held page keeps being published for the grace period.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::backoff::{around, jitter, Backoff};
+use super::client::{PollError, Polled, QueueApi};
+use crate::config::{Secret, UserCredentials};
+use crate::envelope::{Envelope, Ingress, Origin};
+use crate::metrics::{Metrics, PollOutcome};
+use crate::providers::{linxo, split_queue_page, NormalizeError, ProviderKind};
+use crate::publish::{DeadLetter, PublishError, Publisher};
+
+/// A token is renewed this long before it expires (or at 90 % of its life if that is shorter).
+const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
+
+/// Timing rules shared by all users of a poller.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub interval: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// How long a held page keeps being retried after stop.
+    pub shutdown_grace: Duration,
+}
+
+pub struct UserLoop<Api> {
+    pub poller: Arc<str>,
+    pub user_id: String,
+    pub credentials: UserCredentials,
+    pub client: Arc<Api>,
+    pub publisher: Arc<Publisher>,
+    pub metrics: Metrics,
+    pub settings: LoopSettings,
+}
+
+struct CachedToken {
+    value: Secret,
+    renew_at: Option<Instant>,
+}
+
+/// Why the loop stopped before the end of a cycle.
+enum Stop {
+    Requested,
+}
+
+impl<Api: QueueApi> UserLoop<Api> {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut token: Option<CachedToken> = None;
+        let mut queue: Option<Url> = None;
+        let mut backoff = Backoff::new(self.settings.backoff_initial, self.settings.backoff_max);
+        // Spread first polls over one interval, so thousands of users do not fire together.
+        if sleep_or_stop(jitter(self.settings.interval), &stop)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let wait = match self.cycle(&mut token, &mut queue, &stop).await {
+                Ok(CycleResult::Empty) => {
+                    backoff.reset();
+                    around(self.settings.interval)
+                }
+                // More may be waiting: poll again at once.
+                Ok(CycleResult::Published) => {
+                    backoff.reset();
+                    Duration::ZERO
+                }
+                Err(Stop::Requested) => return,
+            };
+            if sleep_or_stop(wait, &stop).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One token/subscribe/poll/publish round, retrying failures with back-off until it
+    /// completes or stop is requested.
+    async fn cycle(
+        &self,
+        token: &mut Option<CachedToken>,
+        queue: &mut Option<Url>,
+        stop: &CancellationToken,
+    ) -> Result<CycleResult, Stop> {
+        let mut backoff = Backoff::new(self.settings.backoff_initial, self.settings.backoff_max);
+        // One immediate token renewal and one immediate resubscription per round; repeats wait.
+        let mut renewed = false;
+        let mut resubscribed = false;
+        loop {
+            if stop.is_cancelled() {
+                return Err(Stop::Requested);
+            }
+            let error = match self.attempt(token, queue).await {
+                Ok(Polled::Empty) => return Ok(CycleResult::Empty),
+                Ok(Polled::Page(page)) => {
+                    self.publish_page(page, stop).await?;
+                    return Ok(CycleResult::Published);
+                }
+                Err(error) => error,
+            };
+            match &error {
+                PollError::Unauthorized => {
+                    *token = None;
+                    let renewable = matches!(self.credentials, UserCredentials::Password { .. });
+                    if renewable && !renewed {
+                        renewed = true;
+                        continue;
+                    }
+                }
+                // Only a poll of a known queue says the queue is gone; a refused subscription
+                // is a failure like any other.
+                PollError::QueueGone(status) if queue.is_some() => {
+                    tracing::info!(poller = %self.poller, user = %self.user_id, %status, "queue gone; subscribing again");
+                    *queue = None;
+                    self.metrics.poller.resubscribed(&self.poller);
+                    if !resubscribed {
+                        resubscribed = true;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let mut wait = backoff.next_delay();
+            if let PollError::Throttled {
+                retry_after: Some(asked),
+            } = &error
+            {
+                wait = wait.max((*asked).min(self.settings.backoff_max));
+            }
+            if matches!(error, PollError::Unauthorized | PollError::TokenRefused(_)) {
+                tracing::warn!(poller = %self.poller, user = %self.user_id, %error, ?wait, "oxlin refuses this user's credentials");
+            } else {
+                tracing::debug!(poller = %self.poller, user = %self.user_id, %error, ?wait, "poll failed; backing off");
+            }
+            self.metrics.poller.retried(&self.poller, error.reason());
+            sleep_or_stop(wait, stop).await?;
+        }
+    }
+
+    /// Token, queue, then one poll.
+    async fn attempt(
+        &self,
+        token: &mut Option<CachedToken>,
+        queue: &mut Option<Url>,
+    ) -> Result<Polled, PollError> {
+        let current = match token {
+            Some(cached) if cached.renew_at.is_none_or(|at| Instant::now() < at) => {
+                cached.value.clone()
+            }
+            _ => {
+                let fresh = self.fetch_token().await?;
+                let value = fresh.value.clone();
+                *token = Some(fresh);
+                value
+            }
+        };
+        let queue_url = match queue {
+            Some(url) => url.clone(),
+            None => {
+                let url = self.client.subscribe(&current).await?;
+                tracing::debug!(poller = %self.poller, user = %self.user_id, "subscribed to a queue");
+                *queue = Some(url.clone());
+                url
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = self.client.poll(&current, &queue_url).await;
+        let outcome = match &result {
+            Ok(Polled::Empty) => PollOutcome::Empty,
+            Ok(Polled::Page(_)) => PollOutcome::Events,
+            Err(error) => error.outcome(),
+        };
+        self.metrics
+            .poller
+            .polled(&self.poller, outcome, started.elapsed());
+        result
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, PollError> {
+        match &self.credentials {
+            UserCredentials::AccessToken(value) => Ok(CachedToken {
+                value: value.clone(),
+                renew_at: None,
+            }),
+            UserCredentials::Password { username, password } => {
+                let result = self.client.password_token(username, password).await;
+                self.metrics
+                    .poller
+                    .token_refreshed(&self.poller, result.is_ok());
+                let token = result?;
+                let renew_at = token.expires_in.map(|lifetime| {
+                    let margin = TOKEN_RENEWAL_MARGIN.min(lifetime / 10);
+                    Instant::now() + lifetime - margin
+                });
+                Ok(CachedToken {
+                    value: token.value,
+                    renew_at,
+                })
+            }
+        }
+    }
+
+    /// Publishes every event of a page, in order per connection, waiting for each
+    /// acknowledgement and retrying until all are on Kafka (or stop + grace passes).
+    async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
+        let received_at = OffsetDateTime::now_utc();
+        let origin = Origin {
+            provider: ProviderKind::Linxo,
+            source_name: &self.poller,
+            ingress: Ingress::Queue,
+            received_at,
+        };
+        let items = self.page_items(&origin, &page);
+        let held = items.len() as i64;
+        self.metrics.poller.add_events_held(&self.poller, held);
+
+        // Per-key chains keep one connection's order; chains run in parallel.
+        let mut chains: Vec<(String, Vec<&Item<'_>>)> = Vec::new();
+        let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
+        for item in &items {
+            let key = item.key();
+            let index = *chain_of_key.entry(key).or_insert_with(|| {
+                chains.push((key.to_owned(), Vec::new()));
+                chains.len() - 1
+            });
+            chains[index].1.push(item);
+        }
+        let deadline = StopDeadline::new(stop, self.settings.shutdown_grace);
+        let deadline = &deadline;
+        let published = futures::future::join_all(chains.iter().map(|(_, chain)| async move {
+            let mut done = 0i64;
+            for item in chain {
+                if !self.publish_with_retry(item, deadline).await {
+                    break;
+                }
+                done += 1;
+                self.metrics.poller.add_events_held(&self.poller, -1);
+            }
+            done
+        }))
+        .await;
+        let published: i64 = published.into_iter().sum();
+        if published < held {
+            self.metrics
+                .poller
+                .add_events_held(&self.poller, published - held);
+            tracing::error!(
+                poller = %self.poller,
+                user = %self.user_id,
+                lost = held - published,
+                "stopped before Kafka acknowledged every polled event; they are not published"
+            );
+            return Err(Stop::Requested);
+        }
+        Ok(())
+    }
+
+    fn page_items<'p>(&self, origin: &Origin<'p>, page: &'p [u8]) -> Vec<Item<'p>> {
+        let events = match split_queue_page(page) {
+            Ok(events) => events,
+            Err(error) => return vec![Item::dead_letter(origin, error, page)],
+        };
+        events
+            .into_iter()
+            .map(|raw| self.envelope(origin, raw))
+            .collect()
+    }
+
+    fn envelope<'p>(&self, origin: &Origin<'p>, raw: &'p RawValue) -> Item<'p> {
+        let bytes = raw.get().as_bytes();
+        match linxo::normalize_queue_event(bytes) {
+            Ok(mut facts) => {
+                facts.user_id = Some(self.user_id.clone());
+                Item::Event(Box::new(Envelope::new(origin, facts, bytes, raw)))
+            }
+            Err(error) => Item::dead_letter(origin, error, bytes),
+        }
+    }
+
+    /// Returns whether the item is on Kafka; false only when the stop deadline passed.
+    async fn publish_with_retry(&self, item: &Item<'_>, deadline: &StopDeadline<'_>) -> bool {
+        let mut backoff = Backoff::new(self.settings.backoff_initial, self.settings.backoff_max);
+        loop {
+            let result: Result<(), PublishError> = match item {
+                Item::Event(envelope) => self.publisher.publish_event(envelope).await.map(drop),
+                Item::DeadLetter(letter) => {
+                    let result = self.publisher.publish_dead_letter(letter).await.map(drop);
+                    if result.is_ok() {
+                        self.metrics.dead_lettered(&self.poller, letter.reason);
+                    }
+                    result
+                }
+            };
+            let Err(error) = result else {
+                return true;
+            };
+            self.metrics.poller.retried(&self.poller, "kafka");
+            let wait = backoff.next_delay();
+            tracing::debug!(poller = %self.poller, %error, ?wait, "kafka refused a polled event; holding it");
+            if !deadline.sleep(wait).await {
+                return false;
+            }
+        }
+    }
+}
+
+enum CycleResult {
+    Empty,
+    Published,
+}
+
+/// A polled event ready to publish: its envelope, or a dead letter when it cannot be read.
+enum Item<'p> {
+    Event(Box<Envelope<'p>>),
+    DeadLetter(DeadLetter<'p>),
+}
+
+impl<'p> Item<'p> {
+    fn dead_letter(origin: &Origin<'p>, error: NormalizeError, raw: &'p [u8]) -> Self {
+        let reason = error.reason_code();
+        Item::DeadLetter(DeadLetter::new(
+            *origin,
+            reason,
+            error.to_string(),
+            raw,
+            &HeaderMap::new(),
+        ))
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Item::Event(envelope) => &envelope.partitionkey,
+            Item::DeadLetter(letter) => &letter.id,
+        }
+    }
+}
+
+/// "Keep trying until stop, then for the grace period."
+struct StopDeadline<'s> {
+    stop: &'s CancellationToken,
+    grace: Duration,
+    /// Set when stop is first seen: the end of the grace period.
+    deadline: std::sync::Mutex<Option<Instant>>,
+}
+
+impl<'s> StopDeadline<'s> {
+    fn new(stop: &'s CancellationToken, grace: Duration) -> Self {
+        Self {
+            stop,
+            grace,
+            deadline: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Sleeps `wait` before another try; false when the grace period after stop is over.
+    async fn sleep(&self, wait: Duration) -> bool {
+        if !self.stop.is_cancelled() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => return true,
+                _ = self.stop.cancelled() => {}
+            }
+        }
+        let deadline = *self
+            .deadline
+            .lock()
+            .expect("never poisoned")
+            .get_or_insert_with(|| Instant::now() + self.grace);
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(wait.min(deadline - now)).await;
+        Instant::now() < deadline
+    }
+}
+
+async fn sleep_or_stop(wait: Duration, stop: &CancellationToken) -> Result<(), Stop> {
+    if wait.is_zero() {
+        return if stop.is_cancelled() {
+            Err(Stop::Requested)
+        } else {
+            Ok(())
+        };
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => Ok(()),
+        _ = stop.cancelled() => Err(Stop::Requested),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's rules against a scripted queue API, in paused tokio time.
+
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+    use reqwest::StatusCode;
+
+    use super::*;
+    use crate::config::{Config, DEFAULT_TOML};
+    use crate::poller::client::Token;
+
+    #[derive(Default)]
+    struct ScriptedApi {
+        script: Mutex<VecDeque<Result<Polled, PollError>>>,
+        polls: Mutex<Vec<Instant>>,
+        tokens: AtomicUsize,
+        subscriptions: AtomicUsize,
+    }
+
+    impl QueueApi for ScriptedApi {
+        async fn password_token(&self, _: &Secret, _: &Secret) -> Result<Token, PollError> {
+            let issued = self.tokens.fetch_add(1, Ordering::SeqCst);
+            Ok(Token {
+                value: Secret::new(format!("token-{issued}")),
+                expires_in: Some(Duration::from_secs(3600)),
+            })
+        }
+
+        async fn subscribe(&self, _: &Secret) -> Result<Url, PollError> {
+            let queue = self.subscriptions.fetch_add(1, Ordering::SeqCst);
+            Ok(Url::parse(&format!("http://oxlin.test/queues/{queue}")).unwrap())
+        }
+
+        async fn poll(&self, _: &Secret, _: &Url) -> Result<Polled, PollError> {
+            self.polls.lock().unwrap().push(Instant::now());
+            self.script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(Polled::Empty))
+        }
+    }
+
+    fn settings() -> LoopSettings {
+        LoopSettings {
+            interval: Duration::from_secs(10),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(8),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    /// Runs one user's loop against `script` for `run_for` of paused time.
+    async fn run_script(
+        script: Vec<Result<Polled, PollError>>,
+        credentials: UserCredentials,
+        run_for: Duration,
+    ) -> Arc<ScriptedApi> {
+        let config = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+        let publisher = Publisher::new(&config.kafka, "127.0.0.1:1", &[], metrics.clone()).unwrap();
+        let api = Arc::new(ScriptedApi::default());
+        api.script.lock().unwrap().extend(script);
+        let user_loop = UserLoop {
+            poller: Arc::from("test"),
+            user_id: "u1".to_owned(),
+            credentials,
+            client: Arc::clone(&api),
+            publisher,
+            metrics,
+            settings: settings(),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(user_loop.run(stop.clone()));
+        tokio::time::sleep(run_for).await;
+        stop.cancel();
+        task.await.unwrap();
+        api
+    }
+
+    fn password() -> UserCredentials {
+        UserCredentials::Password {
+            username: Secret::new("user"),
+            password: Secret::new("pass"),
+        }
+    }
+
+    fn gaps(api: &ScriptedApi) -> Vec<Duration> {
+        let polls = api.polls.lock().unwrap();
+        polls.windows(2).map(|pair| pair[1] - pair[0]).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_errors_back_off_exponentially_with_jitter_then_polling_resumes() {
+        let unavailable = || Err(PollError::Server(StatusCode::SERVICE_UNAVAILABLE));
+        let script = vec![
+            unavailable(),
+            unavailable(),
+            unavailable(),
+            unavailable(),
+            unavailable(),
+        ];
+        let api = run_script(script, password(), Duration::from_secs(60)).await;
+        let gaps = gaps(&api);
+        // 1 s, 2 s, 4 s, 8 s, then the 8 s cap; each wait in the upper half of its step.
+        for (gap, step) in gaps.iter().zip([1u64, 2, 4, 8, 8]) {
+            let step = Duration::from_secs(step);
+            assert!(
+                *gap >= step / 2 && *gap <= step,
+                "waited {gap:?} for a {step:?} step: {gaps:?}"
+            );
+        }
+        // Then the queue answers 204 and polling goes back to the interval (± 10 %).
+        let after_recovery = gaps[5];
+        assert!(
+            after_recovery >= Duration::from_secs(9) && after_recovery <= Duration::from_secs(11),
+            "{gaps:?}"
+        );
+        assert_eq!(
+            api.tokens.load(Ordering::SeqCst),
+            1,
+            "a 5xx does not renew the token"
+        );
+        assert_eq!(api.subscriptions.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unauthorized_renews_the_token_once_and_retries_at_once() {
+        let api = run_script(
+            vec![Err(PollError::Unauthorized)],
+            password(),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            gaps(&api)[0],
+            Duration::ZERO,
+            "no back-off before the retry"
+        );
+        assert_eq!(
+            api.subscriptions.load(Ordering::SeqCst),
+            1,
+            "the queue is kept"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_unauthorized_backs_off_after_one_renewal() {
+        let script = vec![
+            Err(PollError::Unauthorized),
+            Err(PollError::Unauthorized),
+            Err(PollError::Unauthorized),
+        ];
+        let api = run_script(script, password(), Duration::from_secs(30)).await;
+        let gaps = gaps(&api);
+        assert_eq!(gaps[0], Duration::ZERO);
+        assert!(
+            gaps[1] >= Duration::from_millis(500),
+            "the second refusal waits: {gaps:?}"
+        );
+        assert_eq!(
+            api.tokens.load(Ordering::SeqCst),
+            4,
+            "one renewal per attempt after the first"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn static_token_is_never_renewed() {
+        let credentials = UserCredentials::AccessToken(Secret::new("static"));
+        let api = run_script(
+            vec![Err(PollError::Unauthorized)],
+            credentials,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 0);
+        assert!(
+            gaps(&api)[0] >= Duration::from_millis(500),
+            "backs off instead"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gone_queue_is_subscribed_again_at_once() {
+        let script = vec![
+            Err(PollError::QueueGone(StatusCode::NOT_FOUND)),
+            Err(PollError::QueueGone(StatusCode::GONE)),
+        ];
+        let api = run_script(script, password(), Duration::from_secs(30)).await;
+        assert_eq!(api.subscriptions.load(Ordering::SeqCst), 3);
+        let gaps = gaps(&api);
+        assert_eq!(gaps[0], Duration::ZERO, "first resubscription is immediate");
+        assert!(
+            gaps[1] >= Duration::from_millis(500),
+            "a second one in a row waits: {gaps:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_honours_retry_after_up_to_the_cap() {
+        let script = vec![Err(PollError::Throttled {
+            retry_after: Some(Duration::from_secs(5)),
+        })];
+        let api = run_script(script, password(), Duration::from_secs(30)).await;
+        let gap = gaps(&api)[0];
+        assert!(
+            gap >= Duration::from_secs(5) && gap <= Duration::from_secs(6),
+            "{gap:?}"
+        );
+    }
+}
