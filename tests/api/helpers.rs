@@ -32,7 +32,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [log]
 format = "text"
-level = "warn"
+level = "warn,librdkafka=error"
 [kafka]
 embedded = true
 health_interval = "100ms"

@@ -6,5 +6,7 @@ mod common;
 
 mod cli;
 mod failures;
+mod fake_oxlin;
 mod helpers;
+mod poller;
 mod webhooks;

@@ -1,0 +1,373 @@
+//! The queue poller end to end: a scripted Oxlin over HTTP, the real app, the mock cluster.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{fixture, EnvelopeSchema};
+use crate::fake_oxlin::{users_file, users_toml, FakeOxlin, Step};
+use crate::helpers::{read_topic, spawn_app, TestApp};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn page(name: &str) -> Step {
+    Step::Page(fixture(&format!("oxlin-queue/{name}")))
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn events(app: &TestApp, expected: usize) -> Vec<Value> {
+    let records = read_topic(&app.bootstrap, app.default_topic(), expected, WAIT).await;
+    for record in &records {
+        assert_eq!(
+            record.key.as_deref(),
+            Some(record.header("ce_partitionkey"))
+        );
+    }
+    records.iter().map(|record| record.json()).collect()
+}
+
+fn ids(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|event| event["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn fixture_pages_after_empty_polls_are_published_in_order_keyed_by_connection() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script(
+        "321",
+        vec![
+            Step::Empty,
+            Step::Empty,
+            page("poll-page-1.json"),
+            page("poll-page-2-wrapped.json"),
+            page("poll-page-action-required.json"),
+        ],
+    );
+    let app =
+        spawn_app(&(oxlin.poller_toml("oxlin", "finhook-test") + &users_toml("oxlin", &["321"])))
+            .await;
+    let published = events(&app, 9).await;
+    assert_eq!(
+        ids(&published),
+        [
+            "q-0001", "q-0002", "q-0003", "q-0004", "q-0100", "q-0101", "q-0102", "q-0103",
+            "q-0104"
+        ]
+    );
+    let schema = EnvelopeSchema::load();
+    for event in &published {
+        schema.assert_valid(event, event["id"].as_str().unwrap());
+        assert_eq!(event["ingress"], "queue");
+        assert_eq!(event["provider"], "linxo");
+        assert_eq!(event["source"], "finhook://linxo/oxlin");
+        assert_eq!(event["userid"], "321");
+        assert_eq!(event["partitionkey"], "linxo:123");
+    }
+    let types: Vec<&str> = published
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[2], "io.finhook.connection.action_required");
+    assert_eq!(types[3], "io.finhook.connection.sync.succeeded");
+    assert_eq!(published[0]["providertype"], "SYNC_STARTED");
+    assert_eq!(
+        published[0]["type"], "io.finhook.unmapped",
+        "unmapped events still publish"
+    );
+    let reasons: Vec<&str> = published[4..]
+        .iter()
+        .map(|event| event["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "AUTH_FAILED",
+            "TOKEN_EXPIRED",
+            "PASSWORD_CHANGE_REQUIRED",
+            "USER_ACTION_REQUIRED",
+            "CHALLENGE_REQUIRED"
+        ]
+    );
+    oxlin.with(|state| {
+        assert_eq!(state.token_requests.len(), 1, "the token is cached");
+        assert_eq!(state.token_requests[0]["client_id"], "finhook-test");
+        assert_eq!(state.subscriptions.len(), 1);
+    });
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"finhook_poll_users{poller="oxlin"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"finhook_polls_total{outcome="events",poller="oxlin"} 3"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"finhook_events_published_total{ingress="queue",provider="linxo",type="io.finhook.connection.action_required"} 6"#
+    ));
+}
+
+#[tokio::test]
+async fn unreadable_events_go_to_the_dead_letter_topic_and_the_rest_publishes() {
+    let oxlin = FakeOxlin::start().await;
+    let mixed =
+        br#"[{"id":"no-name"}, 42, {"id":"ok","name":"SYNC_ALL_SUCCESS","resource":{"id":"9"}}]"#;
+    oxlin.script(
+        "321",
+        vec![
+            Step::Page(mixed.to_vec()),
+            Step::Page(b"{not json".to_vec()),
+        ],
+    );
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let published = events(&app, 1).await;
+    assert_eq!(ids(&published), ["ok"]);
+    let letters = read_topic(&app.bootstrap, app.dead_letter_topic(), 3, WAIT).await;
+    let raw: Vec<&[u8]> = letters
+        .iter()
+        .map(|letter| letter.value.as_slice())
+        .collect();
+    assert_eq!(letters.len(), 3, "{raw:?}");
+    assert!(raw.contains(&&br#"{"id":"no-name"}"#[..]));
+    assert!(raw.contains(&&b"42"[..]));
+    assert!(
+        raw.contains(&&b"{not json"[..]),
+        "an unreadable page is kept whole"
+    );
+    assert!(letters
+        .iter()
+        .all(|letter| letter.header("ce_ingress") == "queue"));
+}
+
+#[tokio::test]
+async fn gone_queue_is_subscribed_again_and_nothing_is_lost() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script(
+        "321",
+        vec![
+            page("poll-page-1.json"),
+            Step::Status(404),
+            page("poll-page-2-wrapped.json"),
+        ],
+    );
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let published = events(&app, 4).await;
+    assert_eq!(ids(&published), ["q-0001", "q-0002", "q-0003", "q-0004"]);
+    oxlin.with(|state| {
+        assert_eq!(state.subscriptions.len(), 2);
+        let last = state.polls.last().unwrap();
+        assert_eq!(last.queue, "q2", "polling goes on on the new queue");
+    });
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"finhook_poll_resubscriptions_total{poller="oxlin"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn refused_token_is_renewed_once() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script(
+        "321",
+        vec![Step::Status(401), page("poll-page-2-wrapped.json")],
+    );
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let published = events(&app, 1).await;
+    assert_eq!(ids(&published), ["q-0004"]);
+    oxlin.with(|state| {
+        assert_eq!(state.token_requests.len(), 2);
+        assert_eq!(state.subscriptions.len(), 1, "the queue outlives the token");
+    });
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_poll_token_refreshes_total{outcome="ok",poller="oxlin"} 2"#));
+}
+
+#[tokio::test]
+async fn kafka_outage_holds_the_page_fetches_nothing_more_then_publishes_everything_once_in_order()
+{
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script(
+        "321",
+        vec![
+            Step::Gate,
+            page("poll-page-1.json"),
+            page("poll-page-2-wrapped.json"),
+        ],
+    );
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let kafka = app.kafka.clone().unwrap();
+    eventually("first polls", || oxlin.polls_of("321") > 0).await;
+    kafka.broker_down(1).unwrap();
+    app.wait_ready(false).await;
+
+    oxlin.release();
+    let polls_before = oxlin.polls_of("321");
+    // The page is fetched once the gate opens, then held: no further poll while Kafka is down.
+    eventually("the page poll", || oxlin.polls_of("321") > polls_before).await;
+    let polls_holding = oxlin.polls_of("321");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        oxlin.polls_of("321"),
+        polls_holding,
+        "no GET while the page is held"
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_poll_events_held{poller="oxlin"} 3"#));
+
+    kafka.broker_up(1).unwrap();
+    let published = events(&app, 4).await;
+    assert_eq!(
+        ids(&published),
+        ["q-0001", "q-0002", "q-0003", "q-0004"],
+        "exactly once, in order"
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_poll_events_held{poller="oxlin"} 0"#));
+}
+
+/// Polls seen for each user id, and which client (replica) made them.
+fn pollers_of(oxlin: &FakeOxlin, user: &str) -> Vec<String> {
+    oxlin.with(|state| {
+        let mut clients: Vec<String> = state
+            .polls
+            .iter()
+            .filter(|poll| poll.user == user)
+            .map(|poll| poll.client_id.clone())
+            .collect();
+        clients.sort();
+        clients.dedup();
+        clients
+    })
+}
+
+#[tokio::test]
+async fn sighup_adds_and_removes_users() {
+    let oxlin = FakeOxlin::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("users.toml");
+    std::fs::write(&path, users_file(&["alice".to_owned()])).unwrap();
+    let toml = format!(
+        "{}\nreload_interval = \"1h\"\nusers_file = {:?}\n",
+        oxlin.poller_toml("oxlin", "t"),
+        path
+    );
+    let app = spawn_app(&toml).await;
+    eventually("alice polled", || oxlin.polls_of("alice") > 0).await;
+
+    std::fs::write(&path, users_file(&["bob".to_owned()])).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually("bob polled", || oxlin.polls_of("bob") > 0).await;
+    // Alice's loop stops; at most a poll already in flight completes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let alice = oxlin.polls_of("alice");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(oxlin.polls_of("alice"), alice, "alice is no longer polled");
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_poll_users{poller="oxlin"} 1"#));
+}
+
+#[tokio::test]
+async fn a_changed_users_file_is_picked_up_without_a_signal() {
+    let oxlin = FakeOxlin::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("users.toml");
+    std::fs::write(&path, users_file(&["carol".to_owned()])).unwrap();
+    let toml = format!(
+        "{}\nreload_interval = \"100ms\"\nusers_file = {:?}\n",
+        oxlin.poller_toml("oxlin", "t"),
+        path
+    );
+    let app = spawn_app(&toml).await;
+    eventually("carol polled", || oxlin.polls_of("carol") > 0).await;
+    std::fs::write(&path, users_file(&["carol".to_owned(), "dave".to_owned()])).unwrap();
+    eventually("dave polled", || oxlin.polls_of("dave") > 0).await;
+    // A broken file keeps the current users.
+    std::fs::write(&path, "[[users]]\nid = ").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let carol = oxlin.polls_of("carol");
+    eventually("carol still polled", || oxlin.polls_of("carol") > carol).await;
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_poll_users{poller="oxlin"} 2"#));
+}
+
+#[tokio::test]
+async fn two_shards_together_poll_every_user_exactly_once() {
+    let oxlin = FakeOxlin::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("users.toml");
+    let users: Vec<String> = (0..20).map(|n| format!("user-{n:02}")).collect();
+    std::fs::write(&path, users_file(&users)).unwrap();
+    let shard = |index: u32| {
+        format!(
+            "{}\nshard_index = {index}\nshard_count = 2\nusers_file = {:?}\n",
+            oxlin.poller_toml("oxlin", &format!("shard-{index}")),
+            path
+        )
+    };
+    let first = spawn_app(&shard(0)).await;
+    let second = spawn_app(&shard(1)).await;
+    eventually("every user polled", || {
+        users.iter().all(|user| oxlin.polls_of(user) > 0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut per_shard = [0, 0];
+    for user in &users {
+        let clients = pollers_of(&oxlin, user);
+        assert_eq!(clients.len(), 1, "{user} polled by {clients:?}");
+        let index = if clients[0] == "shard-0" { 0 } else { 1 };
+        assert!(
+            finhook::poller::owns_user(user, index, 2),
+            "{user} on the wrong shard"
+        );
+        per_shard[index as usize] += 1;
+    }
+    assert!(per_shard[0] > 0 && per_shard[1] > 0, "{per_shard:?}");
+    let gauge = |app_metrics: &str| {
+        app_metrics
+            .lines()
+            .find(|line| line.starts_with(r#"finhook_poll_users{poller="oxlin"}"#))
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        gauge(&first.metrics().await) + gauge(&second.metrics().await),
+        20
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_polling_and_exits() {
+    let oxlin = FakeOxlin::start().await;
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    eventually("polled", || oxlin.polls_of("321") > 0).await;
+    app.stop().await.expect("clean stop");
+    let polls = oxlin.polls_of("321");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(oxlin.polls_of("321"), polls);
+}
