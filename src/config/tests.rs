@@ -172,3 +172,86 @@ fn missing_config_file_is_an_error() {
     let error = Config::load(Some(Path::new("/nonexistent/finhook.toml"))).unwrap_err();
     assert!(error.to_string().contains("/nonexistent/finhook.toml"));
 }
+
+const POLLER: &str = r#"
+[pollers.oxlin]
+kind = "oxlin"
+environment = "sandbox"
+client_id = "c"
+client_secret = "s"
+"#;
+
+#[test]
+fn poller_defaults_and_presets_apply() {
+    let config = parse(POLLER).unwrap();
+    let poller = &config.pollers["oxlin"];
+    assert_eq!(poller.interval, Duration::from_secs(10));
+    assert_eq!(poller.topics, ["connections"]);
+    assert_eq!(
+        poller.api_url().as_str(),
+        "https://sandbox-api.oxlin.io/v2.1/"
+    );
+    assert_eq!(
+        poller.token_url().as_str(),
+        "https://sandbox-auth.oxlin.io/token"
+    );
+    let custom = parse(
+        "[pollers.x]\nkind = \"oxlin\"\nenvironment = \"custom\"\napi_url = \"http://fake:1/v2.1\"\ntoken_url = \"http://fake:1/token\"",
+    )
+    .unwrap();
+    assert_eq!(
+        custom.pollers["x"].api_url().as_str(),
+        "http://fake:1/v2.1/"
+    );
+}
+
+#[test]
+fn a_poller_that_could_let_a_queue_expire_is_refused() {
+    let message = problems(&format!("{POLLER}interval = \"14m\""));
+    assert!(message.contains("pollers.oxlin.interval"), "{message}");
+    let message = problems(&format!(
+        "{POLLER}backoff_max = \"10m\"\nrequest_timeout = \"5m\""
+    ));
+    assert!(message.contains("pollers.oxlin.backoff_max"), "{message}");
+    assert!(parse(&format!("{POLLER}interval = \"5m\"\nbackoff_max = \"10m\"")).is_ok());
+}
+
+#[test]
+fn poller_shards_and_users_are_checked() {
+    let message = problems(&format!("{POLLER}shard_index = 2\nshard_count = 2"));
+    assert!(message.contains("pollers.oxlin.shard_index"), "{message}");
+    let message = problems(&format!(
+        "{POLLER}[[pollers.oxlin.users]]\nid = \"u\"\naccess_token = \"t\"\npassword = \"p\"\nusername = \"n\""
+    ));
+    assert!(message.contains("pollers.oxlin.users[0]"), "{message}");
+    let message = problems("[pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"custom\"");
+    assert!(message.contains("api_url"), "{message}");
+}
+
+#[test]
+fn users_files_are_read_and_duplicates_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("users.toml");
+    std::fs::write(
+        &path,
+        "[[users]]\nid = \"a\"\naccess_token = \"ta\"\n[[users]]\nid = \"b\"\nusername = \"b@x\"\npassword = \"pb\"\n",
+    )
+    .unwrap();
+    let config = parse(&format!("{POLLER}users_file = {path:?}")).unwrap();
+    let users = config.pollers["oxlin"].load_users("oxlin").unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(matches!(&users[0].1, UserCredentials::AccessToken(token) if token.expose() == "ta"));
+
+    let config = parse(&format!(
+        "{POLLER}users_file = {path:?}\n[[pollers.oxlin.users]]\nid = \"a\"\naccess_token = \"t\""
+    ))
+    .unwrap();
+    let message = config.pollers["oxlin"]
+        .load_users("oxlin")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("user a is listed twice"), "{message}");
+    // Redacted rendering hides user credentials too.
+    let rendered = config.to_redacted_toml();
+    assert!(!rendered.contains("access_token = \"t\""), "{rendered}");
+}
