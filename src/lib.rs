@@ -36,6 +36,7 @@ pub mod poller;
 pub mod providers;
 pub mod publish;
 pub mod shutdown;
+pub mod simulator;
 pub mod sources;
 pub mod tail;
 pub mod telemetry;

@@ -9,4 +9,5 @@ mod failures;
 mod fake_oxlin;
 mod helpers;
 mod poller;
+mod simulator;
 mod webhooks;
