@@ -37,6 +37,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         report_every: u64,
     },
+    /// Run a Kafka-protocol broker (librdkafka's mock cluster) as its own process; prints its
+    /// bootstrap address on the first line of stdout. Nothing is persisted.
+    Kafka {
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+    },
     /// Write a finhook users file for N simulated users.
     UsersFile {
         #[arg(long)]
@@ -110,6 +116,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     counters.events.load(Relaxed),
                 );
             }
+        }
+        Command::Kafka { brokers } => {
+            let kafka = finhook::publish::embedded::EmbeddedKafka::start(brokers)?;
+            println!("{}", kafka.bootstrap_servers());
+            eprintln!(
+                "finhook-sim: mock Kafka cluster at {}",
+                kafka.bootstrap_servers()
+            );
+            finhook::shutdown::signal().await;
+            drop(kafka);
+            Ok(())
         }
         Command::UsersFile {
             users,
