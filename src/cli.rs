@@ -34,7 +34,13 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Do not read secret and users files (validate a configuration where its secrets are
+        /// not mounted, e.g. in a CI pipeline).
+        #[arg(long)]
+        skip_files: bool,
     },
+    /// Exit 0 when URL answers 2xx within 2 s (a container health check without curl).
+    Probe { url: String },
     /// Print the BridgeApi-Signature header value for a body (a file, or `-` for stdin).
     Sign {
         /// The Bridge webhook secret.
@@ -68,7 +74,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
-        Command::CheckConfig { config } => check_config(config),
+        Command::CheckConfig { config, skip_files } => check_config(config, skip_files),
+        Command::Probe { url } => probe(&url),
         Command::Sign { secret, file } => sign(&secret, &file),
         Command::Tail {
             brokers,
@@ -103,17 +110,39 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
+fn check_config(path: Option<PathBuf>, skip_files: bool) -> anyhow::Result<()> {
     let config = load(path)?;
-    // Secret files must be readable too, or `serve` would fail where this passed.
-    Sources::from_config(&config)?;
-    config.resolve_kafka_properties()?;
+    if !skip_files {
+        // Secret and users files must be readable too, or `serve` would fail where this passed.
+        Sources::from_config(&config)?;
+        config.resolve_kafka_properties()?;
+        for (name, poller) in &config.pollers {
+            poller.resolve_client_secret(name)?;
+            poller.load_users(name)?;
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
         "# finhook: configuration is valid; secrets are shown as [redacted]"
     )?;
     stdout.write_all(config.to_redacted_toml().as_bytes())?;
+    Ok(())
+}
+
+fn probe(url: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map(|response| response.status())
+    })?;
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
     Ok(())
 }
 

@@ -227,6 +227,15 @@ impl Metrics {
                 self.webhook_requests
                     .with_label_values(&[source, outcome.as_str()]);
             }
+            for reason in crate::providers::NormalizeError::REASON_CODES {
+                self.dead_letters.with_label_values(&[source, reason]);
+            }
+        }
+        for record in [RecordKind::Event, RecordKind::DeadLetter] {
+            for reason in crate::publish::PublishError::REASONS {
+                self.publish_failures
+                    .with_label_values(&[record.as_str(), reason]);
+            }
         }
         for provider in ProviderKind::ALL {
             for ingress in [Ingress::Webhook, Ingress::Queue] {

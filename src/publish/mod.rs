@@ -40,6 +40,8 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    pub const REASONS: [&'static str; 4] = ["not_ready", "timeout", "queue_full", "broker"];
+
     /// A metric label from a fixed set.
     pub fn reason(&self) -> &'static str {
         match self {

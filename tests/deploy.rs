@@ -1,0 +1,475 @@
+//! Checks of the shipping artifacts that can be made without Helm or a container engine:
+//! every YAML and JSON file parses; the chart's values validate against its schema; every
+//! metric the dashboard and alerts use is exported by a running finhook; the configurations
+//! the chart and compose hand to finhook pass `check-config`; the Dockerfile's and compose
+//! file's references match the repository and the daemon's defaults.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(root().join(relative))
+        .unwrap_or_else(|error| panic!("{relative}: {error}"))
+}
+
+fn yaml(relative: &str) -> Value {
+    serde_yaml_ng::from_str(&read(relative)).unwrap_or_else(|error| panic!("{relative}: {error}"))
+}
+
+fn files_under(relative: &str, extensions: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root().join(relative)];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .and_then(|ext| ext.to_str())
+                .is_some_and(|ext| extensions.contains(&ext))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn finhook() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_finhook"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FINHOOK_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+#[test]
+fn every_yaml_and_json_file_parses() {
+    let mut checked = 0;
+    for path in files_under("deploy", &["yaml", "yml", "json"])
+        .into_iter()
+        .chain([
+            root().join("docker-compose.yml"),
+            root().join("schemas/envelope.schema.json"),
+        ])
+    {
+        // Helm templates are Go templates, not YAML, until rendered.
+        if path
+            .components()
+            .any(|part| part.as_os_str() == "templates")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Result<Value, String> = if path.extension().is_some_and(|ext| ext == "json") {
+            serde_json::from_str(&text).map_err(|error| error.to_string())
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|error| error.to_string())
+        };
+        if let Err(error) = parsed {
+            panic!("{} does not parse: {error}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} files found");
+}
+
+#[test]
+fn helm_values_validate_against_the_values_schema() {
+    let schema: Value =
+        serde_json::from_str(&read("deploy/helm/finhook/values.schema.json")).unwrap();
+    let values = yaml("deploy/helm/finhook/values.yaml");
+    let validator = jsonschema::validator_for(&schema).expect("the values schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&values)
+        .map(|error| format!("{error} at {}", error.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "values.yaml violates values.schema.json: {errors:#?}"
+    );
+    // The schema is not a rubber stamp: a wrong type is refused.
+    let mut broken = values.clone();
+    broken["replicaCount"] = Value::String("three".to_owned());
+    assert!(
+        !validator.is_valid(&broken),
+        "the schema accepts replicaCount = \"three\""
+    );
+}
+
+#[test]
+fn chart_prometheus_rules_are_the_shipped_alerts() {
+    assert_eq!(
+        read("deploy/helm/finhook/files/alerts.yml"),
+        read("deploy/prometheus/alerts.yml"),
+        "copy deploy/prometheus/alerts.yml to deploy/helm/finhook/files/alerts.yml"
+    );
+}
+
+/// Writes `toml` to a file and runs `finhook check-config --skip-files` on it.
+fn check_config(toml: &str, what: &str) {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("finhook.toml");
+    std::fs::write(&path, toml).unwrap();
+    let output = finhook()
+        .args(["check-config", "--skip-files", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{what} is refused by check-config: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_charts_configmap_config_passes_check_config() {
+    let values = yaml("deploy/helm/finhook/values.yaml");
+    let config = values["config"]
+        .as_str()
+        .expect("values.config is the finhook.toml text");
+    check_config(config, "the chart's values.config");
+    let template = read("deploy/helm/finhook/templates/configmap.yaml");
+    assert!(
+        template.contains(".Values.config"),
+        "the ConfigMap renders values.config"
+    );
+}
+
+#[test]
+fn the_compose_config_passes_check_config_with_its_users_file() {
+    check_config(
+        &read("deploy/compose/finhook.toml"),
+        "deploy/compose/finhook.toml",
+    );
+    // With files: the users file it mounts is readable and valid.
+    let output = finhook()
+        .args(["check-config", "--config", "deploy/compose/finhook.toml"])
+        .env(
+            "FINHOOK_POLLERS__OXLIN__USERS_FILE",
+            "deploy/compose/users.toml",
+        )
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while let Some(offset) = text[index..].find("finhook_") {
+        let start = index + offset;
+        let end = bytes[start..]
+            .iter()
+            .position(|byte| !(byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'_'))
+            .map_or(bytes.len(), |length| start + length);
+        names.insert(text[start..end].to_owned());
+        index = end;
+    }
+    names
+}
+
+/// PromQL expressions of the dashboard's panels and the alert rules.
+fn expressions() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let dashboard: Value =
+        serde_json::from_str(&read("deploy/grafana/finhook-dashboard.json")).unwrap();
+    fn collect(value: &Value, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(expr)) = map.get("expr") {
+                    found.push(("dashboard".to_owned(), expr.clone()));
+                }
+                map.values().for_each(|inner| collect(inner, found));
+            }
+            Value::Array(items) => items.iter().for_each(|inner| collect(inner, found)),
+            _ => {}
+        }
+    }
+    collect(&dashboard, &mut found);
+    let alerts = yaml("deploy/prometheus/alerts.yml");
+    for group in alerts["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let name = rule["alert"]
+                .as_str()
+                .unwrap_or("recording rule")
+                .to_owned();
+            found.push((name, rule["expr"].as_str().unwrap().to_owned()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn every_metric_of_the_dashboard_and_alerts_is_exported_by_a_running_finhook() {
+    use figment::providers::{Format, Toml};
+    use finhook::app::App;
+
+    let toml = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [metrics]
+        listen = "127.0.0.1:0"
+        [kafka]
+        embedded = true
+        health_interval = "100ms"
+        [sources.bridge]
+        kind = "bridge"
+        secret = "s"
+        [pollers.oxlin]
+        kind = "oxlin"
+        environment = "custom"
+        api_url = "http://127.0.0.1:1/v2.1"
+        token_url = "http://127.0.0.1:1/token"
+    "#;
+    let figment = figment::Figment::from(Toml::string(finhook::config::DEFAULT_TOML))
+        .merge(Toml::string(toml));
+    let config = finhook::config::Config::from_figment(figment).unwrap();
+    let app = App::build(&config).unwrap();
+    let webhooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let operations = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook_url = format!("http://{}/webhooks/bridge", webhooks.local_addr().unwrap());
+    let metrics_url = format!("http://{}/metrics", operations.local_addr().unwrap());
+    tokio::spawn(app.serve(webhooks, operations, std::future::pending()));
+    let client = reqwest::Client::new();
+    // A refused and a published webhook fill the series that only exist once used.
+    let body = br#"{"type":"TEST_EVENT","timestamp":1611681789,"content":{"item_id":1}}"#;
+    let signature = finhook::providers::bridge::sign(&finhook::config::Secret::new("s"), body);
+    let refused = client.post(&webhook_url).body("{}").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let mut published = false;
+    for _ in 0..100 {
+        let response = client
+            .post(&webhook_url)
+            .header("BridgeApi-Signature", &signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(published, "the embedded Kafka never took the event");
+    let exposition = client
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: BTreeSet<String> = exposition
+        .lines()
+        .filter(|line| line.starts_with("finhook_"))
+        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
+        .collect();
+
+    let mut used = 0;
+    for (place, expr) in expressions() {
+        for name in metric_names_in(&expr) {
+            assert!(
+                exported.contains(&name),
+                "{place} uses {name}, which finhook does not export (exported: {exported:#?})"
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= 15, "only {used} metric references found");
+}
+
+#[test]
+fn dockerfile_references_exist_and_match_the_defaults() {
+    let dockerfile = read("Dockerfile");
+    for line in dockerfile
+        .lines()
+        .filter(|line| line.starts_with("COPY ") && !line.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(
+                root().join(source).exists(),
+                "Dockerfile copies {source}, which does not exist"
+            );
+        }
+    }
+    let config = finhook::config::Config::from_figment(figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(
+            finhook::config::DEFAULT_TOML,
+        ),
+    ))
+    .unwrap();
+    let exposed: BTreeSet<u16> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|port| port.parse().unwrap()))
+        .collect();
+    let defaults = BTreeSet::from([config.server.listen.port(), config.metrics.listen.port()]);
+    assert_eq!(exposed, defaults, "EXPOSE matches the default listeners");
+    assert!(dockerfile.contains(&format!(
+        "http://127.0.0.1:{}/healthz",
+        config.metrics.listen.port()
+    )));
+    assert!(dockerfile.contains("USER 65532"), "runs as non-root");
+    // The health check's command exists.
+    let probe = finhook().args(["probe", "--help"]).output().unwrap();
+    assert!(probe.status.success());
+    assert!(
+        dockerfile.contains("target/release/finhook-sim"),
+        "the image carries the simulator"
+    );
+}
+
+#[test]
+fn compose_references_match_the_repository_and_the_config() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_object().unwrap();
+    for (name, service) in services {
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let host = volume.as_str().unwrap().split(':').next().unwrap();
+            assert!(
+                root().join(host).exists(),
+                "{name} mounts {host}, which does not exist"
+            );
+        }
+    }
+    let finhook_service = &services["finhook"];
+    let command: Vec<&str> = finhook_service["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(command, ["serve", "--config", "/etc/finhook/finhook.toml"]);
+    let mounted: Vec<&str> = finhook_service["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(mounted
+        .iter()
+        .any(|volume| volume.ends_with(":/etc/finhook/finhook.toml:ro")));
+
+    let config: toml::Value = toml::from_str(&read("deploy/compose/finhook.toml")).unwrap();
+    let users_file = config["pollers"]["oxlin"]["users_file"].as_str().unwrap();
+    assert!(
+        mounted
+            .iter()
+            .any(|volume| volume.contains(&format!(":{users_file}:"))),
+        "the users file is mounted"
+    );
+    let ports: Vec<&str> = finhook_service["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let listen_port = |key: &str| {
+        config[key]["listen"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    for port in [listen_port("server"), listen_port("metrics")] {
+        assert!(
+            ports
+                .iter()
+                .any(|mapping| mapping.ends_with(&format!(":{port}"))),
+            "port {port} published"
+        );
+    }
+
+    // The simulators talk to what finhook is configured with, and their commands parse.
+    let webhooks: Vec<String> = services["simulator-webhooks"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let argument =
+        |flag: &str| webhooks[webhooks.iter().position(|arg| arg == flag).unwrap() + 1].clone();
+    assert_eq!(
+        argument("--bridge-secret"),
+        config["sources"]["bridge"]["secret"].as_str().unwrap()
+    );
+    let linxo = &config["sources"]["linxo"];
+    assert_eq!(
+        argument("--linxo-basic"),
+        format!(
+            "{}:{}",
+            linxo["username"].as_str().unwrap(),
+            linxo["secret"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        argument("--target"),
+        format!("http://finhook:{}", listen_port("server"))
+    );
+    let oxlin: Vec<String> = services["simulator-oxlin"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let oxlin_port = oxlin[oxlin.iter().position(|arg| arg == "--listen").unwrap() + 1]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let api_url = config["pollers"]["oxlin"]["api_url"].as_str().unwrap();
+    assert!(
+        api_url.starts_with(&format!("http://simulator-oxlin:{oxlin_port}/")),
+        "{api_url}"
+    );
+    for arguments in [&webhooks, &oxlin] {
+        let status = Command::new(env!("CARGO_BIN_EXE_finhook-sim"))
+            .args(arguments.iter())
+            .arg("--help")
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success(), "finhook-sim refuses {arguments:?}");
+    }
+
+    // Prometheus scrapes finhook's operations port; Grafana gets the dashboard.
+    let prometheus = yaml("deploy/prometheus/prometheus.yml");
+    let target = prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap();
+    assert_eq!(target, format!("finhook:{}", listen_port("metrics")));
+    // Topics finhook writes exist in the compose Kafka (auto-creation is off there).
+    let topics = services["kafka-topics"]["command"][0].as_str().unwrap();
+    for topic in [
+        config["kafka"]["topics"]["default"].as_str().unwrap(),
+        config["kafka"]["topics"]["dead_letter"].as_str().unwrap(),
+        config["kafka"]["routes"][0]["topic"].as_str().unwrap(),
+    ] {
+        assert!(topics.contains(topic), "topic {topic} is not created");
+    }
+}
