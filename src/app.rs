@@ -1,7 +1,7 @@
 //! Wiring: configuration → metrics, producer, sources → two HTTP listeners, until shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, Config, UserCredentials};
+use crate::http::server::{self, ConnectionLimits};
 use crate::http::{ops_router, webhook_router, AppState};
 use crate::metrics::Metrics;
 use crate::poller::client::OxlinClient;
@@ -20,7 +21,7 @@ use crate::publish::Publisher;
 use crate::sources::Sources;
 
 /// How long the producer may take to deliver what it still holds at shutdown.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A configured finhook, ready to serve.
 pub struct App {
@@ -28,6 +29,8 @@ pub struct App {
     /// Queue pollers with their initial users (this replica's shard).
     pollers: Vec<(Poller, Vec<(String, UserCredentials)>)>,
     health_interval: Duration,
+    limits: ConnectionLimits,
+    shutdown_grace: Duration,
     /// Kept alive for as long as the app: the producer talks to it.
     embedded_kafka: Option<Arc<EmbeddedKafka>>,
 }
@@ -73,6 +76,7 @@ impl App {
                 http.clone(),
                 Arc::clone(&publisher),
                 metrics.clone(),
+                config.server.shutdown_grace,
             )?;
             let users = poller.load_users()?;
             tracing::info!(poller = %name, users = users.len(), shard = poller_config.shard_index, shards = poller_config.shard_count, "queue poller configured");
@@ -84,10 +88,18 @@ impl App {
             metrics,
             trusted_proxies: config.server.trusted_proxies.clone().into(),
             retry_after_seconds: config.kafka.retry_after_seconds,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight)),
+            body_read_timeout: config.server.body_read_timeout,
+            shutting_down: Arc::default(),
+        };
+        let limits = ConnectionLimits {
+            header_read_timeout: config.server.header_read_timeout,
         };
         Ok(Self {
             state,
             pollers,
+            limits,
+            shutdown_grace: config.server.shutdown_grace,
             health_interval: config.kafka.health_interval,
             embedded_kafka,
         })
@@ -117,50 +129,57 @@ impl App {
         ops_listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let publisher = Arc::clone(&self.state.publisher);
-        // Health outlives the listeners: pollers still publish during shutdown.
-        let health_stop = CancellationToken::new();
-        let health = tokio::spawn(
-            Arc::clone(&publisher)
-                .watch_health(self.health_interval, health_stop.clone().cancelled_owned()),
-        );
         tracing::info!(
             webhooks = %webhook_listener.local_addr()?,
             operations = %ops_listener.local_addr()?,
             sources = self.state.sources.names().count(),
+            pollers = self.pollers.len(),
             "finhook serving"
         );
-        let webhooks = axum::serve(
+        let publisher = Arc::clone(&self.state.publisher);
+        // Three stops, in order: webhooks and pollers first; then, once pollers have published
+        // what they hold, the health probe and the operations listener (which keeps answering
+        // /readyz 503 and /metrics while finhook drains).
+        let stop = CancellationToken::new();
+        let ops_stop = CancellationToken::new();
+        let health = tokio::spawn(
+            Arc::clone(&publisher)
+                .watch_health(self.health_interval, ops_stop.clone().cancelled_owned()),
+        );
+        let webhooks = tokio::spawn(server::serve(
             webhook_listener,
-            webhook_router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let operations = axum::serve(ops_listener, ops_router(self.state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+            webhook_router(self.state.clone()),
+            self.limits,
+            stop.clone(),
+            self.shutdown_grace,
+        ));
+        let operations = tokio::spawn(server::serve(
+            ops_listener,
+            ops_router(self.state.clone()),
+            self.limits,
+            ops_stop.clone(),
+            Duration::from_secs(1),
+        ));
         let mut poller_tasks = tokio::task::JoinSet::new();
         for (poller, users) in std::mem::take(&mut self.pollers) {
             poller_tasks.spawn(poller.run(users, stop.child_token()));
         }
-        let trigger = stop.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            trigger.cancel();
-        });
-        let (webhooks, operations) = tokio::join!(webhooks, operations);
-        webhooks.context("webhook listener failed")?;
-        operations.context("operations listener failed")?;
+
+        shutdown.await;
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: not ready, no new connections, finishing in-flight requests");
         stop.cancel();
+        webhooks.await.context("webhook listener failed")?;
         // Pollers stop fetching and publish what they hold before the producer is flushed.
         while poller_tasks.join_next().await.is_some() {}
-        health_stop.cancel();
-        let _ = health.await;
         let flushing = Arc::clone(&publisher);
         let flushed = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await?;
         if let Err(error) = flushed {
             tracing::warn!(%error, "the producer did not deliver everything before exit");
         }
+        ops_stop.cancel();
+        let _ = health.await;
+        operations.await.context("operations listener failed")?;
         // The producer goes before the embedded broker it talks to.
         let Self {
             state,

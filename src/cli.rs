@@ -104,7 +104,12 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("finhook")
         .build()?;
-    runtime.block_on(crate::app::run(&config, crate::shutdown::signal()))?;
+    // The orderly path takes at most the grace period plus the producer flush.
+    let deadline = config.server.shutdown_grace + crate::app::FLUSH_TIMEOUT;
+    runtime.block_on(crate::app::run(
+        &config,
+        crate::shutdown::signal_with_deadline(deadline),
+    ))?;
     // The runtime may hold blocking probes of an unreachable broker; do not wait for them.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())

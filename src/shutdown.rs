@@ -24,3 +24,18 @@ pub async fn signal() {
         let _ = interrupt.await;
     }
 }
+
+/// Resolves on the first SIGTERM or SIGINT, and from then on watches: a second signal, or
+/// `deadline` passing without an orderly exit, ends the process at once (exit code 1).
+pub async fn signal_with_deadline(deadline: std::time::Duration) {
+    signal().await;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = signal() => tracing::warn!("second signal: exiting at once"),
+            _ = tokio::time::sleep(deadline) => {
+                tracing::warn!(?deadline, "shutdown took too long: exiting at once")
+            }
+        }
+        std::process::exit(1);
+    });
+}

@@ -47,6 +47,17 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest accepted body unless a source overrides it.
     pub body_limit_bytes: usize,
+    /// Time a client has to send its request line and headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send its body.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Webhook requests handled at once; beyond, 503 at once.
+    pub max_in_flight: usize,
+    /// How long in-flight requests and pollers get to finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     /// Peers whose `X-Forwarded-For` is believed when checking a source's `allowed_ips`.
     #[serde(default)]
     pub trusted_proxies: Vec<IpRange>,
@@ -274,6 +285,21 @@ impl Config {
         let mut problems = Vec::new();
         if self.server.body_limit_bytes == 0 {
             problems.push("server.body_limit_bytes: must be greater than 0".to_owned());
+        }
+        if self.server.max_in_flight == 0 {
+            problems.push("server.max_in_flight: must be greater than 0".to_owned());
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.body_read_timeout", self.server.body_read_timeout),
+            ("server.shutdown_grace", self.server.shutdown_grace),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be greater than 0"));
+            }
         }
         self.validate_kafka(&mut problems);
         for (name, source) in &self.sources {

@@ -22,6 +22,10 @@ pub enum ApiError {
     BadRequest(&'static str),
     #[error(transparent)]
     Auth(AuthError),
+    #[error("too many requests in flight; retry later")]
+    Overloaded { retry_after_seconds: u32 },
+    #[error("the body was not received in time")]
+    RequestTimeout,
     #[error("kafka is unavailable ({}); retry later", .error.reason())]
     Unavailable {
         error: PublishError,
@@ -49,6 +53,8 @@ impl ApiError {
             ApiError::Auth(AuthError::AddressNotAllowed) => WebhookOutcome::Forbidden,
             ApiError::Auth(_) => WebhookOutcome::Unauthorized,
             ApiError::Unavailable { .. } => WebhookOutcome::Unavailable,
+            ApiError::Overloaded { .. } => WebhookOutcome::Overloaded,
+            ApiError::RequestTimeout => WebhookOutcome::RequestTimeout,
         }
     }
 
@@ -60,7 +66,10 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Auth(AuthError::AddressNotAllowed) => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -84,6 +93,9 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable {
                 retry_after_seconds,
                 ..
+            }
+            | ApiError::Overloaded {
+                retry_after_seconds,
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
             }

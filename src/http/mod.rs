@@ -4,9 +4,12 @@
 mod client_ip;
 mod error;
 mod ops;
+pub mod server;
 mod webhook;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,6 +29,17 @@ pub struct AppState {
     pub metrics: Metrics,
     pub trusted_proxies: Arc<[IpRange]>,
     pub retry_after_seconds: u32,
+    /// Permits for webhook requests in flight; none left → 503 at once.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub body_read_timeout: Duration,
+    /// Set on SIGTERM: /readyz answers 503 so load balancers stop sending.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
 }
 
 /// `POST /webhooks/{source}`; any other method there is 405, any other path 404.

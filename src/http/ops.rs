@@ -34,6 +34,13 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 
 /// Ready when Kafka answered the last probe: webhooks can be acknowledged.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_shutting_down() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        )
+            .into_response();
+    }
     if state.publisher.health().is_ready() {
         Json(json!({ "status": "ready" })).into_response()
     } else {

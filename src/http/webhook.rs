@@ -33,6 +33,13 @@ pub async fn receive(
             Err(ApiError::UnknownSource),
         );
     };
+    // Past the cap, refuse at once: queueing would only grow memory and answer late anyway.
+    let Ok(_permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
+        let overloaded = ApiError::Overloaded {
+            retry_after_seconds: state.retry_after_seconds,
+        };
+        return finish(&state, &source.name, started, Err(overloaded));
+    };
     let result = handle(&state, &source, request).await;
     finish(&state, &source.name, started, result)
 }
@@ -69,7 +76,12 @@ async fn handle(
     source
         .authenticate_request(client, &parts.headers)
         .map_err(ApiError::Auth)?;
-    let body = read_body(body, &parts.headers, source.body_limit).await?;
+    let body = tokio::time::timeout(
+        state.body_read_timeout,
+        read_body(body, &parts.headers, source.body_limit),
+    )
+    .await
+    .map_err(|_elapsed| ApiError::RequestTimeout)??;
     ingest_webhook(
         &state.publisher,
         &state.metrics,

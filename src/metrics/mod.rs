@@ -41,10 +41,14 @@ pub enum WebhookOutcome {
     BadRequest,
     /// Kafka not ready, slow or failing: 503.
     Unavailable,
+    /// Too many requests in flight: 503 at once.
+    Overloaded,
+    /// The client was too slow sending its body: 408.
+    RequestTimeout,
 }
 
 impl WebhookOutcome {
-    pub const ALL: [WebhookOutcome; 9] = [
+    pub const ALL: [WebhookOutcome; 11] = [
         WebhookOutcome::Accepted,
         WebhookOutcome::DeadLettered,
         WebhookOutcome::Unauthorized,
@@ -54,6 +58,8 @@ impl WebhookOutcome {
         WebhookOutcome::MethodNotAllowed,
         WebhookOutcome::BadRequest,
         WebhookOutcome::Unavailable,
+        WebhookOutcome::Overloaded,
+        WebhookOutcome::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,8 @@ impl WebhookOutcome {
             WebhookOutcome::MethodNotAllowed => "method_not_allowed",
             WebhookOutcome::BadRequest => "bad_request",
             WebhookOutcome::Unavailable => "unavailable",
+            WebhookOutcome::Overloaded => "overloaded",
+            WebhookOutcome::RequestTimeout => "request_timeout",
         }
     }
 }

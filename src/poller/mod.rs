@@ -21,9 +21,6 @@ use crate::config::{ConfigError, PollerConfig, UserCredentials};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 
-/// How long a stopping user keeps trying to publish what it already fetched.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-
 /// Whether the replica `shard_index` of `shard_count` polls this user. A stable hash (SHA-256),
 /// so every replica, of any build, agrees on who polls whom.
 pub fn owns_user(user_id: &str, shard_index: u32, shard_count: u32) -> bool {
@@ -55,6 +52,7 @@ impl Poller {
         http: reqwest::Client,
         publisher: Arc<Publisher>,
         metrics: Metrics,
+        shutdown_grace: Duration,
     ) -> Result<Self, ConfigError> {
         let client_secret = config.resolve_client_secret(name)?;
         let client = Arc::new(OxlinClient::new(http, &config, client_secret));
@@ -62,7 +60,8 @@ impl Poller {
             interval: config.interval,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
-            shutdown_grace: SHUTDOWN_GRACE,
+            // How long a stopping user keeps trying to publish what it already fetched.
+            shutdown_grace,
         };
         metrics.poller.register_poller(name);
         Ok(Self {

@@ -13,6 +13,7 @@ use rdkafka::mocking::MockCluster;
 enum Command {
     BrokerDown(i32),
     BrokerUp(i32),
+    RoundTripTime(i32, std::time::Duration),
     Stop,
 }
 
@@ -43,6 +44,7 @@ impl EmbeddedKafka {
                     let result = match command {
                         Command::BrokerDown(id) => cluster.broker_down(id),
                         Command::BrokerUp(id) => cluster.broker_up(id),
+                        Command::RoundTripTime(id, delay) => cluster.broker_round_trip_time(id, delay),
                         Command::Stop => break,
                     };
                     let _ = reply.send(result);
@@ -70,6 +72,11 @@ impl EmbeddedKafka {
 
     pub fn broker_up(&self, id: i32) -> Result<(), KafkaError> {
         self.command(Command::BrokerUp(id))
+    }
+
+    /// Delays every answer of broker `id` (a slow broker: acknowledgements take `delay`).
+    pub fn set_round_trip_time(&self, id: i32, delay: std::time::Duration) -> Result<(), KafkaError> {
+        self.command(Command::RoundTripTime(id, delay))
     }
 
     fn command(&self, command: Command) -> Result<(), KafkaError> {
