@@ -44,7 +44,9 @@ impl EmbeddedKafka {
                     let result = match command {
                         Command::BrokerDown(id) => cluster.broker_down(id),
                         Command::BrokerUp(id) => cluster.broker_up(id),
-                        Command::RoundTripTime(id, delay) => cluster.broker_round_trip_time(id, delay),
+                        Command::RoundTripTime(id, delay) => {
+                            cluster.broker_round_trip_time(id, delay)
+                        }
                         Command::Stop => break,
                     };
                     let _ = reply.send(result);
@@ -75,7 +77,11 @@ impl EmbeddedKafka {
     }
 
     /// Delays every answer of broker `id` (a slow broker: acknowledgements take `delay`).
-    pub fn set_round_trip_time(&self, id: i32, delay: std::time::Duration) -> Result<(), KafkaError> {
+    pub fn set_round_trip_time(
+        &self,
+        id: i32,
+        delay: std::time::Duration,
+    ) -> Result<(), KafkaError> {
         self.command(Command::RoundTripTime(id, delay))
     }
 

@@ -8,6 +8,9 @@ use rdkafka::producer::Producer;
 
 use super::Publisher;
 
+/// How long a metadata probe may take before Kafka counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Shared readiness flags, read on every request (two relaxed atomic loads).
 #[derive(Debug, Default, Clone)]
 pub struct KafkaHealth {
@@ -34,7 +37,8 @@ pub(super) async fn watch(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let probe_timeout = interval.min(Duration::from_secs(5));
+    // A slow broker is still a broker: only one that does not answer within this is "down".
+    let probe_timeout = PROBE_TIMEOUT;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

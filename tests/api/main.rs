@@ -8,6 +8,7 @@ mod cli;
 mod failures;
 mod fake_oxlin;
 mod helpers;
+mod limits;
 mod poller;
 mod simulator;
 mod webhooks;

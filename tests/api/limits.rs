@@ -1,0 +1,195 @@
+//! Limits and shutdown: slow clients are cut off, the in-flight cap answers 503 at once,
+//! deep JSON is bounded, and a stop lets in-flight requests finish.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::fixture;
+use crate::helpers::{read_topic, spawn_app};
+
+const LIMITS: &str = r#"
+[server]
+header_read_timeout = "300ms"
+body_read_timeout = "300ms"
+"#;
+
+fn address(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+/// Reads what the server sends until it closes the connection (or 3 s pass).
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut received)).await;
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_headers_is_cut_off_and_the_server_keeps_serving() {
+    let app = spawn_app(LIMITS).await;
+    let mut slow = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    slow.write_all(b"POST /webhooks/bridge HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_until_closed(&mut slow).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "connection held {:?}",
+        started.elapsed()
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/test-event.json"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_body_gets_408() {
+    let app = spawn_app(LIMITS).await;
+    let mut slow = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    slow.write_all(
+        b"POST /webhooks/bridge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"finhook_webhook_requests_total{outcome="request_timeout",source="bridge"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/test-event.json"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
+    let app = spawn_app("[server]\nmax_in_flight = 2\n[kafka]\nack_timeout = \"5s\"").await;
+    let kafka = app.kafka.clone().unwrap();
+    // A slow broker holds the first two requests while they wait for their acknowledgements.
+    kafka
+        .set_round_trip_time(1, Duration::from_millis(1500))
+        .unwrap();
+    let body = fixture("bridge/item-created.json");
+    let first = tokio::spawn({
+        let app_url = app.webhook_url.clone();
+        let body = body.clone();
+        async move { post_signed(&app_url, &body).await }
+    });
+    let second = tokio::spawn({
+        let app_url = app.webhook_url.clone();
+        let body = body.clone();
+        async move { post_signed(&app_url, &body).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let third = app.post_bridge(&body).await;
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once, not queued"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    kafka.set_round_trip_time(1, Duration::ZERO).unwrap();
+    assert_eq!(
+        app.post_bridge(&body).await.status(),
+        200,
+        "capacity is back"
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_webhook_requests_total{outcome="overloaded",source="bridge"} 1"#));
+}
+
+async fn post_signed(base: &str, body: &[u8]) -> u16 {
+    let signature = finhook::providers::bridge::sign(
+        &finhook::config::Secret::new(crate::helpers::BRIDGE_SECRET),
+        body,
+    );
+    reqwest::Client::new()
+        .post(format!("{base}/webhooks/bridge"))
+        .header("BridgeApi-Signature", signature)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_bounded_and_dead_lettered() {
+    let app = spawn_app("").await;
+    let depth = 100_000;
+    let mut nested = String::from(r#"{"type":"item.created","content":"#);
+    nested.push_str(&"[".repeat(depth));
+    nested.push_str(&"]".repeat(depth));
+    nested.push('}');
+    let response = app.post_bridge(nested.as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    assert_eq!(answer["reason"], "invalid_json");
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/test-event.json"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn stop_turns_readiness_off_lets_in_flight_requests_finish_and_refuses_new_ones() {
+    let app = spawn_app("").await;
+    let kafka = app.kafka.clone().unwrap();
+    kafka
+        .set_round_trip_time(1, Duration::from_millis(1500))
+        .unwrap();
+    let in_flight = tokio::spawn({
+        let url = app.webhook_url.clone();
+        async move { post_signed(&url, &fixture("bridge/item-created.json")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let webhook_url = app.webhook_url.clone();
+    let bootstrap = app.bootstrap.clone();
+    let ops_url = app.ops_url.clone();
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = reqwest::get(format!("{ops_url}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while draining");
+    let refused = reqwest::Client::new()
+        .post(format!("{webhook_url}/webhooks/bridge"))
+        .body("{}")
+        .send()
+        .await;
+    assert!(refused.is_err(), "the listener is closed");
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the in-flight request finished"
+    );
+    stopping.await.unwrap().expect("clean stop");
+    // What was answered 200 is on Kafka (the test still holds the mock cluster).
+    kafka.set_round_trip_time(1, Duration::ZERO).unwrap();
+    let records = read_topic(&bootstrap, "finhook.events", 1, Duration::from_secs(10)).await;
+    assert_eq!(records.len(), 1);
+}
