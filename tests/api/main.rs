@@ -10,5 +10,6 @@ mod fake_oxlin;
 mod helpers;
 mod limits;
 mod poller;
+mod process;
 mod simulator;
 mod webhooks;
