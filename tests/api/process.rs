@@ -7,16 +7,19 @@ use std::time::{Duration, Instant};
 use crate::common::fixture;
 use crate::helpers::BRIDGE_SECRET;
 
+/// The Bridge source's previous secret (a rotation in progress).
+pub const BRIDGE_PREVIOUS_SECRET: &str = "previous-bridge-secret-0042";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
@@ -28,13 +31,13 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitSt
 }
 
 /// A mock Kafka broker in its own process (`finhook-sim kafka`), so it can be frozen.
-struct Broker {
-    child: Child,
-    bootstrap: String,
+pub struct Broker {
+    pub child: Child,
+    pub bootstrap: String,
 }
 
 impl Broker {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_finhook-sim"))
             .arg("kafka")
             .stdout(Stdio::piped())
@@ -57,15 +60,21 @@ impl Drop for Broker {
     }
 }
 
-struct Daemon {
-    child: Child,
-    webhooks: String,
-    ops: String,
+pub struct Daemon {
+    pub child: Child,
+    pub webhooks: String,
+    pub ops: String,
+    pub config_path: std::path::PathBuf,
     _directory: tempfile::TempDir,
 }
 
 impl Daemon {
-    async fn start(bootstrap: &str, extra: &str) -> Self {
+    pub async fn start(bootstrap: &str, extra: &str) -> Self {
+        Self::start_logging(bootstrap, extra, None).await
+    }
+
+    /// Starts finhook; its stderr (the logs) goes to `log` when given.
+    pub async fn start_logging(bootstrap: &str, extra: &str, log: Option<&std::path::Path>) -> Self {
         let directory = tempfile::tempdir().unwrap();
         let (webhooks, ops) = (free_port(), free_port());
         let config = format!(
@@ -76,7 +85,7 @@ impl Daemon {
             [metrics]
             listen = "127.0.0.1:{ops}"
             [log]
-            level = "info,librdkafka=error"
+            level = "{level}"
             [kafka]
             brokers = "{bootstrap}"
             health_interval = "100ms"
@@ -84,8 +93,10 @@ impl Daemon {
             [sources.bridge]
             kind = "bridge"
             secret = "{BRIDGE_SECRET}"
+            previous_secret = "{BRIDGE_PREVIOUS_SECRET}"
             {extra}
-            "#
+            "#,
+            level = if log.is_some() { "debug" } else { "info,librdkafka=error" },
         );
         let path = directory.path().join("finhook.toml");
         std::fs::write(&path, config).unwrap();
@@ -97,13 +108,17 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let daemon = Self {
             child,
             webhooks: format!("http://127.0.0.1:{webhooks}"),
             ops: format!("http://127.0.0.1:{ops}"),
+            config_path: path,
             _directory: directory,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
