@@ -11,11 +11,18 @@ use crate::helpers::BRIDGE_SECRET;
 pub const BRIDGE_PREVIOUS_SECRET: &str = "previous-bridge-secret-0042";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -45,7 +52,9 @@ impl Broker {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         Self {
             child,
             bootstrap: line.trim().to_owned(),
@@ -74,7 +83,11 @@ impl Daemon {
     }
 
     /// Starts finhook; its stderr (the logs) goes to `log` when given.
-    pub async fn start_logging(bootstrap: &str, extra: &str, log: Option<&std::path::Path>) -> Self {
+    pub async fn start_logging(
+        bootstrap: &str,
+        extra: &str,
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let directory = tempfile::tempdir().unwrap();
         let (webhooks, ops) = (free_port(), free_port());
         let config = format!(
@@ -96,7 +109,11 @@ impl Daemon {
             previous_secret = "{BRIDGE_PREVIOUS_SECRET}"
             {extra}
             "#,
-            level = if log.is_some() { "debug" } else { "info,librdkafka=error" },
+            level = if log.is_some() {
+                "debug"
+            } else {
+                "info,librdkafka=error"
+            },
         );
         let path = directory.path().join("finhook.toml");
         std::fs::write(&path, config).unwrap();
@@ -136,7 +153,10 @@ impl Daemon {
     fn post(&self, body: Vec<u8>) -> tokio::task::JoinHandle<Result<u16, String>> {
         let url = format!("{}/webhooks/bridge", self.webhooks);
         tokio::spawn(async move {
-            let signature = finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), &body);
+            let signature = finhook::providers::bridge::sign(
+                &finhook::config::Secret::new(BRIDGE_SECRET),
+                &body,
+            );
             reqwest::Client::new()
                 .post(url)
                 .header("BridgeApi-Signature", signature)
@@ -160,7 +180,13 @@ impl Drop for Daemon {
 async fn sigterm_drains_and_exits_zero() {
     let broker = Broker::start();
     let mut daemon = Daemon::start(&broker.bootstrap, "").await;
-    assert_eq!(daemon.post(fixture("bridge/item-created.json")).await.unwrap(), Ok(200));
+    assert_eq!(
+        daemon
+            .post(fixture("bridge/item-created.json"))
+            .await
+            .unwrap(),
+        Ok(200)
+    );
     signal(&daemon.child, "TERM");
     let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).expect("exited");
     assert_eq!(status.code(), Some(0));
@@ -176,7 +202,10 @@ async fn a_second_sigterm_exits_at_once_even_with_requests_in_flight() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&daemon.child, "TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(daemon.child.try_wait().unwrap().is_none(), "the first SIGTERM waits for the in-flight request");
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the in-flight request"
+    );
     let started = Instant::now();
     signal(&daemon.child, "TERM");
     let status = wait_exit(&mut daemon.child, Duration::from_secs(5)).expect("exited at once");

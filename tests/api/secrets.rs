@@ -7,7 +7,9 @@ use base64::Engine;
 
 use crate::common::fixture;
 use crate::helpers::BRIDGE_SECRET;
-use crate::process::{signal, wait_exit, Broker, Daemon, BRIDGE_PREVIOUS_SECRET as BRIDGE_PREVIOUS};
+use crate::process::{
+    signal, wait_exit, Broker, Daemon, BRIDGE_PREVIOUS_SECRET as BRIDGE_PREVIOUS,
+};
 
 const LINXO_PASSWORD: &str = "linxo-password-9931";
 const LINXO_TOKEN: &str = "linxo-bearer-token-5521";
@@ -48,27 +50,54 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
     let linxo = fixture("linxo/connection-updated-2-accounts.json");
     let url = |source: &str| format!("{}/webhooks/{source}", daemon.webhooks);
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("linxo:{LINXO_PASSWORD}"));
-    let wrong_basic = base64::engine::general_purpose::STANDARD.encode("linxo:FR7612345678901234567890123");
+    let wrong_basic =
+        base64::engine::general_purpose::STANDARD.encode("linxo:FR7612345678901234567890123");
 
     let mut requests = vec![
         // Good paths.
-        client.post(url("linxo")).header("authorization", format!("Basic {basic}")).body(linxo.clone()),
-        client.post(url("linxo_bearer")).bearer_auth(LINXO_TOKEN).body(linxo.clone()),
+        client
+            .post(url("linxo"))
+            .header("authorization", format!("Basic {basic}"))
+            .body(linxo.clone()),
+        client
+            .post(url("linxo_bearer"))
+            .bearer_auth(LINXO_TOKEN)
+            .body(linxo.clone()),
         // Refused: wrong credentials that carry personal data, a bad signature.
-        client.post(url("linxo")).header("authorization", format!("Basic {wrong_basic}")).body(linxo.clone()),
-        client.post(url("linxo_bearer")).bearer_auth("Jean Dupont").body(linxo.clone()),
-        client.post(url("bridge")).header("BridgeApi-Signature", "v1=00").body(linxo.clone()),
+        client
+            .post(url("linxo"))
+            .header("authorization", format!("Basic {wrong_basic}"))
+            .body(linxo.clone()),
+        client
+            .post(url("linxo_bearer"))
+            .bearer_auth("Jean Dupont")
+            .body(linxo.clone()),
+        client
+            .post(url("bridge"))
+            .header("BridgeApi-Signature", "v1=00")
+            .body(linxo.clone()),
         // Garbage with personal data, authenticated: dead-lettered.
         client
             .post(url("linxo"))
             .header("authorization", format!("Basic {basic}"))
             .body(r#"{"iban": "FR7612345678901234567890123", "owner": "Jean Dupont""#),
         // Unknown source, oversized body.
-        client.post(url("FR7612345678901234567890123")).body(linxo.clone()),
-        client.post(url("linxo")).header("authorization", format!("Basic {basic}")).body(vec![b' '; 2 << 20]),
+        client
+            .post(url("FR7612345678901234567890123"))
+            .body(linxo.clone()),
+        client
+            .post(url("linxo"))
+            .header("authorization", format!("Basic {basic}"))
+            .body(vec![b' '; 2 << 20]),
     ];
-    let signature = finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), &linxo);
-    requests.push(client.post(url("bridge")).header("BridgeApi-Signature", signature.clone()).body(linxo.clone()));
+    let signature =
+        finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), &linxo);
+    requests.push(
+        client
+            .post(url("bridge"))
+            .header("BridgeApi-Signature", signature.clone())
+            .body(linxo.clone()),
+    );
     for request in requests {
         let response = request.send().await.unwrap();
         bodies.push(response.text().await.unwrap());
@@ -76,28 +105,61 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
     // Broker down: 503s.
     signal(&broker.child, "STOP");
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let down = client.post(url("linxo")).header("authorization", format!("Basic {basic}")).body(linxo.clone()).send().await.unwrap();
+    let down = client
+        .post(url("linxo"))
+        .header("authorization", format!("Basic {basic}"))
+        .body(linxo.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(down.status(), 503);
     bodies.push(down.text().await.unwrap());
     signal(&broker.child, "CONT");
 
-    let metrics = client.get(format!("{}/metrics", daemon.ops)).send().await.unwrap().text().await.unwrap();
+    let metrics = client
+        .get(format!("{}/metrics", daemon.ops))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let check_config = std::process::Command::new(env!("CARGO_BIN_EXE_finhook"))
         .args(["check-config", "--config"])
         .arg(&daemon.config_path)
         .output()
         .unwrap();
-    assert!(check_config.status.success(), "{}", String::from_utf8_lossy(&check_config.stderr));
+    assert!(
+        check_config.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check_config.stderr)
+    );
     signal(&daemon.child, "TERM");
     wait_exit(&mut daemon.child, Duration::from_secs(20)).expect("finhook exited");
     let logs = std::fs::read_to_string(&log).unwrap();
-    assert!(logs.contains("webhook refused"), "the logs were captured: {logs}");
+    assert!(
+        logs.contains("webhook refused"),
+        "the logs were captured: {logs}"
+    );
 
-    let secrets = [BRIDGE_SECRET, BRIDGE_PREVIOUS, LINXO_PASSWORD, LINXO_TOKEN, KAFKA_PASSWORD, &basic, &wrong_basic, &signature];
+    let secrets = [
+        BRIDGE_SECRET,
+        BRIDGE_PREVIOUS,
+        LINXO_PASSWORD,
+        LINXO_TOKEN,
+        KAFKA_PASSWORD,
+        &basic,
+        &wrong_basic,
+        &signature,
+    ];
     let places = [
         ("logs", logs),
         ("/metrics", metrics),
-        ("check-config", String::from_utf8_lossy(&check_config.stdout).into_owned() + &String::from_utf8_lossy(&check_config.stderr)),
+        (
+            "check-config",
+            String::from_utf8_lossy(&check_config.stdout).into_owned()
+                + &String::from_utf8_lossy(&check_config.stderr),
+        ),
         ("error bodies", bodies.join("\n")),
     ];
     for (place, text) in &places {

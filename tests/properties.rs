@@ -1,0 +1,135 @@
+//! Property tests standing in for fuzzing (cargo-fuzz needs a nightly toolchain, which our
+//! machines cannot install): every normalizer and the signature header parser, on arbitrary
+//! bytes and on arbitrary JSON, never panic, and what they accept is a valid envelope.
+//!
+//! CI runs the default number of cases; a long run:
+//!   PROPTEST_CASES=200000 cargo test --release --test properties
+
+mod common;
+
+use finhook::config::Secret;
+use finhook::envelope::{Ingress, Origin};
+use finhook::providers::{self, bridge, linxo, ProviderKind};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn origin(provider: ProviderKind) -> Origin<'static> {
+    Origin {
+        provider,
+        source_name: "fuzz",
+        ingress: Ingress::Webhook,
+        received_at: time::OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
+/// Arbitrary JSON, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |n| n.is_finite())
+            .prop_map(|n| json!(n)),
+        ".{0,20}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// JSON shaped like a provider event, with arbitrary values in the fields finhook reads.
+fn event_like() -> impl Strategy<Value = Value> {
+    let names = prop_oneof![
+        Just("type"),
+        Just("timestamp"),
+        Just("content"),
+        Just("item_id"),
+        Just("user_uuid"),
+        Just("status_code"),
+        Just("id"),
+        Just("event_type"),
+        Just("resource_type"),
+        Just("resource"),
+        Just("accounts"),
+        Just("account_count"),
+        Just("channels"),
+        Just("channel_definition_id"),
+        Just("name"),
+        Just("event_status"),
+        Just("date"),
+        Just("creation_date"),
+        Just("events"),
+    ];
+    let leaf = prop_oneof![
+        json_value(),
+        prop_oneof![
+            Just("item.refreshed"),
+            Just("UPDATED"),
+            Just("CONNECTIONS"),
+            Just("SYNC_ALL_SUCCESS"),
+            Just("AUTH_FAILED")
+        ]
+        .prop_map(|s| json!(s)),
+        any::<u64>().prop_map(|n| json!(n)),
+    ];
+    leaf.prop_recursive(3, 48, 8, move |inner| {
+        prop::collection::btree_map(names.clone(), inner, 0..8).prop_map(|map| {
+            Value::Object(map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+    })
+}
+
+proptest! {
+    #[test]
+    fn normalizers_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = bridge::normalize(&bytes);
+        let _ = linxo::normalize(&bytes);
+        let _ = linxo::normalize_queue_event(&bytes);
+        let _ = providers::split_queue_page(&bytes);
+    }
+
+    #[test]
+    fn accepted_events_always_make_schema_valid_envelopes(value in event_like()) {
+        let schema = common::EnvelopeSchema::load();
+        let body = serde_json::to_vec(&value).unwrap();
+        for provider in ProviderKind::ALL {
+            if let Ok(envelope) = providers::webhook_envelope(&origin(provider), &body) {
+                let json: Value = serde_json::from_slice(&envelope.to_json()).unwrap();
+                schema.assert_valid(&json, "generated event");
+                prop_assert_eq!(&json["data"], &value);
+            }
+        }
+        if let Ok(events) = providers::split_queue_page(&body) {
+            for event in events {
+                let _ = linxo::normalize_queue_event(event.get().as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn signature_parser_never_panics_and_finds_a_valid_entry_among_garbage(
+        garbage in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..5),
+        body in prop::collection::vec(any::<u8>(), 0..200),
+        position in 0usize..6,
+    ) {
+        let secret = Secret::new("fuzz-secret");
+        // Arbitrary bytes alone: refused, never a panic.
+        for entry in &garbage {
+            prop_assert!(bridge::verify_signature([entry.as_slice()], &body, std::slice::from_ref(&secret)).is_err());
+        }
+        // The valid entry anywhere in a list of garbage entries (without commas) is found.
+        let mut entries: Vec<Vec<u8>> = garbage
+            .iter()
+            .map(|entry| entry.iter().copied().filter(|byte| *byte != b',').collect())
+            .collect();
+        let valid = bridge::sign(&secret, &body).into_bytes();
+        entries.insert(position.min(entries.len()), valid);
+        let header = entries.join(&b","[..]);
+        prop_assert!(bridge::verify_signature([header.as_slice()], &body, &[secret]).is_ok());
+    }
+}
