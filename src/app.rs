@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, Config, UserCredentials};
 use crate::http::server::{self, ConnectionLimits};
+use crate::http::tls::ReloadingTls;
 use crate::http::{ops_router, webhook_router, AppState};
 use crate::metrics::Metrics;
 use crate::poller::client::OxlinClient;
@@ -30,6 +31,8 @@ pub struct App {
     pollers: Vec<(Poller, Vec<(String, UserCredentials)>)>,
     health_interval: Duration,
     limits: ConnectionLimits,
+    /// HTTPS for the webhook listener, reloaded when its files change.
+    tls: Option<Arc<ReloadingTls>>,
     shutdown_grace: Duration,
     /// Kept alive for as long as the app: the producer talks to it.
     embedded_kafka: Option<Arc<EmbeddedKafka>>,
@@ -41,7 +44,7 @@ impl App {
         let metrics = Metrics::new(Registry::new()).context("registering metrics")?;
         let sources = Sources::from_config(config)?;
         for (name, source) in &config.sources {
-            if source.auth == Some(AuthMode::None) {
+            if source.auth == Some(AuthMode::None) && !source.client_cert_required {
                 tracing::warn!(source = %name, "webhook source accepts unauthenticated requests (auth = \"none\")");
             }
         }
@@ -95,10 +98,15 @@ impl App {
         let limits = ConnectionLimits {
             header_read_timeout: config.server.header_read_timeout,
         };
+        let tls = match &config.server.tls {
+            Some(tls) => Some(ReloadingTls::load(tls).context("loading server.tls")?),
+            None => None,
+        };
         Ok(Self {
             state,
             pollers,
             limits,
+            tls,
             shutdown_grace: config.server.shutdown_grace,
             health_interval: config.kafka.health_interval,
             embedded_kafka,
@@ -146,10 +154,14 @@ impl App {
             Arc::clone(&publisher)
                 .watch_health(self.health_interval, ops_stop.clone().cancelled_owned()),
         );
+        if let Some(tls) = &self.tls {
+            tokio::spawn(Arc::clone(tls).watch(ops_stop.clone()));
+        }
         let webhooks = tokio::spawn(server::serve(
             webhook_listener,
             webhook_router(self.state.clone()),
             self.limits,
+            self.tls.clone(),
             stop.clone(),
             self.shutdown_grace,
         ));
@@ -157,6 +169,7 @@ impl App {
             ops_listener,
             ops_router(self.state.clone()),
             self.limits,
+            None,
             ops_stop.clone(),
             Duration::from_secs(1),
         ));

@@ -10,6 +10,7 @@ use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthMode, Config, ConfigError, IpRange, Secret};
+use crate::http::tls::ClientCertificate;
 use crate::providers::{bridge, ProviderKind};
 
 /// How a source's callers prove who they are.
@@ -38,6 +39,10 @@ pub enum AuthError {
     WrongCredentials,
     #[error(transparent)]
     Signature(#[from] bridge::VerifyError),
+    #[error("this source requires a client certificate")]
+    ClientCertificateRequired,
+    #[error("the client certificate's names are not accepted for this source")]
+    ClientCertificateNotAccepted,
 }
 
 #[derive(Debug)]
@@ -47,6 +52,8 @@ pub struct Source {
     pub auth: SourceAuth,
     pub allowed_ips: Vec<IpRange>,
     pub body_limit: usize,
+    pub client_cert_required: bool,
+    pub client_cert_names: Vec<String>,
 }
 
 impl Source {
@@ -55,6 +62,7 @@ impl Source {
     pub fn authenticate_request(
         &self,
         client: Option<IpAddr>,
+        client_certificate: Option<&ClientCertificate>,
         headers: &HeaderMap,
     ) -> Result<(), AuthError> {
         if !self.allowed_ips.is_empty() {
@@ -64,6 +72,16 @@ impl Source {
             if !allowed {
                 return Err(AuthError::AddressNotAllowed);
             }
+        }
+        match client_certificate {
+            None if self.client_cert_required => return Err(AuthError::ClientCertificateRequired),
+            Some(certificate)
+                if !self.client_cert_names.is_empty()
+                    && !certificate.matches_any(&self.client_cert_names) =>
+            {
+                return Err(AuthError::ClientCertificateNotAccepted)
+            }
+            _ => {}
         }
         match &self.auth {
             SourceAuth::BridgeSignature(_) | SourceAuth::None => Ok(()),
@@ -156,6 +174,8 @@ impl Sources {
                 body_limit: source
                     .body_limit_bytes
                     .unwrap_or(config.server.body_limit_bytes),
+                client_cert_required: source.client_cert_required,
+                client_cert_names: source.client_cert_names.clone(),
             };
             sources.insert(name.clone(), Arc::new(resolved));
         }
@@ -186,6 +206,8 @@ mod tests {
             auth,
             allowed_ips: vec![],
             body_limit: 1024,
+            client_cert_required: false,
+            client_cert_names: vec![],
         }
     }
 
@@ -209,18 +231,18 @@ mod tests {
         };
         for good in ["linxo:new", "linxo:old"] {
             assert_eq!(
-                source.authenticate_request(None, &with_authorization(&encode(good))),
+                source.authenticate_request(None, None, &with_authorization(&encode(good))),
                 Ok(())
             );
         }
         for bad in ["linxo:nope", "other:new", "linxo:new "] {
             assert_eq!(
-                source.authenticate_request(None, &with_authorization(&encode(bad))),
+                source.authenticate_request(None, None, &with_authorization(&encode(bad))),
                 Err(AuthError::WrongCredentials)
             );
         }
         assert_eq!(
-            source.authenticate_request(None, &HeaderMap::new()),
+            source.authenticate_request(None, None, &HeaderMap::new()),
             Err(AuthError::MissingCredentials)
         );
     }
@@ -229,19 +251,19 @@ mod tests {
     fn bearer_requires_the_scheme_and_the_token() {
         let source = linxo(SourceAuth::Bearer(vec![Secret::new("tok")]));
         assert_eq!(
-            source.authenticate_request(None, &with_authorization("Bearer tok")),
+            source.authenticate_request(None, None, &with_authorization("Bearer tok")),
             Ok(())
         );
         assert_eq!(
-            source.authenticate_request(None, &with_authorization("bearer tok")),
+            source.authenticate_request(None, None, &with_authorization("bearer tok")),
             Ok(())
         );
         assert_eq!(
-            source.authenticate_request(None, &with_authorization("Basic tok")),
+            source.authenticate_request(None, None, &with_authorization("Basic tok")),
             Err(AuthError::WrongCredentials)
         );
         assert_eq!(
-            source.authenticate_request(None, &with_authorization("Bearer tok2")),
+            source.authenticate_request(None, None, &with_authorization("Bearer tok2")),
             Err(AuthError::WrongCredentials)
         );
     }
@@ -252,15 +274,15 @@ mod tests {
         source.allowed_ips = vec!["63.32.31.5".parse().unwrap()];
         let headers = HeaderMap::new();
         assert_eq!(
-            source.authenticate_request(Some("63.32.31.5".parse().unwrap()), &headers),
+            source.authenticate_request(Some("63.32.31.5".parse().unwrap()), None, &headers),
             Ok(())
         );
         assert_eq!(
-            source.authenticate_request(Some("1.2.3.4".parse().unwrap()), &headers),
+            source.authenticate_request(Some("1.2.3.4".parse().unwrap()), None, &headers),
             Err(AuthError::AddressNotAllowed)
         );
         assert_eq!(
-            source.authenticate_request(None, &headers),
+            source.authenticate_request(None, None, &headers),
             Err(AuthError::AddressNotAllowed)
         );
     }

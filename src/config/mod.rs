@@ -61,6 +61,28 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed when checking a source's `allowed_ips`.
     #[serde(default)]
     pub trusted_proxies: Vec<IpRange>,
+    /// HTTPS on the webhook listener; absent: plain HTTP (TLS ends at a proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle for client certificates (mutual TLS); absent: none are asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes (SIGHUP also reloads them).
+    #[serde(with = "humantime_serde", default = "default_tls_reload_interval")]
+    pub reload_interval: Duration,
+}
+
+fn default_tls_reload_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,6 +258,13 @@ pub struct SourceConfig {
     /// Overrides `server.body_limit_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_limit_bytes: Option<usize>,
+    /// Callers must present a client certificate (mutual TLS; needs `server.tls.client_ca_file`).
+    #[serde(default)]
+    pub client_cert_required: bool,
+    /// When non-empty, a client certificate must carry one of these names (subject common name,
+    /// DNS or URI subject alternative name).
+    #[serde(default)]
+    pub client_cert_names: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,8 +331,24 @@ impl Config {
             }
         }
         self.validate_kafka(&mut problems);
+        let mutual_tls = self
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_file.is_some());
         for (name, source) in &self.sources {
             source.validate(name, &mut problems);
+            if (source.client_cert_required || !source.client_cert_names.is_empty()) && !mutual_tls
+            {
+                problems.push(format!(
+                    "sources.{name}.client_cert_required: client certificates need server.tls with a client_ca_file"
+                ));
+            }
+        }
+        if let Some(tls) = &self.server.tls {
+            if tls.reload_interval.is_zero() {
+                problems.push("server.tls.reload_interval: must be greater than 0".to_owned());
+            }
         }
         for (name, poller) in &self.pollers {
             poller.validate(name, &mut problems);

@@ -255,3 +255,16 @@ fn users_files_are_read_and_duplicates_refused() {
     let rendered = config.to_redacted_toml();
     assert!(!rendered.contains("access_token = \"t\""), "{rendered}");
 }
+
+#[test]
+fn client_certificates_need_a_tls_listener_with_a_client_ca() {
+    let message =
+        problems("[sources.l]\nkind = \"linxo\"\nauth = \"none\"\nclient_cert_required = true");
+    assert!(
+        message.contains("sources.l.client_cert_required"),
+        "{message}"
+    );
+    let with_ca = "[server.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n\
+                   [sources.l]\nkind = \"linxo\"\nauth = \"none\"\nclient_cert_required = true";
+    assert!(parse(with_ca).is_ok());
+}

@@ -5,6 +5,7 @@ mod client_ip;
 mod error;
 mod ops;
 pub mod server;
+pub mod tls;
 mod webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,6 +6,7 @@
 //! clients would pin connections) and no hook for TLS.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -13,11 +14,15 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use super::tls::{ClientCertificate, ReloadingTls, HANDSHAKE_TIMEOUT};
 
 /// Limits applied to every connection.
 #[derive(Debug, Clone, Copy)]
@@ -26,12 +31,13 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `stop`; then stops accepting and waits up to `grace` for
-/// open connections to finish their requests.
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `stop`; then stops
+/// accepting and waits up to `grace` for open connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<ReloadingTls>>,
     stop: CancellationToken,
     grace: Duration,
 ) {
@@ -55,21 +61,28 @@ pub async fn serve(
                 }
             },
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                request
-            });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let router = router.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            // Errors here are the client's (reset, timeout, garbage): nothing to report.
-            let _ = connection.await;
+            let Some(tls) = tls else {
+                serve_connection(builder, watcher, router, stream, peer, None).await;
+                return;
+            };
+            let acceptor = TlsAcceptor::from(tls.current());
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let Ok(Ok(stream)) = handshake else {
+                tracing::debug!(%peer, "TLS handshake failed or timed out");
+                return;
+            };
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| ClientCertificate::from_der(leaf));
+            serve_connection(builder, watcher, router, stream, peer, certificate).await;
         });
     }
     drop(listener);
@@ -79,4 +92,32 @@ pub async fn serve(
             tracing::warn!(?grace, "connections still open at the end of the grace period; closing them");
         }
     }
+}
+
+/// Serves one connection's requests, each carrying the peer address and, over mutual TLS, the
+/// verified client certificate.
+async fn serve_connection<Io>(
+    builder: Builder<TokioExecutor>,
+    watcher: Watcher,
+    router: Router,
+    stream: Io,
+    peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(peer));
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
+        request
+    });
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+        .into_owned();
+    // Errors here are the client's (reset, timeout, garbage): nothing to report.
+    let _ = watcher.watch(connection).await;
 }

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::client_ip::client_address;
 use super::error::ApiError;
+use super::tls::ClientCertificate;
 use super::AppState;
 use crate::ingest::{ingest_webhook, Ingested};
 use crate::metrics::{WebhookOutcome, UNKNOWN_SOURCE};
@@ -73,8 +74,9 @@ async fn handle(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
     let client = client_address(peer, &parts.headers, &state.trusted_proxies);
+    let certificate = parts.extensions.get::<ClientCertificate>();
     source
-        .authenticate_request(client, &parts.headers)
+        .authenticate_request(client, certificate, &parts.headers)
         .map_err(ApiError::Auth)?;
     let body = tokio::time::timeout(
         state.body_read_timeout,

@@ -14,4 +14,5 @@ mod poller;
 mod process;
 mod secrets;
 mod simulator;
+mod tls;
 mod webhooks;
