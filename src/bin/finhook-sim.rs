@@ -99,6 +99,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let simulation = OxlinSimulation {
                 events_per_minute,
                 token_lifetime: Duration::from_secs(token_lifetime),
+                record_served: false,
             };
             let (address, counters) = oxlin::spawn(listen, simulation).await?;
             eprintln!("finhook-sim: simulated Oxlin at http://{address}/v2.1 (token endpoint http://{address}/token)");

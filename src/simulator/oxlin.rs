@@ -28,6 +28,9 @@ pub struct OxlinSimulation {
     pub events_per_minute: f64,
     /// `expires_in` of issued tokens.
     pub token_lifetime: Duration,
+    /// Keep the id of every event served, in [`Counters::served`] (for tests that check
+    /// nothing was lost; it grows without bound).
+    pub record_served: bool,
 }
 
 struct Queue {
@@ -45,6 +48,8 @@ pub struct Counters {
     pub subscriptions: AtomicU64,
     pub polls: AtomicU64,
     pub events: AtomicU64,
+    /// Ids of the events served, in order, when the simulation records them.
+    pub served: Mutex<Vec<String>>,
 }
 
 struct Shared {
@@ -208,6 +213,10 @@ async fn poll(
     let events: Vec<serde_json::Value> = (first..first + count)
         .map(|sequence| event(&user, queue_id, sequence))
         .collect();
+    if shared.simulation.record_served {
+        let mut served = shared.counters.served.lock().expect("never poisoned");
+        served.extend(events.iter().map(|event| event["id"].as_str().unwrap_or_default().to_owned()));
+    }
     Json(events).into_response()
 }
 

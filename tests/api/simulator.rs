@@ -18,6 +18,7 @@ async fn simulated_oxlin_feeds_the_poller_in_order_per_connection() {
     let simulation = OxlinSimulation {
         events_per_minute: 600.0,
         token_lifetime: Duration::from_secs(3600),
+        record_served: false,
     };
     let (address, counters) = oxlin::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), simulation)
         .await
