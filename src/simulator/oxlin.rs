@@ -215,7 +215,11 @@ async fn poll(
         .collect();
     if shared.simulation.record_served {
         let mut served = shared.counters.served.lock().expect("never poisoned");
-        served.extend(events.iter().map(|event| event["id"].as_str().unwrap_or_default().to_owned()));
+        served.extend(
+            events
+                .iter()
+                .map(|event| event["id"].as_str().unwrap_or_default().to_owned()),
+        );
     }
     Json(events).into_response()
 }
