@@ -345,10 +345,13 @@ pub fn read_ids(
     let deadline = Instant::now() + wait;
     let mut found = Vec::new();
     let mut seen = HashSet::new();
-    let mut quiet_since = Instant::now();
+    // Once every expected id is seen, read a little longer to count what else is there.
+    let mut all_seen_at: Option<Instant> = None;
     while Instant::now() < deadline {
-        let all_seen = expected.iter().all(|id| seen.contains(id));
-        if all_seen && quiet_since.elapsed() > Duration::from_secs(2) {
+        if all_seen_at.is_none() && expected.iter().all(|id| seen.contains(id)) {
+            all_seen_at = Some(Instant::now());
+        }
+        if all_seen_at.is_some_and(|at| at.elapsed() > Duration::from_secs(2)) {
             break;
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
@@ -357,7 +360,6 @@ pub fn read_ids(
         let Ok(message) = message else {
             continue;
         };
-        quiet_since = Instant::now();
         let value: serde_json::Value =
             serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
         let id = value["id"].as_str().unwrap_or_default().to_owned();
