@@ -102,6 +102,11 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
+            // The body was not read to its end: the connection cannot carry another request,
+            // so say so rather than let the client reuse it and fail.
+            ApiError::PayloadTooLarge { .. } | ApiError::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             ApiError::Auth(AuthError::MissingCredentials | AuthError::WrongCredentials) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,

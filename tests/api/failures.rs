@@ -113,6 +113,11 @@ async fn unknown_source_wrong_method_and_huge_body_get_their_statuses() {
     let huge = vec![b' '; 1024 * 1024 + 1];
     let too_large = app.post_bridge(&huge).await;
     assert_eq!(too_large.status(), 413, "over the default 1 MiB");
+    assert_eq!(
+        too_large.headers()["connection"],
+        "close",
+        "the unread body ends the connection"
+    );
 
     let small = app.post("small").body(vec![b' '; 65]).send().await.unwrap();
     assert_eq!(small.status(), 413, "over the source's own limit");

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# finhook's benchmarks, in one command (see BENCHMARKS.md):
+#   benches/run.sh                  # everything: webhooks, ceilings, resources, poller scale
+#   SECONDS_PER_RUN=5 SKIP_POLLER=1 benches/run.sh   # a quicker pass
+#
+# Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
+# cluster: `finhook-sim kafka`), finhook, and the two ceilings, and drives them with
+# `finhook-bench load`. Prints one line per run and a summary; figures only, no pass/fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${SECONDS_PER_RUN:-10}
+concurrencies=(${CONCURRENCIES:-1 16 64 256})
+
+cargo build --release --quiet --bins
+bin=$PWD/target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+peak_rss_mib() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "rustc: $(rustc --version)"
+
+"$bin/finhook-sim" kafka > "$work/kafka.out" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
+brokers=$(head -1 "$work/kafka.out")
+
+webhook_port=$(free_port); ops_port=$(free_port)
+cat > "$work/finhook.toml" <<TOML
+[server]
+listen = "127.0.0.1:$webhook_port"
+max_in_flight = 4096
+[metrics]
+listen = "127.0.0.1:$ops_port"
+[log]
+level = "warn"
+[kafka]
+brokers = "$brokers"
+[sources.bridge]
+kind = "bridge"
+secret = "bench-secret"
+TOML
+"$bin/finhook" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
+finhook=$!
+pids+=($finhook)
+wait_http "http://127.0.0.1:$ops_port/readyz"
+for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ops_port/readyz")" = 200 ] && break; sleep 0.1; done
+
+load() { "$bin/finhook-bench" load --seconds "$seconds" "$@"; }
+url="http://127.0.0.1:$webhook_port/webhooks/bridge"
+# Warm-up: connections, producer, topic metadata.
+load --url "$url" --concurrency 16 --seconds 2 > /dev/null
+
+echo "== finhook, closed loop"
+for c in "${concurrencies[@]}"; do
+  before=$(cpu_seconds "$finhook")
+  line=$(load --url "$url" --concurrency "$c" --brokers "$brokers")
+  after=$(cpu_seconds "$finhook")
+  echo "$line" | python3 -c '
+import json, sys
+cpu = float(sys.argv[1]); run = json.loads(sys.stdin.read()); f = run["figures"]
+per10k = cpu / max(f["answered"], 1) * 10000
+print(json.dumps({**run, "finhook_cpu_seconds_per_10k": round(per10k, 3)}))' "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')"
+done | tee "$work/closed.jsonl"
+echo "finhook peak RSS after the closed-loop runs: $(peak_rss_mib "$finhook") MiB"
+
+peak=$(python3 -c 'import json,sys; print(max(json.loads(l)["figures"]["answered_per_second"] for l in open(sys.argv[1])))' "$work/closed.jsonl")
+echo "== finhook, open loop (fixed rates: a quarter, half and three quarters of the closed-loop peak $peak/s)"
+for fraction in 0.25 0.5 0.75; do
+  rate=$(python3 -c "print(round($peak * $fraction))")
+  load --url "$url" --rate "$rate" --concurrency 1024 --brokers "$brokers"
+done
+echo "finhook peak RSS after the open-loop runs: $(peak_rss_mib "$finhook") MiB"
+
+echo "== ceilings, closed loop"
+http_port=$(free_port); kafka_port=$(free_port)
+"$bin/finhook-bench" ceiling-http --listen "127.0.0.1:$http_port" &
+pids+=($!)
+"$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
+pids+=($!)
+sleep 1
+for c in "${concurrencies[@]}"; do
+  load --url "http://127.0.0.1:$http_port/webhooks/bridge" --concurrency "$c" --target ceiling-http
+done | tee "$work/ceiling-http.jsonl"
+load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency 16 --seconds 2 --target warmup > /dev/null
+for c in "${concurrencies[@]}"; do
+  load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency "$c" --target ceiling-kafka
+done | tee "$work/ceiling-kafka.jsonl"
+
+echo "== summary (answered/s and p99 ms by concurrency)"
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+def runs(name): return {json.loads(l)["figures"]["concurrency"]: json.loads(l)["figures"] for l in open(f"{work}/{name}.jsonl")}
+finhook, http, kafka = runs("closed"), runs("ceiling-http"), runs("ceiling-kafka")
+print(f"{'conc':>5} {'finhook/s':>10} {'p99':>7} {'http/s':>10} {'kafka/s':>10} {'p99':>7} {'finhook/kafka':>14}")
+for c in sorted(finhook):
+    f, h, k = finhook[c], http[c], kafka[c]
+    print(f"{c:>5} {f['answered_per_second']:>10.0f} {f['latency_ms']['p99']:>7.2f} {h['answered_per_second']:>10.0f} {k['answered_per_second']:>10.0f} {k['latency_ms']['p99']:>7.2f} {f['answered_per_second'] / k['answered_per_second']:>13.0%}")
+PY
+
+if [ -z "${SKIP_POLLER:-}" ]; then
+  echo "== poller scale (default interval)"
+  MEASURE_SECONDS=${POLLER_SECONDS:-30} benches/poller_scale.sh 1000 10000
+fi

@@ -1,0 +1,455 @@
+//! `finhook-bench`: the benchmark tools behind `benches/run.sh`: a load generator for signed
+//! Bridge webhooks (closed or open loop; latency, statuses, send → readable-in-Kafka time, and
+//! a check that every 2xx'd event is in Kafka), and the two ceilings finhook is compared with
+//! (an HTTP handler that only answers 200, and one that produces the raw body to Kafka and
+//! answers after the acknowledgement).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use clap::{Parser, Subcommand};
+use finhook::config::Secret;
+use finhook::envelope::derived_id;
+use finhook::providers::{bridge, ProviderKind};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+#[derive(Parser)]
+#[command(
+    name = "finhook-bench",
+    about = "Load generator and ceilings for finhook's benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ceiling (a): answers every POST 200 after reading the body, nothing else.
+    CeilingHttp {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Ceiling (b): produces the raw body to Kafka (idempotent, acks=all) and answers 200 after
+    /// the acknowledgement: no verification, no envelope.
+    CeilingKafka {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value = "bench.ceiling")]
+        topic: String,
+    },
+    /// Posts signed, unique Bridge webhooks and prints one JSON line of figures.
+    Load {
+        /// e.g. http://127.0.0.1:8080/webhooks/bridge
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "bench-secret")]
+        secret: String,
+        /// Connections (closed loop), or the cap on requests outstanding (open loop).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Open loop: requests per second, sent on schedule whatever the answers.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Read the events back from this broker: send → readable latency and the 2xx check.
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long, default_value = "finhook.events")]
+        topic: String,
+        /// Label for the printed line.
+        #[arg(long, default_value = "finhook")]
+        target: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::CeilingHttp { listen } => {
+            let router = Router::new().route(
+                "/webhooks/{source}",
+                post(|_body: Bytes| async { (StatusCode::OK, "{\"status\":\"accepted\"}") }),
+            );
+            axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
+        }
+        Command::CeilingKafka {
+            listen,
+            brokers,
+            topic,
+        } => {
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "1")
+                .set("compression.type", "lz4")
+                .create()?;
+            let shared = Arc::new((producer, topic));
+            let router = Router::new()
+                .route(
+                    "/webhooks/{source}",
+                    post(|State(shared): State<Arc<(FutureProducer, String)>>, body: Bytes| async move {
+                        let (producer, topic) = &*shared;
+                        let record = FutureRecord::<[u8], [u8]>::to(topic).payload(&body[..]);
+                        match producer.send_result(record) {
+                            Ok(delivery) => match delivery.await {
+                                Ok(Ok(_)) => (StatusCode::OK, "{\"status\":\"accepted\"}"),
+                                _ => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
+                            },
+                            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
+                        }
+                    }),
+                )
+                .with_state(shared);
+            axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
+        }
+        Command::Load {
+            url,
+            secret,
+            concurrency,
+            rate,
+            seconds,
+            brokers,
+            topic,
+            target,
+        } => {
+            let figures = load(LoadPlan {
+                url,
+                secret: Secret::new(secret),
+                concurrency,
+                rate,
+                duration: Duration::from_secs(seconds),
+                brokers,
+                topic,
+            })
+            .await?;
+            println!(
+                "{}",
+                serde_json::json!({ "target": target, "figures": figures })
+            );
+        }
+    }
+    Ok(())
+}
+
+struct LoadPlan {
+    url: String,
+    secret: Secret,
+    concurrency: usize,
+    rate: Option<f64>,
+    duration: Duration,
+    brokers: Option<String>,
+    topic: String,
+}
+
+#[derive(Default)]
+struct Results {
+    latencies: Vec<Duration>,
+    statuses: BTreeMap<u16, u64>,
+    accepted_ids: Vec<String>,
+}
+
+/// A unique, realistic Bridge event (about 300 bytes).
+fn body(sequence: u64) -> Vec<u8> {
+    format!(
+        r#"{{"type":"item.refreshed","timestamp":{},"content":{{"item_id":{},"user_uuid":"3d2c1b0a-9f8e-4d7c-8b6a-{:012}","status_code":0,"status_code_info":"ok","full_refresh":false,"refresh_trigger":"scheduler","account_types":"payment","authentication_expires_at":"2021-05-08T10:09:50.112Z"}}}}"#,
+        1_612_782_590_112u64 + sequence,
+        7_000_000 + sequence % 5000,
+        sequence % 1000
+    )
+    .into_bytes()
+}
+
+async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.concurrency.max(1))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let results = Arc::new(Mutex::new(Results::default()));
+    let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let sequence = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = plan.brokers.clone().map(|brokers| {
+        spawn_tail(
+            brokers,
+            plan.topic.clone(),
+            Arc::clone(&sent_at),
+            Arc::clone(&stop),
+        )
+    });
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+
+    let send_one = {
+        let client = client.clone();
+        let url = plan.url.clone();
+        let secret = plan.secret.clone();
+        let results = Arc::clone(&results);
+        let sent_at = Arc::clone(&sent_at);
+        let sequence = Arc::clone(&sequence);
+        move || {
+            let client = client.clone();
+            let url = url.clone();
+            let secret = secret.clone();
+            let results = Arc::clone(&results);
+            let sent_at = Arc::clone(&sent_at);
+            let number = sequence.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let body = body(number);
+                let signature = bridge::sign(&secret, &body);
+                let id = derived_id(ProviderKind::Bridge, &body);
+                let sent = Instant::now();
+                sent_at
+                    .lock()
+                    .expect("never poisoned")
+                    .insert(id.clone(), sent);
+                let status = match client
+                    .post(&url)
+                    .header("BridgeApi-Signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                let elapsed = sent.elapsed();
+                let mut results = results.lock().expect("never poisoned");
+                results.latencies.push(elapsed);
+                *results.statuses.entry(status).or_default() += 1;
+                if (200..300).contains(&status) {
+                    results.accepted_ids.push(id);
+                }
+            }
+        }
+    };
+
+    match plan.rate {
+        None => {
+            let mut workers = Vec::new();
+            for _ in 0..plan.concurrency {
+                let send_one = send_one.clone();
+                let duration = plan.duration;
+                workers.push(tokio::spawn(async move {
+                    while started.elapsed() < duration {
+                        send_one().await;
+                    }
+                }));
+            }
+            for worker in workers {
+                worker.await?;
+            }
+        }
+        Some(rate) => {
+            let permits = Arc::new(tokio::sync::Semaphore::new(plan.concurrency));
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut tasks = tokio::task::JoinSet::new();
+            while started.elapsed() < plan.duration {
+                ticker.tick().await;
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    // Outstanding cap reached: counted as a miss of the schedule.
+                    *results
+                        .lock()
+                        .expect("never poisoned")
+                        .statuses
+                        .entry(1)
+                        .or_default() += 1;
+                    continue;
+                };
+                let send_one = send_one.clone();
+                tasks.spawn(async move {
+                    send_one().await;
+                    drop(permit);
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    let elapsed = started.elapsed();
+    let generator_cpu = process_cpu_seconds() - cpu_before;
+
+    let (end_to_end, verified) = match watcher {
+        Some(watcher) => {
+            let accepted: HashSet<String> = results
+                .lock()
+                .expect("never poisoned")
+                .accepted_ids
+                .iter()
+                .cloned()
+                .collect();
+            // Give the tail a moment to catch up, then stop it and compare.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let all_seen = {
+                    let seen = watcher.seen.lock().expect("never poisoned");
+                    accepted.iter().all(|id| seen.contains_key(id))
+                };
+                if all_seen || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
+            let seen = watcher.seen.lock().expect("never poisoned").clone();
+            let missing = accepted.iter().filter(|id| !seen.contains_key(*id)).count();
+            let mut lags: Vec<Duration> = seen.values().copied().collect();
+            lags.sort();
+            (
+                Some(serde_json::json!({
+                    "p50_ms": millis(percentile(&lags, 0.5)),
+                    "p99_ms": millis(percentile(&lags, 0.99)),
+                })),
+                Some(
+                    serde_json::json!({ "accepted": accepted.len(), "found": accepted.len() - missing, "missing": missing }),
+                ),
+            )
+        }
+        None => (None, None),
+    };
+
+    let mut results = results.lock().expect("never poisoned");
+    results.latencies.sort();
+    let answered = results.latencies.len();
+    Ok(serde_json::json!({
+        "mode": if plan.rate.is_some() { "open" } else { "closed" },
+        "concurrency": plan.concurrency,
+        "rate": plan.rate,
+        "seconds": elapsed.as_secs_f64(),
+        "answered": answered,
+        "answered_per_second": answered as f64 / elapsed.as_secs_f64(),
+        "latency_ms": {
+            "p50": millis(percentile(&results.latencies, 0.5)),
+            "p90": millis(percentile(&results.latencies, 0.9)),
+            "p99": millis(percentile(&results.latencies, 0.99)),
+            "max": millis(results.latencies.last().copied().unwrap_or_default()),
+        },
+        "statuses": results.statuses,
+        "send_to_kafka_ms": end_to_end,
+        "verified": verified,
+        "generator_cpu_seconds": generator_cpu,
+    }))
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e5).round() / 100.0
+}
+
+struct Tail {
+    /// Envelope id → send → readable latency.
+    seen: Arc<Mutex<HashMap<String, Duration>>>,
+}
+
+/// Tails `topic` from its end on a thread; records when each sent id becomes readable.
+fn spawn_tail(
+    brokers: String,
+    topic: String,
+    sent_at: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: Arc<AtomicBool>,
+) -> Tail {
+    let seen: Arc<Mutex<HashMap<String, Duration>>> = Arc::default();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let recorded = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "finhook-bench")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .expect("consumer");
+        let partitions = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .ok()
+            .and_then(|metadata| {
+                metadata
+                    .topics()
+                    .first()
+                    .map(|found| found.partitions().len())
+            })
+            .unwrap_or(0);
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions as i32 {
+            let _ = assignment.add_partition_offset(&topic, partition, Offset::End);
+        }
+        let _ = consumer.assign(&assignment);
+        // Let the assignment settle before the load starts.
+        let _ = consumer.poll(Duration::from_millis(500));
+        let _ = ready_tx.send(());
+        while !stop.load(Ordering::Relaxed) {
+            let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let now = Instant::now();
+            let id = message
+                .headers()
+                .and_then(|headers| {
+                    use rdkafka::message::Headers;
+                    headers
+                        .iter()
+                        .find(|header| header.key == "ce_id")
+                        .and_then(|header| header.value)
+                })
+                .map(|value| String::from_utf8_lossy(value).into_owned());
+            if let Some(id) = id {
+                if let Some(sent) = sent_at.lock().expect("never poisoned").get(&id) {
+                    recorded
+                        .lock()
+                        .expect("never poisoned")
+                        .insert(id, now - *sent);
+                }
+            }
+        }
+    });
+    let _ = ready_rx.recv_timeout(Duration::from_secs(15));
+    Tail { seen }
+}
+
+/// CPU seconds (user + system) this process has used.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
