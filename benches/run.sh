@@ -25,7 +25,9 @@ wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sle
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "rustc: $(rustc --version)"
 
-"$bin/finhook-sim" kafka > "$work/kafka.out" 2>/dev/null &
+# 32 partitions: the mock broker keeps only the latest few MB of each partition, and every
+# 2xx'd event of a run is read back after it.
+"$bin/finhook-sim" kafka --topic finhook.events --topic bench.ceiling --partitions 32 > "$work/kafka.out" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
 brokers=$(head -1 "$work/kafka.out")
@@ -51,7 +53,7 @@ pids+=($finhook)
 wait_http "http://127.0.0.1:$ops_port/readyz"
 for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ops_port/readyz")" = 200 ] && break; sleep 0.1; done
 
-load() { "$bin/finhook-bench" load --seconds "$seconds" "$@"; }
+load() { "$bin/finhook-bench" load "$@"; }
 url="http://127.0.0.1:$webhook_port/webhooks/bridge"
 # Warm-up: connections, producer, topic metadata.
 load --url "$url" --concurrency 16 --seconds 2 > /dev/null
@@ -59,7 +61,7 @@ load --url "$url" --concurrency 16 --seconds 2 > /dev/null
 echo "== finhook, closed loop"
 for c in "${concurrencies[@]}"; do
   before=$(cpu_seconds "$finhook")
-  line=$(load --url "$url" --concurrency "$c" --brokers "$brokers")
+  line=$(load --url "$url" --concurrency "$c" --seconds "$seconds" --brokers "$brokers")
   after=$(cpu_seconds "$finhook")
   echo "$line" | python3 -c '
 import json, sys
@@ -68,12 +70,14 @@ per10k = cpu / max(f["answered"], 1) * 10000
 print(json.dumps({**run, "finhook_cpu_seconds_per_10k": round(per10k, 3)}))' "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')"
 done | tee "$work/closed.jsonl"
 echo "finhook peak RSS after the closed-loop runs: $(peak_rss_mib "$finhook") MiB"
+echo "== finhook, send → readable in Kafka (a consumer tails the topic during the run)"
+load --url "$url" --concurrency 16 --seconds "$seconds" --brokers "$brokers" --tail
 
 peak=$(python3 -c 'import json,sys; print(max(json.loads(l)["figures"]["answered_per_second"] for l in open(sys.argv[1])))' "$work/closed.jsonl")
 echo "== finhook, open loop (fixed rates: a quarter, half and three quarters of the closed-loop peak $peak/s)"
 for fraction in 0.25 0.5 0.75; do
   rate=$(python3 -c "print(round($peak * $fraction))")
-  load --url "$url" --rate "$rate" --concurrency 1024 --brokers "$brokers"
+  load --url "$url" --rate "$rate" --concurrency 1024 --seconds "$seconds" --brokers "$brokers"
 done
 echo "finhook peak RSS after the open-loop runs: $(peak_rss_mib "$finhook") MiB"
 
@@ -85,11 +89,11 @@ pids+=($!)
 pids+=($!)
 sleep 1
 for c in "${concurrencies[@]}"; do
-  load --url "http://127.0.0.1:$http_port/webhooks/bridge" --concurrency "$c" --target ceiling-http
+  load --url "http://127.0.0.1:$http_port/webhooks/bridge" --concurrency "$c" --seconds "$seconds" --target ceiling-http
 done | tee "$work/ceiling-http.jsonl"
 load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency 16 --seconds 2 --target warmup > /dev/null
 for c in "${concurrencies[@]}"; do
-  load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency "$c" --target ceiling-kafka
+  load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency "$c" --seconds "$seconds" --target ceiling-kafka
 done | tee "$work/ceiling-kafka.jsonl"
 
 echo "== summary (answered/s and p99 ms by concurrency)"

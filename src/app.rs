@@ -26,7 +26,7 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A configured finhook, ready to serve.
 pub struct App {
-    state: AppState,
+    state: Arc<AppState>,
     /// Queue pollers with their initial users (this replica's shard).
     pollers: Vec<(Poller, Vec<(String, UserCredentials)>)>,
     health_interval: Duration,
@@ -85,7 +85,7 @@ impl App {
             tracing::info!(poller = %name, users = users.len(), shard = poller_config.shard_index, shards = poller_config.shard_count, "queue poller configured");
             pollers.push((poller, users));
         }
-        let state = AppState {
+        let state = Arc::new(AppState {
             sources,
             publisher,
             metrics,
@@ -94,7 +94,7 @@ impl App {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight)),
             body_read_timeout: config.server.body_read_timeout,
             shutting_down: Arc::default(),
-        };
+        });
         let limits = ConnectionLimits {
             header_read_timeout: config.server.header_read_timeout,
         };

@@ -202,53 +202,49 @@ impl<'a> Envelope<'a> {
 
     /// The Kafka record value: the whole event as JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an envelope always serializes")
+        // Sized for the payload plus the attributes, so the buffer is allocated once.
+        let mut buffer = Vec::with_capacity(self.data.get().len() + 1024);
+        serde_json::to_writer(&mut buffer, self).expect("an envelope always serializes");
+        buffer
     }
 
-    /// Kafka headers: `content-type` for structured mode, then every attribute but `data` as
-    /// `ce_<name>`, so consumers can filter without parsing the value.
-    pub fn kafka_headers(&self) -> Vec<(String, String)> {
-        let mut headers = vec![
-            (
-                "content-type".to_owned(),
-                STRUCTURED_CONTENT_TYPE.to_owned(),
-            ),
-            ("ce_specversion".to_owned(), self.specversion.to_owned()),
-            ("ce_id".to_owned(), self.id.clone()),
-            ("ce_source".to_owned(), self.source.clone()),
-            ("ce_type".to_owned(), self.event_type.to_owned()),
-            (
-                "ce_datacontenttype".to_owned(),
-                self.datacontenttype.to_owned(),
-            ),
-            ("ce_provider".to_owned(), self.provider.as_str().to_owned()),
-            ("ce_providertype".to_owned(), self.providertype.clone()),
-            ("ce_ingress".to_owned(), self.ingress.as_str().to_owned()),
-            ("ce_partitionkey".to_owned(), self.partitionkey.clone()),
-            ("ce_receivedtime".to_owned(), self.receivedtime.clone()),
-        ];
+    /// Kafka headers, given one by one to `emit` (no intermediate allocation): `content-type`
+    /// for structured mode, then every attribute but `data` as `ce_<name>`, so consumers can
+    /// filter without parsing the value.
+    pub fn each_kafka_header(&self, mut emit: impl FnMut(&'static str, &str)) {
+        emit("content-type", STRUCTURED_CONTENT_TYPE);
+        emit("ce_specversion", self.specversion);
+        emit("ce_id", &self.id);
+        emit("ce_source", &self.source);
+        emit("ce_type", self.event_type);
+        emit("ce_datacontenttype", self.datacontenttype);
+        emit("ce_provider", self.provider.as_str());
+        emit("ce_providertype", &self.providertype);
+        emit("ce_ingress", self.ingress.as_str());
+        emit("ce_partitionkey", &self.partitionkey);
+        emit("ce_receivedtime", &self.receivedtime);
         let optional = [
-            ("ce_subject", self.subject.clone()),
-            ("ce_time", self.time.clone()),
-            ("ce_connectionid", self.connectionid.clone()),
-            ("ce_userid", self.userid.clone()),
-            ("ce_channelid", self.channelid.clone()),
-            ("ce_reason", self.reason.clone()),
-            (
-                "ce_accountcount",
-                self.accountcount.map(|count| count.to_string()),
-            ),
-            (
-                "ce_accountstruncated",
-                self.accountstruncated.map(|flag| flag.to_string()),
-            ),
+            ("ce_subject", &self.subject),
+            ("ce_time", &self.time),
+            ("ce_connectionid", &self.connectionid),
+            ("ce_userid", &self.userid),
+            ("ce_channelid", &self.channelid),
+            ("ce_reason", &self.reason),
         ];
-        headers.extend(
-            optional
-                .into_iter()
-                .filter_map(|(name, value)| Some((name.to_owned(), value?))),
-        );
-        headers
+        for (name, value) in optional {
+            if let Some(value) = value {
+                emit(name, value);
+            }
+        }
+        if let Some(count) = self.accountcount {
+            emit("ce_accountcount", &count.to_string());
+        }
+        if let Some(truncated) = self.accountstruncated {
+            emit(
+                "ce_accountstruncated",
+                if truncated { "true" } else { "false" },
+            );
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub fn run(brokers: &str, topic: &str, only_new: bool, limit: Option<usize>) -> 
         .set("group.id", "finhook-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // Whole producer batches in one fetch, however large finhook's batches grow.
+        .set("max.partition.fetch.bytes", "52428800")
+        .set("fetch.max.bytes", "104857600")
         .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions = metadata

@@ -67,9 +67,12 @@ enum Command {
         rate: Option<f64>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Read the events back from this broker: send → readable latency and the 2xx check.
+        /// After the run, read the events back from this broker: every 2xx'd id must be there.
         #[arg(long)]
         brokers: Option<String>,
+        /// Also tail the topic during the run to time send → readable (adds consumer load).
+        #[arg(long)]
+        tail: bool,
         #[arg(long, default_value = "finhook.events")]
         topic: String,
         /// Label for the printed line.
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             rate,
             seconds,
             brokers,
+            tail,
             topic,
             target,
         } => {
@@ -136,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 duration: Duration::from_secs(seconds),
                 brokers,
+                tail,
                 topic,
             })
             .await?;
@@ -155,6 +160,7 @@ struct LoadPlan {
     rate: Option<f64>,
     duration: Duration,
     brokers: Option<String>,
+    tail: bool,
     topic: String,
 }
 
@@ -185,14 +191,19 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let sequence = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = plan.brokers.clone().map(|brokers| {
-        spawn_tail(
-            brokers,
+    let start_offsets = match &plan.brokers {
+        Some(brokers) => Some(high_watermarks(brokers, &plan.topic)?),
+        None => None,
+    };
+    let watcher = match (&plan.brokers, plan.tail) {
+        (Some(brokers), true) => Some(spawn_tail(
+            brokers.clone(),
             plan.topic.clone(),
             Arc::clone(&sent_at),
             Arc::clone(&stop),
-        )
-    });
+        )),
+        _ => None,
+    };
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
 
@@ -289,43 +300,45 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     let elapsed = started.elapsed();
     let generator_cpu = process_cpu_seconds() - cpu_before;
 
-    let (end_to_end, verified) = match watcher {
-        Some(watcher) => {
-            let accepted: HashSet<String> = results
-                .lock()
-                .expect("never poisoned")
-                .accepted_ids
-                .iter()
-                .cloned()
-                .collect();
-            // Give the tail a moment to catch up, then stop it and compare.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let all_seen = {
-                    let seen = watcher.seen.lock().expect("never poisoned");
-                    accepted.iter().all(|id| seen.contains_key(id))
-                };
-                if all_seen || Instant::now() > deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            stop.store(true, Ordering::Relaxed);
-            let seen = watcher.seen.lock().expect("never poisoned").clone();
-            let missing = accepted.iter().filter(|id| !seen.contains_key(*id)).count();
-            let mut lags: Vec<Duration> = seen.values().copied().collect();
-            lags.sort();
-            (
-                Some(serde_json::json!({
-                    "p50_ms": millis(percentile(&lags, 0.5)),
-                    "p99_ms": millis(percentile(&lags, 0.99)),
-                })),
-                Some(
-                    serde_json::json!({ "accepted": accepted.len(), "found": accepted.len() - missing, "missing": missing }),
-                ),
+    let accepted: HashSet<String> = results
+        .lock()
+        .expect("never poisoned")
+        .accepted_ids
+        .iter()
+        .cloned()
+        .collect();
+    let end_to_end = watcher.map(|watcher| {
+        // Let the tail catch up with the last answers before reading its figures.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let mut lags: Vec<Duration> = watcher
+            .seen
+            .lock()
+            .expect("never poisoned")
+            .values()
+            .copied()
+            .collect();
+        lags.sort();
+        serde_json::json!({
+            "p50_ms": millis(percentile(&lags, 0.5)),
+            "p99_ms": millis(percentile(&lags, 0.99)),
+        })
+    });
+    let verified = match (&plan.brokers, start_offsets) {
+        (Some(brokers), Some(offsets)) => {
+            let brokers = brokers.clone();
+            let topic = plan.topic.clone();
+            let expected = accepted.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                read_ids_from(&brokers, &topic, &offsets, &expected)
+            })
+            .await?;
+            let missing = accepted.iter().filter(|id| !found.contains(*id)).count();
+            Some(
+                serde_json::json!({ "accepted": accepted.len(), "found": accepted.len() - missing, "missing": missing }),
             )
         }
-        None => (None, None),
+        _ => None,
     };
 
     let mut results = results.lock().expect("never poisoned");
@@ -383,6 +396,8 @@ fn spawn_tail(
             .set("group.id", "finhook-bench")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "5")
+            .set("max.partition.fetch.bytes", "52428800")
+            .set("fetch.max.bytes", "104857600")
             .create()
             .expect("consumer");
         let partitions = consumer
@@ -430,6 +445,96 @@ fn spawn_tail(
     });
     let _ = ready_rx.recv_timeout(Duration::from_secs(15));
     Tail { seen }
+}
+
+/// Each partition's end offset now: where this run's records will start.
+fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |found| found.partitions().len());
+    let mut offsets = Vec::new();
+    for partition in 0..partitions as i32 {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        offsets.push((partition, high));
+    }
+    Ok(offsets)
+}
+
+/// Reads from `offsets` on until every expected id is seen (or 60 s pass); returns the ids.
+fn read_ids_from(
+    brokers: &str,
+    topic: &str,
+    offsets: &[(i32, i64)],
+    expected: &HashSet<String>,
+) -> HashSet<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "finhook-bench-verify")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        // Whole producer batches (up to 1 MB each) in one fetch: the mock broker does not
+        // split a batch larger than the fetch size.
+        .set("max.partition.fetch.bytes", "52428800")
+        .set("fetch.max.bytes", "104857600")
+        .create()
+        .expect("consumer");
+    // Partitions the topic has now; those it did not have before the run start at the beginning.
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()
+        .and_then(|metadata| {
+            metadata
+                .topics()
+                .first()
+                .map(|found| found.partitions().len())
+        })
+        .unwrap_or(0);
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        let start = offsets
+            .iter()
+            .find(|(known, offset)| *known == partition && *offset >= 0)
+            .map_or(Offset::Beginning, |(_, offset)| Offset::Offset(*offset));
+        let _ = assignment.add_partition_offset(topic, partition, start);
+    }
+    let _ = consumer.assign(&assignment);
+    let mut seen = HashSet::new();
+    let mut remaining = expected.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut read = 0u64;
+    while remaining > 0 && Instant::now() < deadline {
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                eprintln!("finhook-bench: reading back: {error}");
+                continue;
+            }
+            None => continue,
+        };
+        read += 1;
+        let id = message.headers().and_then(|headers| {
+            use rdkafka::message::Headers;
+            headers
+                .iter()
+                .find(|header| header.key == "ce_id")
+                .and_then(|header| header.value)
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+        });
+        if let Some(id) = id {
+            if expected.contains(&id) && seen.insert(id) {
+                remaining -= 1;
+            }
+        }
+    }
+    if seen.len() < expected.len() {
+        eprintln!("finhook-bench: read back {read} records from {partitions} partitions; {} of {} expected ids found", seen.len(), expected.len());
+    }
+    seen
 }
 
 /// CPU seconds (user + system) this process has used.

@@ -42,6 +42,12 @@ enum Command {
     Kafka {
         #[arg(long, default_value_t = 1)]
         brokers: i32,
+        /// Topics to create up front (repeatable).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Partitions of the topics created up front.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
     },
     /// Write a finhook users file for N simulated users.
     UsersFile {
@@ -118,8 +124,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Kafka { brokers } => {
+        Command::Kafka {
+            brokers,
+            topics,
+            partitions,
+        } => {
             let kafka = finhook::publish::embedded::EmbeddedKafka::start(brokers)?;
+            for topic in &topics {
+                kafka.create_topic(topic, partitions)?;
+            }
             println!("{}", kafka.bootstrap_servers());
             eprintln!(
                 "finhook-sim: mock Kafka cluster at {}",

@@ -22,8 +22,7 @@ use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::sources::Sources;
 
-/// What every handler shares.
-#[derive(Clone)]
+/// What every handler shares, behind one `Arc` (axum clones the state for every request).
 pub struct AppState {
     pub sources: Sources,
     pub publisher: Arc<Publisher>,
@@ -44,7 +43,7 @@ impl AppState {
 }
 
 /// `POST /webhooks/{source}`; any other method there is 405, any other path 404.
-pub fn webhook_router(state: AppState) -> Router {
+pub fn webhook_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/webhooks/{source}",
@@ -55,7 +54,7 @@ pub fn webhook_router(state: AppState) -> Router {
 }
 
 /// `/metrics`, `/healthz`, `/readyz`.
-pub fn ops_router(state: AppState) -> Router {
+pub fn ops_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

@@ -1,5 +1,7 @@
 //! Operations endpoints: Prometheus metrics, liveness and readiness.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +10,7 @@ use serde_json::json;
 
 use super::AppState;
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -20,7 +22,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Alive unless the Kafka producer failed fatally: then only a restart helps.
-pub async fn healthz(State(state): State<AppState>) -> Response {
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if state.publisher.health().is_fatal() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -33,7 +35,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Ready when Kafka answered the last probe: webhooks can be acknowledged.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.is_shutting_down() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

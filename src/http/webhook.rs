@@ -21,7 +21,7 @@ use crate::metrics::{WebhookOutcome, UNKNOWN_SOURCE};
 use crate::sources::Source;
 
 pub async fn receive(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(source_name): Path<String>,
     request: Request,
 ) -> Response {
@@ -47,7 +47,7 @@ pub async fn receive(
 
 /// Any method but POST on a webhook path.
 pub async fn wrong_method(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(source_name): Path<String>,
 ) -> Response {
     let label = state

@@ -14,6 +14,7 @@ enum Command {
     BrokerDown(i32),
     BrokerUp(i32),
     RoundTripTime(i32, std::time::Duration),
+    CreateTopic(String, i32),
     Stop,
 }
 
@@ -46,6 +47,9 @@ impl EmbeddedKafka {
                         Command::BrokerUp(id) => cluster.broker_up(id),
                         Command::RoundTripTime(id, delay) => {
                             cluster.broker_round_trip_time(id, delay)
+                        }
+                        Command::CreateTopic(topic, partitions) => {
+                            cluster.create_topic(&topic, partitions, 1)
                         }
                         Command::Stop => break,
                     };
@@ -83,6 +87,12 @@ impl EmbeddedKafka {
         delay: std::time::Duration,
     ) -> Result<(), KafkaError> {
         self.command(Command::RoundTripTime(id, delay))
+    }
+
+    /// Creates `topic` with `partitions` partitions (auto-created topics get the mock's default
+    /// of 4; each mock partition keeps only its latest few MB, so volume needs more of them).
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+        self.command(Command::CreateTopic(topic.to_owned(), partitions))
     }
 
     fn command(&self, command: Command) -> Result<(), KafkaError> {

@@ -135,13 +135,15 @@ impl Publisher {
         let topic = self
             .routing
             .topic_for(envelope.canonical, envelope.provider);
-        let mut headers = OwnedHeaders::new_with_capacity(20);
-        for (name, value) in envelope.kafka_headers() {
-            headers = headers.insert(Header {
-                key: &name,
+        let mut headers = Some(OwnedHeaders::new_with_capacity(20));
+        envelope.each_kafka_header(|key, value| {
+            let current = headers.take().expect("always put back");
+            headers = Some(current.insert(Header {
+                key,
                 value: Some(value.as_bytes()),
-            });
-        }
+            }));
+        });
+        let headers = headers.expect("always put back");
         let payload = envelope.to_json();
         let acknowledged = self
             .send(
