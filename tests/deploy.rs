@@ -47,13 +47,7 @@ fn files_under(relative: &str, extensions: &[&str]) -> Vec<PathBuf> {
 }
 
 fn finhook() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_finhook"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FINHOOK_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    common::binary(env!("CARGO_BIN_EXE_finhook"))
 }
 
 #[test]

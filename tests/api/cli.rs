@@ -7,14 +7,7 @@ use crate::common::{fixture, fixtures_dir};
 use crate::helpers::spawn_app;
 
 fn finhook() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_finhook"));
-    // The process environment must not leak FINHOOK_ settings into these runs.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FINHOOK_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    crate::common::binary(env!("CARGO_BIN_EXE_finhook"))
 }
 
 #[test]

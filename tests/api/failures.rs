@@ -291,10 +291,7 @@ async fn allowlisted_source_refuses_other_addresses_and_trusts_only_configured_p
         .header("x-forwarded-for", "63.32.31.5")
         .header(
             "BridgeApi-Signature",
-            finhook::providers::bridge::sign(
-                &finhook::config::Secret::new(crate::helpers::BRIDGE_SECRET),
-                &body,
-            ),
+            crate::helpers::bridge_signature(&body),
         )
         .body(body.clone())
         .send()
@@ -320,10 +317,7 @@ async fn allowlisted_source_refuses_other_addresses_and_trusts_only_configured_p
         .header("x-forwarded-for", "63.32.31.5")
         .header(
             "BridgeApi-Signature",
-            finhook::providers::bridge::sign(
-                &finhook::config::Secret::new(crate::helpers::BRIDGE_SECRET),
-                &body,
-            ),
+            crate::helpers::bridge_signature(&body),
         )
         .body(body)
         .send()

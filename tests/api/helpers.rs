@@ -49,6 +49,24 @@ username = "linxo"
 secret = "linxo-test-password"
 "#;
 
+/// The `BridgeApi-Signature` the test Bridge source accepts for `body`.
+pub fn bridge_signature(body: &[u8]) -> String {
+    bridge::sign(&Secret::new(BRIDGE_SECRET), body)
+}
+
+/// Posts a signed Bridge webhook to `base` and returns the status (for spawned tasks).
+pub async fn post_signed(base: &str, body: &[u8]) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/webhooks/bridge"))
+        .header("BridgeApi-Signature", bridge_signature(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 pub struct TestApp {
     pub webhook_url: String,
     pub ops_url: String,
@@ -138,7 +156,7 @@ impl TestApp {
 
     /// A Bridge webhook signed with the source's current secret.
     pub async fn post_bridge(&self, body: &[u8]) -> reqwest::Response {
-        let signature = bridge::sign(&Secret::new(BRIDGE_SECRET), body);
+        let signature = bridge_signature(body);
         self.post("bridge")
             .header("BridgeApi-Signature", signature)
             .body(body.to_vec())

@@ -7,7 +7,7 @@ use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::common::fixture;
-use crate::helpers::{read_topic, spawn_app, BRIDGE_SECRET, LINXO_PASSWORD, LINXO_USER};
+use crate::helpers::{read_topic, spawn_app, LINXO_PASSWORD, LINXO_USER};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Auth {
@@ -275,9 +275,7 @@ fn cases() -> Vec<Case> {
 fn headers_for(case: &Case) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static(case.content_type));
-    let sign = |body: &[u8]| {
-        finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), body)
-    };
+    let sign = |body: &[u8]| crate::helpers::bridge_signature(body);
     match case.auth {
         Auth::Valid if case.source == "bridge" => {
             headers.insert("bridgeapi-signature", sign(&case.body).parse().unwrap());

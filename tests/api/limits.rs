@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::fixture;
-use crate::helpers::{read_topic, spawn_app};
+use crate::helpers::{post_signed, read_topic, spawn_app};
 
 const LIMITS: &str = r#"
 [server]
@@ -118,22 +118,6 @@ async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
         .metrics()
         .await
         .contains(r#"finhook_webhook_requests_total{outcome="overloaded",source="bridge"} 1"#));
-}
-
-async fn post_signed(base: &str, body: &[u8]) -> u16 {
-    let signature = finhook::providers::bridge::sign(
-        &finhook::config::Secret::new(crate::helpers::BRIDGE_SECRET),
-        body,
-    );
-    reqwest::Client::new()
-        .post(format!("{base}/webhooks/bridge"))
-        .header("BridgeApi-Signature", signature)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[tokio::test]

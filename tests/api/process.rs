@@ -117,10 +117,7 @@ impl Daemon {
         );
         let path = directory.path().join("finhook.toml");
         std::fs::write(&path, config).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_finhook"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("FINHOOK_")) {
-            command.env_remove(name);
-        }
+        let mut command = crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
         let child = command
             .args(["serve", "--config"])
             .arg(&path)
@@ -153,10 +150,7 @@ impl Daemon {
     fn post(&self, body: Vec<u8>) -> tokio::task::JoinHandle<Result<u16, String>> {
         let url = format!("{}/webhooks/bridge", self.webhooks);
         tokio::spawn(async move {
-            let signature = finhook::providers::bridge::sign(
-                &finhook::config::Secret::new(BRIDGE_SECRET),
-                &body,
-            );
+            let signature = crate::helpers::bridge_signature(&body);
             reqwest::Client::new()
                 .post(url)
                 .header("BridgeApi-Signature", signature)

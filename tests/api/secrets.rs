@@ -90,8 +90,7 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
             .header("authorization", format!("Basic {basic}"))
             .body(vec![b' '; 2 << 20]),
     ];
-    let signature =
-        finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), &linxo);
+    let signature = crate::helpers::bridge_signature(&linxo);
     requests.push(
         client
             .post(url("bridge"))

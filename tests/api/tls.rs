@@ -10,7 +10,7 @@ use rcgen::{
 };
 
 use crate::common::fixture;
-use crate::helpers::{spawn_app, TestApp, BRIDGE_SECRET};
+use crate::helpers::{spawn_app, TestApp};
 
 type Authority = CertifiedIssuer<'static, KeyPair>;
 
@@ -130,8 +130,7 @@ impl TlsApp {
 async fn https_serves_bridge_without_a_client_certificate() {
     let tls = TlsApp::start().await;
     let body = fixture("bridge/test-event.json");
-    let signature =
-        finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), &body);
+    let signature = crate::helpers::bridge_signature(&body);
     let response = client(&tls.server_ca, None, &tls.address)
         .post(tls.url("bridge"))
         .header("BridgeApi-Signature", signature)
@@ -226,8 +225,7 @@ async fn a_replaced_certificate_is_served_without_a_restart() {
     )
     .unwrap();
     let body = fixture("bridge/test-event.json");
-    let signature =
-        finhook::providers::bridge::sign(&finhook::config::Secret::new(BRIDGE_SECRET), &body);
+    let signature = crate::helpers::bridge_signature(&body);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let response = client(&new_ca, None, &tls.address)

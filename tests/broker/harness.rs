@@ -169,10 +169,7 @@ impl Finhook {
         let path = directory.path().join("finhook.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(directory.path().join("finhook.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_finhook"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("FINHOOK_")) {
-            command.env_remove(name);
-        }
+        let mut command = crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
         let child = command
             .args(["serve", "--config"])
             .arg(&path)

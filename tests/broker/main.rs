@@ -2,6 +2,8 @@
 //! restarted under load, and finhook stopped and killed under load. Every webhook answered 2xx
 //! must be in Kafka. Each scenario prints its counts (sent, 2xx, 503, found, missing).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 use std::collections::{HashMap, HashSet};
