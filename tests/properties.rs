@@ -101,7 +101,9 @@ proptest! {
             if let Ok(envelope) = providers::webhook_envelope(&origin(provider), &body) {
                 let json: Value = serde_json::from_slice(&envelope.to_json()).unwrap();
                 schema.assert_valid(&json, "generated event");
-                prop_assert_eq!(&json["data"], &value);
+                // The payload is forwarded byte for byte (compared as text: parsing floats
+                // twice need not give the same f64).
+                prop_assert_eq!(envelope.data.get().as_bytes(), body.as_slice());
             }
         }
         if let Ok(events) = providers::split_queue_page(&body) {
