@@ -242,7 +242,9 @@ pub(crate) fn unix_time(value: f64) -> Option<OffsetDateTime> {
         1e6
     };
     let micros = (value * micros_per_unit).round() as i128;
-    OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?).ok()
+    let time = OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?).ok()?;
+    // RFC 3339 (CloudEvents `time`) has four-digit years: anything else is not a real event time.
+    (0..=9999).contains(&time.year()).then_some(time)
 }
 
 #[cfg(test)]
@@ -263,5 +265,8 @@ mod tests {
     fn unix_time_refuses_the_unrepresentable() {
         assert_eq!(unix_time(f64::INFINITY), None);
         assert_eq!(unix_time(1e300), None);
+        // Year -1199: representable, but not in RFC 3339.
+        assert_eq!(unix_time(-1e11), None);
+        assert_eq!(unix_time(-1e11 * 1000.0), None);
     }
 }

@@ -166,6 +166,15 @@ fn cases() -> Vec<Case> {
             Some("accepted"),
         ),
         case(
+            "a timestamp before year 0",
+            "bridge",
+            br#"{"type":"item.created","timestamp":-100000000000,"content":{"item_id":1}}"#
+                .to_vec(),
+            Auth::Valid,
+            200,
+            Some("accepted"),
+        ),
+        case(
             "empty signature header",
             "bridge",
             bridge.clone(),
