@@ -328,8 +328,15 @@ async fn every_hostile_input_gets_its_documented_status_and_nothing_unauthentica
             .headers(headers_for(&case))
             .body(case.body.clone())
             .send()
-            .await
-            .unwrap_or_else(|error| panic!("{} / {}: {error}", case.source, case.what));
+            .await;
+        // An oversized body is not read to its end: the connection closes after the 413, and a
+        // client still sending may see that instead of the answer.
+        let response = match response {
+            Err(error) if case.status == 413 && error.is_request() => continue,
+            other => {
+                other.unwrap_or_else(|error| panic!("{} / {}: {error}", case.source, case.what))
+            }
+        };
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         let source_label = &case.source[..case.source.len().min(20)];

@@ -98,8 +98,12 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
             .body(linxo.clone()),
     );
     for request in requests {
-        let response = request.send().await.unwrap();
-        bodies.push(response.text().await.unwrap());
+        // finhook stops reading an oversized body and closes the connection after its 413, so
+        // a client still sending may see the connection close instead of the answer.
+        match request.send().await {
+            Ok(response) => bodies.push(response.text().await.unwrap()),
+            Err(error) => assert!(error.is_request(), "{error}"),
+        }
     }
     // Broker down: 503s.
     signal(&broker.child, "STOP");
