@@ -391,15 +391,7 @@ fn spawn_tail(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let recorded = Arc::clone(&seen);
     std::thread::spawn(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", "finhook-bench")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "5")
-            .set("max.partition.fetch.bytes", "52428800")
-            .set("fetch.max.bytes", "104857600")
-            .create()
-            .expect("consumer");
+        let consumer = consumer(&brokers, &[("fetch.wait.max.ms", "5")]);
         let partitions = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .ok()
@@ -447,11 +439,25 @@ fn spawn_tail(
     Tail { seen }
 }
 
+/// A consumer that reads by explicit assignment, taking whole producer batches (up to 1 MB
+/// each) in one fetch: the mock broker does not split a batch larger than the fetch size.
+fn consumer(brokers: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "finhook-bench")
+        .set("enable.auto.commit", "false")
+        .set("max.partition.fetch.bytes", "52428800")
+        .set("fetch.max.bytes", "104857600");
+    for (name, value) in extra {
+        config.set(*name, *value);
+    }
+    config.create().expect("a consumer of valid configuration")
+}
+
 /// Each partition's end offset now: where this run's records will start.
 fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let consumer = consumer(brokers, &[]);
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata
         .topics()
@@ -472,17 +478,7 @@ fn read_ids_from(
     offsets: &[(i32, i64)],
     expected: &HashSet<String>,
 ) -> HashSet<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "finhook-bench-verify")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        // Whole producer batches (up to 1 MB each) in one fetch: the mock broker does not
-        // split a batch larger than the fetch size.
-        .set("max.partition.fetch.bytes", "52428800")
-        .set("fetch.max.bytes", "104857600")
-        .create()
-        .expect("consumer");
+    let consumer = consumer(brokers, &[("auto.offset.reset", "earliest")]);
     // Partitions the topic has now; those it did not have before the run start at the beginning.
     let partitions = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -54,17 +54,20 @@ pub fn bridge_signature(body: &[u8]) -> String {
     bridge::sign(&Secret::new(BRIDGE_SECRET), body)
 }
 
-/// Posts a signed Bridge webhook to `base` and returns the status (for spawned tasks).
-pub async fn post_signed(base: &str, body: &[u8]) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{base}/webhooks/bridge"))
-        .header("BridgeApi-Signature", bridge_signature(body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+/// Posts a signed Bridge webhook to `base` in the background; resolves to the status.
+pub fn spawn_signed_post(base: &str, body: Vec<u8>) -> tokio::task::JoinHandle<u16> {
+    let url = format!("{base}/webhooks/bridge");
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .header("BridgeApi-Signature", bridge_signature(&body))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
 }
 
 pub struct TestApp {
@@ -173,6 +176,17 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The app still takes a valid webhook (after whatever a test threw at it).
+    pub async fn assert_still_serving(&self) {
+        let body =
+            std::fs::read(crate::common::fixtures_dir().join("bridge/test-event.json")).unwrap();
+        assert_eq!(
+            self.post_bridge(&body).await.status(),
+            200,
+            "finhook stopped serving"
+        );
     }
 
     pub fn default_topic(&self) -> &str {

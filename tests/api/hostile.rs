@@ -358,12 +358,7 @@ async fn every_hostile_input_gets_its_documented_status_and_nothing_unauthentica
     // Still healthy and serving.
     assert_eq!(app.get_ops("/healthz").await.status(), 200);
     assert_eq!(app.get_ops("/readyz").await.status(), 200);
-    assert_eq!(
-        app.post_bridge(&fixture("bridge/test-event.json"))
-            .await
-            .status(),
-        200
-    );
+    app.assert_still_serving().await;
     accepted += 1;
 
     // Kafka holds exactly what was accepted or dead-lettered: nothing from refused requests.
