@@ -51,6 +51,8 @@ kind = "oxlin"
 environment = "custom"
 api_url = "http://127.0.0.1:17070/v2.1"
 token_url = "http://127.0.0.1:17070/token"
+client_id = "finhook-sim"
+client_secret = "sim-secret"
 max_concurrent_requests = 256
 users_file = "$work/users.toml"
 TOML

@@ -36,13 +36,17 @@ pub enum EventType {
     PaymentTransactionCreated,
     PaymentTransactionUpdated,
     PaymentLinkUpdated,
+    PaymentTransferCreated,
+    PaymentTransferUpdated,
+    PaymentTransferAccountCreated,
+    PaymentTransferAccountUpdated,
     Test,
     /// A provider event finhook has no canonical name for: still published, never dropped.
     Unmapped,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 19] = [
         EventType::ConnectionCreated,
         EventType::ConnectionUpdated,
         EventType::ConnectionDeleted,
@@ -56,6 +60,10 @@ impl EventType {
         EventType::PaymentTransactionCreated,
         EventType::PaymentTransactionUpdated,
         EventType::PaymentLinkUpdated,
+        EventType::PaymentTransferCreated,
+        EventType::PaymentTransferUpdated,
+        EventType::PaymentTransferAccountCreated,
+        EventType::PaymentTransferAccountUpdated,
         EventType::Test,
         EventType::Unmapped,
     ];
@@ -75,6 +83,14 @@ impl EventType {
             EventType::PaymentTransactionCreated => "io.finhook.payment.transaction.created",
             EventType::PaymentTransactionUpdated => "io.finhook.payment.transaction.updated",
             EventType::PaymentLinkUpdated => "io.finhook.payment.link.updated",
+            EventType::PaymentTransferCreated => "io.finhook.payment.transfer.created",
+            EventType::PaymentTransferUpdated => "io.finhook.payment.transfer.updated",
+            EventType::PaymentTransferAccountCreated => {
+                "io.finhook.payment.transfer_account.created"
+            }
+            EventType::PaymentTransferAccountUpdated => {
+                "io.finhook.payment.transfer_account.updated"
+            }
             EventType::Test => "io.finhook.test",
             EventType::Unmapped => "io.finhook.unmapped",
         }
@@ -125,6 +141,17 @@ pub fn derived_id(provider: ProviderKind, raw: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// An id for an event that is the same bytes on every delivery but must not be deduplicated
+/// (a test event): the derived id of the bytes and the moment they were received.
+fn per_delivery_id(origin: &Origin<'_>, raw: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(origin.provider.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(origin.received_at.unix_timestamp_nanos().to_be_bytes());
+    hasher.update(raw);
+    hex::encode(hasher.finalize())
+}
+
 /// One CloudEvent. `data` borrows the provider's bytes: they are forwarded, never re-encoded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Envelope<'a> {
@@ -155,6 +182,10 @@ pub struct Envelope<'a> {
     pub accountcount: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accountstruncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newtransactions: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub providerstatus: Option<String>,
     pub data: Cow<'a, RawValue>,
     /// Not serialized: kept for routing and the lag metric.
     #[serde(skip)]
@@ -167,9 +198,11 @@ impl<'a> Envelope<'a> {
     /// Builds the envelope for one provider event whose exact bytes are `raw` and JSON `data`.
     pub fn new(origin: &Origin<'_>, facts: EventFacts, raw: &[u8], data: &'a RawValue) -> Self {
         let data = single_line(data);
-        let id = facts
-            .provider_event_id
-            .unwrap_or_else(|| derived_id(origin.provider, raw));
+        let id = match facts.provider_event_id {
+            Some(id) => id,
+            None if facts.unique_per_delivery => per_delivery_id(origin, raw),
+            None => derived_id(origin.provider, raw),
+        };
         let key_part = facts
             .connection_id
             .clone()
@@ -193,6 +226,8 @@ impl<'a> Envelope<'a> {
             reason: facts.reason,
             accountcount: facts.account_count,
             accountstruncated: facts.accounts_truncated,
+            newtransactions: facts.new_transactions,
+            providerstatus: facts.provider_status,
             data,
             canonical: facts.event_type,
             event_time: facts.time,
@@ -230,6 +265,7 @@ impl<'a> Envelope<'a> {
             ("ce_userid", &self.userid),
             ("ce_channelid", &self.channelid),
             ("ce_reason", &self.reason),
+            ("ce_providerstatus", &self.providerstatus),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -239,11 +275,14 @@ impl<'a> Envelope<'a> {
         if let Some(count) = self.accountcount {
             emit("ce_accountcount", &count.to_string());
         }
-        if let Some(truncated) = self.accountstruncated {
-            emit(
-                "ce_accountstruncated",
-                if truncated { "true" } else { "false" },
-            );
+        let flags = [
+            ("ce_accountstruncated", self.accountstruncated),
+            ("ce_newtransactions", self.newtransactions),
+        ];
+        for (name, flag) in flags {
+            if let Some(flag) = flag {
+                emit(name, if flag { "true" } else { "false" });
+            }
         }
     }
 }
@@ -308,6 +347,26 @@ mod tests {
         assert_eq!(before, after);
         let flat: &RawValue = serde_json::from_str("{\"a\": 1}").unwrap();
         assert!(matches!(single_line(flat), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn test_events_get_an_id_per_delivery() {
+        let mut facts = EventFacts::new(EventType::Test, "TEST_EVENT");
+        facts.unique_per_delivery = true;
+        facts.fallback_key = Some("test".to_owned());
+        let raw: &RawValue = serde_json::from_str("{}").unwrap();
+        let at = |seconds| Origin {
+            provider: ProviderKind::Bridge,
+            source_name: "b",
+            ingress: Ingress::Webhook,
+            received_at: OffsetDateTime::from_unix_timestamp(seconds).unwrap(),
+        };
+        let first = Envelope::new(&at(1), facts.clone(), b"{}", raw);
+        let second = Envelope::new(&at(2), facts, b"{}", raw);
+        assert_ne!(first.id, second.id);
+        assert_ne!(first.id, derived_id(ProviderKind::Bridge, b"{}"));
+        assert_eq!(first.partitionkey, "bridge:test");
+        assert_eq!(first.subject, None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::envelope::{Ingress, Origin};
 use crate::metrics::Metrics;
 use crate::providers;
-use crate::publish::{DeadLetter, PublishError, Publisher};
+use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
 use crate::sources::{AuthError, Source};
 
 /// What happened to an accepted webhook; both are answered 200.
@@ -25,6 +25,11 @@ pub enum IngestError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// Kafka can never take this body: only its size and digest are on the dead-letter topic.
+    #[error(
+        "the event is larger than kafka accepts; its size and digest are on the dead-letter topic"
+    )]
+    TooLargeForKafka { id: String },
 }
 
 /// Handles one webhook body whose request already passed [`Source::authenticate_request`].
@@ -43,21 +48,33 @@ pub async fn ingest_webhook(
         ingress: Ingress::Webhook,
         received_at,
     };
-    match providers::webhook_envelope(&origin, body) {
+    let (id, delivered) = match providers::webhook_envelope(&origin, body) {
         Ok(envelope) => {
-            publisher.publish_event(&envelope).await?;
-            Ok(Ingested::Published { id: envelope.id })
+            let delivered = publisher
+                .publish_or_divert(&envelope, origin, body, headers)
+                .await?;
+            (envelope.id, delivered)
         }
         Err(error) => {
             let reason = error.reason_code();
             let letter = DeadLetter::new(origin, reason, error.to_string(), body, headers);
-            publisher.publish_dead_letter(&letter).await?;
-            metrics.dead_lettered(&source.name, reason);
             tracing::warn!(source = %source.name, reason, %error, id = %letter.id, "webhook dead-lettered");
-            Ok(Ingested::DeadLettered {
-                id: letter.id,
-                reason,
-            })
+            let delivered = match publisher.publish_dead_letter_or_digest(&letter).await? {
+                true => Delivered::DeadLettered { reason },
+                false => Delivered::DigestOnly,
+            };
+            (letter.id, delivered)
+        }
+    };
+    match delivered {
+        Delivered::Event => Ok(Ingested::Published { id }),
+        Delivered::DeadLettered { reason } => {
+            metrics.dead_lettered(&source.name, reason);
+            Ok(Ingested::DeadLettered { id, reason })
+        }
+        Delivered::DigestOnly => {
+            metrics.dead_lettered(&source.name, RECORD_TOO_LARGE);
+            Err(IngestError::TooLargeForKafka { id })
         }
     }
 }

@@ -22,6 +22,8 @@
 //! - [`ingest`]: the pipeline after HTTP extraction, testable without axum.
 //! - [`http`]: routers, the webhook handler, the one place errors become statuses.
 //! - [`publish`]: the Kafka producer, routing, dead letters, health, the embedded broker.
+//! - [`poller`]: Oxlin queue polling: client, per-user loop, supervisor.
+//! - [`simulator`]: finhook-sim's provider simulator.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: operations.
 //! - [`app`]: wiring; [`cli`] and [`tail`]: the command line.
 

@@ -235,6 +235,8 @@ async fn every_metric_of_the_dashboard_and_alerts_is_exported_by_a_running_finho
         environment = "custom"
         api_url = "http://127.0.0.1:1/v2.1"
         token_url = "http://127.0.0.1:1/token"
+        client_id = "finhook-sim"
+        client_secret = "sim-secret"
     "#;
     let figment = figment::Figment::from(Toml::string(finhook::config::DEFAULT_TOML))
         .merge(Toml::string(toml));
@@ -465,5 +467,139 @@ fn compose_references_match_the_repository_and_the_config() {
         config["kafka"]["routes"][0]["topic"].as_str().unwrap(),
     ] {
         assert!(topics.contains(topic), "topic {topic} is not created");
+    }
+}
+
+/// Every entry of `directory` (files and folders, names only).
+fn entries(directory: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join(directory))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_readme_layout_names_every_source_module_and_test_tier() {
+    let readme = read("README.md");
+    let layout_start = readme.find("## Layout").expect("a Layout section");
+    let layout = &readme[layout_start..];
+    for name in entries("src") {
+        let shown = if name.ends_with(".rs") {
+            name.clone()
+        } else {
+            format!("{name}/")
+        };
+        assert!(
+            layout.contains(&shown),
+            "README's layout misses src/{shown}"
+        );
+    }
+    for name in entries("tests") {
+        let shown = if name.ends_with(".rs") {
+            name.clone()
+        } else {
+            format!("{name}/")
+        };
+        assert!(
+            layout.contains(&shown),
+            "README's layout misses tests/{shown}"
+        );
+    }
+    for name in entries("schemas").into_iter().chain(entries("docs")) {
+        assert!(layout.contains(&name), "README's layout misses {name}");
+    }
+}
+
+#[test]
+fn the_library_doc_lists_every_module() {
+    let lib = read("src/lib.rs");
+    let layout: String = lib
+        .lines()
+        .filter(|line| line.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for line in lib.lines() {
+        if let Some(module) = line
+            .strip_prefix("pub mod ")
+            .and_then(|rest| rest.strip_suffix(';'))
+        {
+            assert!(
+                layout.contains(&format!("[`{module}`]")),
+                "src/lib.rs's layout misses {module}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_runbooks_name_every_webhook_outcome_and_publish_failure() {
+    let operations = read("docs/operations.md");
+    let readme = read("README.md");
+    for outcome in finhook::metrics::WebhookOutcome::ALL {
+        let name = format!("`{}`", outcome.as_str());
+        assert!(
+            operations.contains(&name),
+            "docs/operations.md misses {name}"
+        );
+        assert!(readme.contains(&name), "README misses {name}");
+    }
+    for reason in finhook::publish::PublishError::REASONS {
+        let name = format!("`{reason}`");
+        assert!(
+            operations.contains(&name),
+            "docs/operations.md misses {name}"
+        );
+    }
+}
+
+#[test]
+fn the_example_configurations_keep_one_connection_on_one_topic() {
+    // docs/envelope.md promises per-connection order; routing by type prefix would split a
+    // connection's events over topics. Examples route by provider only.
+    for file in [
+        "config/production.example.toml",
+        "deploy/compose/finhook.toml",
+        "config/dev.toml",
+    ] {
+        let config: toml::Value = toml::from_str(&read(file)).unwrap();
+        let routes = config
+            .get("kafka")
+            .and_then(|kafka| kafka.get("routes"))
+            .and_then(|routes| routes.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for route in routes {
+            assert!(
+                route.get("type_prefix").is_none(),
+                "{file} routes by event family: {route}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_documented_shutdown_grace_is_the_configured_one() {
+    use figment::providers::Format;
+    let config = finhook::config::Config::from_figment(figment::Figment::from(
+        figment::providers::Toml::string(finhook::config::DEFAULT_TOML),
+    ))
+    .unwrap();
+    let grace = format!("{} s", config.server.shutdown_grace.as_secs());
+    for file in [
+        "README.md",
+        "docs/operations.md",
+        "deploy/helm/finhook/README.md",
+    ] {
+        let text = read(file);
+        assert!(
+            !text.contains("up to 20 s") && !text.contains("up to 20 seconds"),
+            "{file} still promises 20 s"
+        );
+        assert!(
+            text.contains(&grace) || text.contains("shutdown_grace"),
+            "{file} never says how long pollers get ({grace})"
+        );
     }
 }

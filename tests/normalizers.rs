@@ -131,7 +131,7 @@ fn bridge_fixtures_map_to_the_documented_canonical_types() {
             "io.finhook.payment.transaction.updated",
             Some("bridge:payment:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
         ),
-        ("test-event", "io.finhook.test", Some("bridge:1234567890")),
+        ("test-event", "io.finhook.test", Some("bridge:test")),
     ];
     for (name, event_type, key) in expected {
         let envelope = envelope_json(
@@ -284,4 +284,122 @@ fn signature_vector_over_a_tampered_body_is_refused() {
         bridge::verify_signature([value.as_slice()], trimmed, std::slice::from_ref(&v.secret)),
         Err(VerifyError::Mismatch)
     );
+}
+
+fn queue_origin() -> Origin<'static> {
+    Origin {
+        provider: ProviderKind::Linxo,
+        source_name: "oxlin",
+        ingress: Ingress::Queue,
+        received_at: datetime!(2026-11-23 10:00:00.123 UTC),
+    }
+}
+
+/// Every event of a queue page fixture as its envelope JSON, schema-checked.
+fn queue_page_envelopes(file: &str, user: &str) -> Vec<Value> {
+    let schema = EnvelopeSchema::load();
+    let page = fixture(&format!("oxlin-queue/{file}"));
+    providers::split_queue_page(&page)
+        .unwrap()
+        .into_iter()
+        .map(|raw| {
+            let envelope = providers::queue_envelope(&queue_origin(), raw, user).unwrap();
+            let json: Value = serde_json::from_slice(&envelope.to_json()).unwrap();
+            schema.assert_valid(&json, file);
+            json
+        })
+        .collect()
+}
+
+#[test]
+fn queue_fixtures_read_their_codes_statuses_and_connection() {
+    let first = queue_page_envelopes("poll-page-1.json", "321");
+    let read: Vec<(&str, &str, &str)> = first
+        .iter()
+        .map(|event| {
+            (
+                event["providertype"].as_str().unwrap(),
+                event["providerstatus"].as_str().unwrap(),
+                event["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("SYNC_STARTED", "RUNNING", "io.finhook.unmapped"),
+            ("SYNC_STARTED", "RUNNING", "io.finhook.unmapped"),
+            (
+                "CHALLENGE_REQUIRED",
+                "CHALLENGE_REQUIRED",
+                "io.finhook.connection.action_required"
+            ),
+        ]
+    );
+    for event in &first {
+        assert_eq!(event["partitionkey"], "linxo:123");
+        assert_eq!(event["userid"], "321");
+        assert_eq!(event["ingress"], "queue");
+        // The bank's name in the resource is never the event's type.
+        assert_ne!(event["providertype"], "WBX Test Bank");
+    }
+    let end = queue_page_envelopes("poll-page-2-wrapped.json", "321");
+    assert_eq!(end[0]["type"], "io.finhook.connection.sync.succeeded");
+    let actions = queue_page_envelopes("poll-page-action-required.json", "321");
+    assert!(actions
+        .iter()
+        .all(|event| event["type"] == "io.finhook.connection.action_required"));
+}
+
+#[test]
+fn queue_events_without_a_connection_are_keyed_by_the_polled_user() {
+    let raw: &serde_json::value::RawValue =
+        serde_json::from_str(r#"{"id":"q9","name":"LOGIN_STARTED","event_status":"RUNNING"}"#)
+            .unwrap();
+    let envelope = providers::queue_envelope(&queue_origin(), raw, "u-42").unwrap();
+    assert_eq!(envelope.partitionkey, "linxo:user:u-42");
+    assert_eq!(envelope.connectionid, None);
+    assert_eq!(envelope.userid.as_deref(), Some("u-42"));
+}
+
+#[test]
+fn linxo_account_events_share_their_connection_key() {
+    let body = br#"{"id":"e7","event_type":"UPDATED","resource_type":"ACCOUNTS",
+        "resource":{"id":"222","connection_id":"123","user_id":"321"}}"#;
+    let event = envelope_json(ProviderKind::Linxo, body);
+    assert_eq!(event["partitionkey"], "linxo:123");
+    assert_eq!(event["connectionid"], "123");
+    let without = br#"{"id":"e8","event_type":"UPDATED","resource_type":"ACCOUNTS",
+        "resource":{"id":"222","user_id":"321"}}"#;
+    let event = envelope_json(ProviderKind::Linxo, without);
+    assert_eq!(event["partitionkey"], "linxo:user:321");
+    assert!(event.get("subject").is_none());
+}
+
+#[test]
+fn empty_strings_never_reach_an_envelope() {
+    let schema = EnvelopeSchema::load();
+    let bridge_body =
+        br#"{"type":"item.created","timestamp":1,"content":{"item_id":"","user_uuid":""}}"#;
+    let event = envelope_json(ProviderKind::Bridge, bridge_body);
+    schema.assert_valid(&event, "bridge with empty strings");
+    assert!(event.get("userid").is_none());
+    let linxo_body = br#"{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS",
+        "channel_definition_id":"","resource":{"id":"","user_id":"","channels":[]}}"#;
+    let event = envelope_json(ProviderKind::Linxo, linxo_body);
+    schema.assert_valid(&event, "linxo with empty strings");
+}
+
+#[test]
+fn bridge_test_deliveries_get_distinct_ids() {
+    let body = fixture("bridge/test-event.json");
+    let at = |second: u8| Origin {
+        received_at: datetime!(2026-11-23 10:00:00 UTC) + time::Duration::seconds(second.into()),
+        ..origin(ProviderKind::Bridge)
+    };
+    let first = providers::webhook_envelope(&at(0), &body).unwrap();
+    let second = providers::webhook_envelope(&at(1), &body).unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(first.subject, None);
+    assert_eq!(first.partitionkey, "bridge:test");
 }

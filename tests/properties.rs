@@ -64,6 +64,11 @@ fn event_like() -> impl Strategy<Value = Value> {
         Just("date"),
         Just("creation_date"),
         Just("events"),
+        Just("code"),
+        Just("status"),
+        Just("connection_id"),
+        Just("new_transactions"),
+        Just("connection_updated"),
     ];
     let leaf = prop_oneof![
         json_value(),
@@ -72,7 +77,10 @@ fn event_like() -> impl Strategy<Value = Value> {
             Just("UPDATED"),
             Just("CONNECTIONS"),
             Just("SYNC_ALL_SUCCESS"),
-            Just("AUTH_FAILED")
+            Just("AUTH_FAILED"),
+            Just("PARTIAL_SUCCESS"),
+            Just("TEST_EVENT"),
+            Just("")
         ]
         .prop_map(|s| json!(s)),
         any::<u64>().prop_map(|n| json!(n)),
@@ -106,9 +114,20 @@ proptest! {
                 prop_assert_eq!(envelope.data.get().as_bytes(), body.as_slice());
             }
         }
-        if let Ok(events) = providers::split_queue_page(&body) {
-            for event in events {
-                let _ = linxo::normalize_queue_event(event.get().as_bytes());
+        // The same value as one queue event, and as a page holding it: every envelope the
+        // poller would publish is schema-valid too.
+        let queue_origin = Origin { ingress: Ingress::Queue, ..origin(ProviderKind::Linxo) };
+        let page = serde_json::to_vec(&json!({ "events": [value] })).unwrap();
+        for candidate in [body.clone(), page] {
+            if let Ok(events) = providers::split_queue_page(&candidate) {
+                for event in events {
+                    let _ = linxo::normalize_queue_event(event.get().as_bytes());
+                    if let Ok(envelope) = providers::queue_envelope(&queue_origin, event, "user-1") {
+                        let json: Value = serde_json::from_slice(&envelope.to_json()).unwrap();
+                        schema.assert_valid(&json, "generated queue event");
+                        prop_assert!(envelope.partitionkey.starts_with("linxo:"));
+                    }
+                }
             }
         }
     }

@@ -45,8 +45,12 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Largest accepted body unless a source overrides it.
+    /// Largest accepted body unless a source overrides it. With the envelope around it, it must
+    /// fit the producer's `message.max.bytes` (checked by [`Config::validate`]).
     pub body_limit_bytes: usize,
+    /// Most bytes a request line plus headers may take; larger heads are answered 431, so slow
+    /// clients cannot pin large buffers.
+    pub max_header_bytes: usize,
     /// Time a client has to send its request line and headers.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
@@ -315,6 +319,11 @@ impl Config {
         if self.server.body_limit_bytes == 0 {
             problems.push("server.body_limit_bytes: must be greater than 0".to_owned());
         }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.server.max_header_bytes) {
+            problems.push(format!(
+                "server.max_header_bytes: must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"
+            ));
+        }
         if self.server.max_in_flight == 0 {
             problems.push("server.max_in_flight: must be greater than 0".to_owned());
         }
@@ -395,11 +404,48 @@ impl Config {
                 ));
             }
         }
+        self.validate_record_size(problems);
         let passthrough = kafka.properties.keys().chain(kafka.property_files.keys());
         for name in passthrough {
             if PINNED_KAFKA_PROPERTIES.contains(&name.as_str()) {
                 problems.push(format!(
                     "kafka.properties.\"{name}\": finhook always sets enable.idempotence=true and acks=all; remove it"
+                ));
+            }
+        }
+    }
+
+    /// The largest record the producer sends: librdkafka's `message.max.bytes`, as configured.
+    pub fn producer_message_max_bytes(&self) -> Option<usize> {
+        match self.kafka.properties.get(MESSAGE_MAX_BYTES) {
+            Some(value) => value.to_string().trim().parse().ok(),
+            None => Some(LIBRDKAFKA_MESSAGE_MAX_BYTES),
+        }
+    }
+
+    /// Every accepted body, wrapped in its envelope, must fit one Kafka record: otherwise a
+    /// body under the limit would be refused by Kafka on every retry.
+    fn validate_record_size(&self, problems: &mut Vec<String>) {
+        let Some(message_max) = self.producer_message_max_bytes() else {
+            problems.push(format!(
+                "kafka.properties.\"{MESSAGE_MAX_BYTES}\": must be a number of bytes"
+            ));
+            return;
+        };
+        let limits = std::iter::once((
+            "server.body_limit_bytes".to_owned(),
+            self.server.body_limit_bytes,
+        ))
+        .chain(self.sources.iter().filter_map(|(name, source)| {
+            source
+                .body_limit_bytes
+                .map(|limit| (format!("sources.{name}.body_limit_bytes"), limit))
+        }));
+        for (key, limit) in limits {
+            if limit.saturating_add(ENVELOPE_OVERHEAD_BYTES) > message_max {
+                problems.push(format!(
+                    "{key}: {limit} bytes plus {ENVELOPE_OVERHEAD_BYTES} of envelope exceed the producer's {MESSAGE_MAX_BYTES} ({message_max}); lower the limit to {} or raise kafka.properties.\"{MESSAGE_MAX_BYTES}\" (and the broker's message.max.bytes / the topics' max.message.bytes with it)",
+                    message_max.saturating_sub(ENVELOPE_OVERHEAD_BYTES)
                 ));
             }
         }
@@ -429,6 +475,17 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}"))
     }
 }
+
+/// librdkafka's property for the largest record, and its default.
+const MESSAGE_MAX_BYTES: &str = "message.max.bytes";
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+/// Room kept for the envelope's attributes, its `ce_*` headers and the record's framing around
+/// a body: the attributes are bounded except `providertype`, and a record that still does not
+/// fit is diverted to the dead-letter topic.
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 16 * 1024;
+/// hyper's smallest read buffer, and a ceiling well above any real provider's headers.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 fn check_topic_name(key: &str, topic: &str, problems: &mut Vec<String>) {
     let valid = !topic.is_empty()

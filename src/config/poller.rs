@@ -68,6 +68,8 @@ pub struct PollerConfig {
     /// Overrides the environment's token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<Url>,
+    /// Required; with `client_secret` (or `client_secret_file`) it authenticates the password
+    /// grant.
     #[serde(default)]
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,10 +244,22 @@ impl PollerConfig {
                 "{key}: environment = \"custom\" needs api_url and token_url"
             ));
         }
-        if self.client_secret.is_some() && self.client_secret_file.is_some() {
+        if self.client_id.trim().is_empty() {
             problems.push(format!(
-                "{key}: give client_secret or client_secret_file, not both"
+                "{key}.client_id: required: the client id Oxlin gave you"
             ));
+        }
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(_), Some(_)) => problems.push(format!(
+                "{key}: give client_secret or client_secret_file, not both"
+            )),
+            (None, None) => problems.push(format!(
+                "{key}.client_secret: required (or client_secret_file): the token endpoint needs it"
+            )),
+            (Some(secret), None) if secret.expose().trim().is_empty() => {
+                problems.push(format!("{key}.client_secret: must not be empty"))
+            }
+            _ => {}
         }
         if self.topics.is_empty() {
             problems.push(format!("{key}.topics: subscribe to at least one topic"));
@@ -261,16 +275,19 @@ impl PollerConfig {
         if self.request_timeout.is_zero() {
             problems.push(format!("{key}.request_timeout: must be above 0"));
         }
-        // A queue expires 15 minutes after its last query: neither a normal wait nor the
-        // longest back-off may let a healthy queue lapse.
+        // A queue expires 15 minutes after its last query. Between two queries a healthy loop
+        // waits at most the interval with its jitter (or the longest back-off), after the
+        // previous query's answer took up to request_timeout, plus a token request of up to
+        // request_timeout before the next query: none of that may let the queue lapse.
         let budget = QUEUE_EXPIRY - QUEUE_SAFETY_MARGIN;
         for (field, wait) in [
-            ("interval", self.interval),
+            ("interval", longest_interval(self.interval)),
             ("backoff_max", self.backoff_max),
         ] {
-            if wait + self.request_timeout > budget {
+            let gap = wait + self.request_timeout * 2;
+            if gap > budget {
                 problems.push(format!(
-                    "{key}.{field}: {} plus request_timeout {} could let an Oxlin queue expire (15 min after the last query); keep the sum under {}",
+                    "{key}.{field}: {} (with jitter) plus twice request_timeout {} could let an Oxlin queue expire (15 min after the last query); keep the sum under {}",
                     humantime::format_duration(wait),
                     humantime::format_duration(self.request_timeout),
                     humantime::format_duration(budget),
@@ -386,6 +403,12 @@ impl UserConfig {
             password,
         })
     }
+}
+
+/// The longest wait between two polls of an empty queue: the interval plus its 10 % jitter
+/// (see `poller::backoff::around`).
+pub fn longest_interval(interval: Duration) -> Duration {
+    interval + interval / 10
 }
 
 /// `Url::join` drops the last segment of a base without a trailing slash (`/v2.1` + `queues`

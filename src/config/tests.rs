@@ -19,7 +19,7 @@ fn problems(toml: &str) -> String {
 fn embedded_defaults_parse_and_validate() {
     let config = parse("").unwrap();
     assert_eq!(config.kafka.topics.default, "finhook.events");
-    assert_eq!(config.server.body_limit_bytes, 1 << 20);
+    assert_eq!(config.server.body_limit_bytes, 960 << 10);
     assert!(config.sources.is_empty());
 }
 
@@ -196,7 +196,7 @@ fn poller_defaults_and_presets_apply() {
         "https://sandbox-auth.oxlin.io/token"
     );
     let custom = parse(
-        "[pollers.x]\nkind = \"oxlin\"\nenvironment = \"custom\"\napi_url = \"http://fake:1/v2.1\"\ntoken_url = \"http://fake:1/token\"",
+        "[pollers.x]\nkind = \"oxlin\"\nenvironment = \"custom\"\nclient_id = \"c\"\nclient_secret = \"s\"\napi_url = \"http://fake:1/v2.1\"\ntoken_url = \"http://fake:1/token\"",
     )
     .unwrap();
     assert_eq!(
@@ -214,6 +214,68 @@ fn a_poller_that_could_let_a_queue_expire_is_refused() {
     ));
     assert!(message.contains("pollers.oxlin.backoff_max"), "{message}");
     assert!(parse(&format!("{POLLER}interval = \"5m\"\nbackoff_max = \"10m\"")).is_ok());
+}
+
+#[test]
+fn the_expiry_check_counts_the_interval_jitter_and_the_request_timeouts() {
+    // 13 min + 30 s fits 14 min, but 13 min + 10 % jitter does not.
+    let message = problems(&format!(
+        "{POLLER}interval = \"13m\"\nrequest_timeout = \"30s\""
+    ));
+    assert!(message.contains("pollers.oxlin.interval"), "{message}");
+    // 12 min 40 s + 1 min fits 14 min; two request timeouts of a minute do not.
+    let message = problems(&format!(
+        "{POLLER}backoff_max = \"12m40s\"\nrequest_timeout = \"1m\""
+    ));
+    assert!(message.contains("pollers.oxlin.backoff_max"), "{message}");
+    assert!(parse(&format!(
+        "{POLLER}interval = \"11m\"\nrequest_timeout = \"30s\""
+    ))
+    .is_ok());
+}
+
+#[test]
+fn a_poller_needs_a_client_id_and_a_secret() {
+    let base = "[pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"sandbox\"\n";
+    let message = problems(&format!("{base}client_secret = \"s\""));
+    assert!(message.contains("pollers.oxlin.client_id"), "{message}");
+    let message = problems(&format!("{base}client_id = \" \"\nclient_secret = \"s\""));
+    assert!(message.contains("pollers.oxlin.client_id"), "{message}");
+    let message = problems(&format!("{base}client_id = \"c\"\nclient_secret = \"\""));
+    assert!(message.contains("pollers.oxlin.client_secret"), "{message}");
+    let message = problems(&format!("{base}client_id = \"c\""));
+    assert!(message.contains("pollers.oxlin.client_secret"), "{message}");
+    assert!(parse(&format!(
+        "{base}client_id = \"c\"\nclient_secret_file = \"/s\""
+    ))
+    .is_ok());
+}
+
+#[test]
+fn the_body_limit_with_its_envelope_must_fit_one_kafka_record() {
+    // The default fits librdkafka's default message.max.bytes.
+    assert!(parse("").is_ok());
+    let message = problems("[server]\nbody_limit_bytes = 1048576");
+    assert!(message.contains("server.body_limit_bytes"), "{message}");
+    assert!(message.contains("message.max.bytes"), "{message}");
+    let raised =
+        "[server]\nbody_limit_bytes = 1048576\n[kafka.properties]\n\"message.max.bytes\" = 2000000";
+    assert!(parse(raised).is_ok());
+    let message =
+        problems("[sources.big]\nkind = \"linxo\"\nauth = \"none\"\nbody_limit_bytes = 999000");
+    assert!(
+        message.contains("sources.big.body_limit_bytes"),
+        "{message}"
+    );
+    let message = problems("[kafka.properties]\n\"message.max.bytes\" = \"lots\"");
+    assert!(message.contains("message.max.bytes"), "{message}");
+}
+
+#[test]
+fn the_request_head_limit_is_bounded() {
+    let message = problems("[server]\nmax_header_bytes = 1024");
+    assert!(message.contains("server.max_header_bytes"), "{message}");
+    assert!(parse("[server]\nmax_header_bytes = 65536").is_ok());
 }
 
 #[test]
@@ -267,4 +329,64 @@ fn client_certificates_need_a_tls_listener_with_a_client_ca() {
     let with_ca = "[server.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n\
                    [sources.l]\nkind = \"linxo\"\nauth = \"none\"\nclient_cert_required = true";
     assert!(parse(with_ca).is_ok());
+}
+
+/// The commented `[pollers.oxlin]` example of config/default.toml, uncommented: every key not
+/// marked `example:` must show the real default.
+#[test]
+fn the_default_toml_poller_example_shows_the_real_defaults() {
+    let start = DEFAULT_TOML
+        .find("# [pollers.oxlin]")
+        .expect("the poller example");
+    let end = start + DEFAULT_TOML[start..].find("\n[pollers]").unwrap();
+    let mut example = String::new();
+    let mut shown_defaults = Vec::new();
+    for line in DEFAULT_TOML[start..end].lines() {
+        let Some(code) = line.strip_prefix("# ") else {
+            continue;
+        };
+        if code.starts_with('#') {
+            continue;
+        }
+        example.push_str(code);
+        example.push('\n');
+        let is_key = code.contains(" = ") && !code.starts_with('[');
+        if is_key && !code.contains("# example:") {
+            shown_defaults.push(code.split(" = ").next().unwrap().trim().to_owned());
+        }
+    }
+    assert!(shown_defaults.len() >= 10, "{shown_defaults:?}");
+    let documented = parse(&example).expect("the example parses");
+    let minimal = parse(
+        "[pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"production\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+    )
+    .unwrap();
+    let as_table = |config: &Config| {
+        toml::Value::try_from(&config.pollers["oxlin"])
+            .unwrap()
+            .as_table()
+            .unwrap()
+            .clone()
+    };
+    let (documented, defaults) = (as_table(&documented), as_table(&minimal));
+    for key in shown_defaults {
+        if [
+            "kind",
+            "id",
+            "username",
+            "access_token_file",
+            "password_file",
+        ]
+        .contains(&key.as_str())
+        {
+            continue;
+        }
+        assert_eq!(
+            documented.get(&key),
+            defaults.get(&key),
+            "config/default.toml shows pollers.oxlin.{key} = {:?}, the default is {:?}",
+            documented.get(&key),
+            defaults.get(&key)
+        );
+    }
 }

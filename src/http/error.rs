@@ -26,6 +26,8 @@ pub enum ApiError {
     Overloaded { retry_after_seconds: u32 },
     #[error("the body was not received in time")]
     RequestTimeout,
+    #[error("the event is larger than kafka accepts; it was recorded as too large (id {id})")]
+    TooLargeForKafka { id: String },
     #[error("kafka is unavailable ({}); retry later", .error.reason())]
     Unavailable {
         error: PublishError,
@@ -41,6 +43,7 @@ impl ApiError {
                 error,
                 retry_after_seconds,
             },
+            IngestError::TooLargeForKafka { id } => ApiError::TooLargeForKafka { id },
         }
     }
 
@@ -48,7 +51,9 @@ impl ApiError {
         match self {
             ApiError::UnknownSource => WebhookOutcome::NotFound,
             ApiError::MethodNotAllowed => WebhookOutcome::MethodNotAllowed,
-            ApiError::PayloadTooLarge { .. } => WebhookOutcome::PayloadTooLarge,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLargeForKafka { .. } => {
+                WebhookOutcome::PayloadTooLarge
+            }
             ApiError::BadRequest(_) => WebhookOutcome::BadRequest,
             ApiError::Auth(AuthError::AddressNotAllowed) => WebhookOutcome::Forbidden,
             ApiError::Auth(_) => WebhookOutcome::Unauthorized,
@@ -62,7 +67,9 @@ impl ApiError {
         match self {
             ApiError::UnknownSource => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLargeForKafka { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Auth(AuthError::AddressNotAllowed) => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
@@ -82,6 +89,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unavailable { error, .. } => {
                 tracing::warn!(outcome, %error, "webhook answered 503")
+            }
+            ApiError::TooLargeForKafka { id } => {
+                tracing::error!(outcome, %id, "webhook too large for kafka; only its digest is kept")
             }
             ApiError::Auth(error) => tracing::warn!(outcome, %error, "webhook refused"),
             other => tracing::debug!(outcome, error = %other, "webhook refused"),

@@ -29,6 +29,9 @@ use super::tls::{ClientCertificate, ReloadingTls, HANDSHAKE_TIMEOUT};
 pub struct ConnectionLimits {
     /// A client must send its request line and headers within this time.
     pub header_read_timeout: Duration,
+    /// A request line plus headers larger than this is answered 431 (HTTP/1.1: hyper's read
+    /// buffer is capped at it; HTTP/2: the advertised header list size).
+    pub max_header_bytes: usize,
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `stop`; then stops
@@ -45,8 +48,12 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -235,7 +235,14 @@ impl Metrics {
                 self.webhook_requests
                     .with_label_values(&[source, outcome.as_str()]);
             }
-            for reason in crate::providers::NormalizeError::REASON_CODES {
+            let refusals = [
+                crate::publish::RECORD_TOO_LARGE,
+                crate::publish::KAFKA_REFUSED,
+            ];
+            for reason in crate::providers::NormalizeError::REASON_CODES
+                .into_iter()
+                .chain(refusals)
+            {
                 self.dead_letters.with_label_values(&[source, reason]);
             }
         }

@@ -225,7 +225,7 @@ impl QueueApi for OxlinClient {
             .expect("a relative path joins");
         let response = self
             .http
-            .post(url)
+            .post(url.clone())
             .timeout(self.request_timeout)
             .header(AUTHORIZATION, bearer(token))
             .json(&json!({ "topics": self.topics }))
@@ -242,7 +242,7 @@ impl QueueApi for OxlinClient {
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| PollError::Protocol("subscribe answered without Location".to_owned()))?;
-        queue_url(&self.api, location)
+        queue_url(&self.api, &url, location)
     }
 
     /// `GET /queues/{id}`: 204 → empty, 200 → a page of events.
@@ -273,14 +273,28 @@ impl QueueApi for OxlinClient {
     }
 }
 
-/// Oxlin's `Location` is `/queues/{id}`, relative to the API base (which has a version prefix
-/// such as `/v2.1`); an absolute URL is taken as it is.
-fn queue_url(api: &Url, location: &str) -> Result<Url, PollError> {
-    if let Ok(absolute) = Url::parse(location) {
-        return Ok(absolute);
+/// Resolves a subscription's `Location` as a URI reference against the request URL (RFC 3986):
+/// an absolute URL as it is, `/v2.1/queues/x` on the API's host, `x` beside `subscribe`. One
+/// exception: Oxlin documents every path relative to its versioned base (`POST /queues/subscribe`
+/// is `/v2.1/queues/subscribe`) and shows `location: /queues/{id}`, so an absolute path that
+/// does not already start with the API base path is taken under that base.
+fn queue_url(api: &Url, request: &Url, location: &str) -> Result<Url, PollError> {
+    let unusable = || PollError::Protocol("subscribe answered an unusable Location".to_owned());
+    let location = location.trim();
+    if location.is_empty() {
+        return Err(unusable());
     }
-    api.join(location.trim_start_matches('/'))
-        .map_err(|_| PollError::Protocol("subscribe answered an unusable Location".to_owned()))
+    let base_path = api.path();
+    let under_base = location.starts_with('/')
+        && !location.starts_with("//")
+        && !location.starts_with(base_path)
+        && base_path != "/";
+    let resolved = if under_base {
+        api.join(location.trim_start_matches('/'))
+    } else {
+        request.join(location)
+    };
+    resolved.map_err(|_| unusable())
 }
 
 fn bearer(token: &Secret) -> String {
@@ -311,4 +325,53 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(api: &str, location: &str) -> String {
+        let api = Url::parse(api).unwrap();
+        let request = api.join("queues/subscribe").unwrap();
+        queue_url(&api, &request, location).unwrap().to_string()
+    }
+
+    #[test]
+    fn location_resolves_as_a_uri_reference_against_the_request() {
+        let api = "https://api.oxlin.io/v2.1/";
+        // An absolute path that names the versioned base is not prefixed a second time.
+        assert_eq!(
+            resolve(api, "/v2.1/queues/abc"),
+            "https://api.oxlin.io/v2.1/queues/abc"
+        );
+        // The seed's form, relative to the documented base.
+        assert_eq!(
+            resolve(api, "/queues/abc"),
+            "https://api.oxlin.io/v2.1/queues/abc"
+        );
+        // Relative references resolve beside the subscribe endpoint.
+        assert_eq!(resolve(api, "abc"), "https://api.oxlin.io/v2.1/queues/abc");
+        assert_eq!(
+            resolve(api, "../other/abc"),
+            "https://api.oxlin.io/v2.1/other/abc"
+        );
+        // Absolute URLs and network-path references are taken as they are.
+        assert_eq!(
+            resolve(api, "https://queues.oxlin.io/q/abc"),
+            "https://queues.oxlin.io/q/abc"
+        );
+        assert_eq!(resolve(api, "//q.oxlin.io/abc"), "https://q.oxlin.io/abc");
+        // On an API at the root, an absolute path is simply on the host.
+        assert_eq!(
+            resolve("http://127.0.0.1:7070/", "/queues/abc"),
+            "http://127.0.0.1:7070/queues/abc"
+        );
+    }
+
+    #[test]
+    fn an_empty_location_is_a_protocol_error() {
+        let api = Url::parse("https://api.oxlin.io/v2.1/").unwrap();
+        assert!(queue_url(&api, &api, " ").is_err());
+    }
 }

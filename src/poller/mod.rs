@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use self::backoff::jitter;
 pub use self::backoff::Backoff;
 use self::client::OxlinClient;
 use self::user::{LoopSettings, UserLoop};
@@ -27,6 +28,16 @@ pub fn owns_user(user_id: &str, shard_index: u32, shard_count: u32) -> bool {
     let digest = Sha256::digest(user_id.as_bytes());
     let value = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     value % u64::from(shard_count.max(1)) == u64::from(shard_index)
+}
+
+/// When the first poll of a newly started user loop goes out (each subscribes at once).
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Users present at start: first polls spread over one interval, so thousands of users
+    /// do not fire together.
+    Spread,
+    /// A user added while running: polled at once, since its synchronization may be starting.
+    AtOnce,
 }
 
 struct RunningUser {
@@ -96,7 +107,7 @@ impl Poller {
     pub async fn run(self, users: Vec<(String, UserCredentials)>, stop: CancellationToken) {
         let mut running: HashMap<String, RunningUser> = HashMap::new();
         let mut tasks = JoinSet::new();
-        self.apply(users, &mut running, &mut tasks, &stop);
+        self.apply(users, &mut running, &mut tasks, &stop, Start::Spread);
         let mut hangup = hangup_signal();
         let mut file_version = self.users_file_version();
         loop {
@@ -116,7 +127,7 @@ impl Poller {
             match self.load_users() {
                 Ok(users) => {
                     tracing::info!(poller = %self.name, reason, users = users.len(), "reloading users");
-                    self.apply(users, &mut running, &mut tasks, &stop);
+                    self.apply(users, &mut running, &mut tasks, &stop, Start::AtOnce);
                 }
                 Err(error) => {
                     tracing::warn!(poller = %self.name, reason, %error, "users not reloaded; keeping the current ones")
@@ -140,6 +151,7 @@ impl Poller {
         running: &mut HashMap<String, RunningUser>,
         tasks: &mut JoinSet<()>,
         stop: &CancellationToken,
+        start: Start,
     ) {
         let wanted: HashMap<String, UserCredentials> = users.into_iter().collect();
         running.retain(|id, user| {
@@ -162,6 +174,10 @@ impl Poller {
                 publisher: Arc::clone(&self.publisher),
                 metrics: self.metrics.clone(),
                 settings: self.settings.clone(),
+                first_poll_delay: match start {
+                    Start::Spread => jitter(self.settings.interval),
+                    Start::AtOnce => Duration::ZERO,
+                },
             };
             tasks.spawn(user_loop.run(user_stop.clone()));
             running.insert(

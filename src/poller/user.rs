@@ -22,16 +22,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::backoff::{around, jitter, Backoff};
+use super::backoff::{around, Backoff};
 use super::client::{PollError, Polled, QueueApi};
 use crate::config::{Secret, UserCredentials};
 use crate::envelope::{Envelope, Ingress, Origin};
 use crate::metrics::{Metrics, PollOutcome};
-use crate::providers::{linxo, split_queue_page, NormalizeError, ProviderKind};
-use crate::publish::{DeadLetter, PublishError, Publisher};
+use crate::providers::{queue_envelope, split_queue_page, NormalizeError, ProviderKind};
+use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
 
 /// A token is renewed this long before it expires (or at 90 % of its life if that is shorter).
 const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
+
+/// After a page of events the queue is polled again at once, since more may be waiting; after
+/// this many such polls in a row it waits the interval, so no user is ever polled in a loop.
+pub const MAX_DRAIN_POLLS: u32 = 10;
 
 /// Timing rules shared by all users of a poller.
 #[derive(Debug, Clone)]
@@ -51,6 +55,9 @@ pub struct UserLoop<Api> {
     pub publisher: Arc<Publisher>,
     pub metrics: Metrics,
     pub settings: LoopSettings,
+    /// Wait before the first poll (the queue is subscribed to at once, before it): spreads the
+    /// users present at start over one interval; zero for a user added while running.
+    pub first_poll_delay: Duration,
 }
 
 struct CachedToken {
@@ -67,27 +74,31 @@ impl<Api: QueueApi> UserLoop<Api> {
     pub async fn run(self, stop: CancellationToken) {
         let mut token: Option<CachedToken> = None;
         let mut queue: Option<Url> = None;
-        let mut backoff = Backoff::new(self.settings.backoff_initial, self.settings.backoff_max);
-        // Spread first polls over one interval, so thousands of users do not fire together.
-        if sleep_or_stop(jitter(self.settings.interval), &stop)
+        // The queue must exist before the user's next synchronization starts: subscribe now.
+        if self
+            .cycle(&mut token, &mut queue, Step::Subscribe, &stop)
             .await
             .is_err()
         {
             return;
         }
+        if sleep_or_stop(self.first_poll_delay, &stop).await.is_err() {
+            return;
+        }
+        let mut drain_polls = 0u32;
         loop {
             if stop.is_cancelled() {
                 return;
             }
-            let wait = match self.cycle(&mut token, &mut queue, &stop).await {
-                Ok(CycleResult::Empty) => {
-                    backoff.reset();
-                    around(self.settings.interval)
-                }
-                // More may be waiting: poll again at once.
-                Ok(CycleResult::Published) => {
-                    backoff.reset();
+            let wait = match self.cycle(&mut token, &mut queue, Step::Poll, &stop).await {
+                Ok(CycleResult::Published) if drain_polls < MAX_DRAIN_POLLS => {
+                    // More may be waiting: poll again at once, a bounded number of times.
+                    drain_polls += 1;
                     Duration::ZERO
+                }
+                Ok(_) => {
+                    drain_polls = 0;
+                    around(self.settings.interval)
                 }
                 Err(Stop::Requested) => return,
             };
@@ -103,6 +114,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         &self,
         token: &mut Option<CachedToken>,
         queue: &mut Option<Url>,
+        step: Step,
         stop: &CancellationToken,
     ) -> Result<CycleResult, Stop> {
         let mut backoff = Backoff::new(self.settings.backoff_initial, self.settings.backoff_max);
@@ -113,9 +125,10 @@ impl<Api: QueueApi> UserLoop<Api> {
             if stop.is_cancelled() {
                 return Err(Stop::Requested);
             }
-            let error = match self.attempt(token, queue).await {
-                Ok(Polled::Empty) => return Ok(CycleResult::Empty),
-                Ok(Polled::Page(page)) => {
+            let error = match self.attempt(token, queue, step).await {
+                Ok(None) => return Ok(CycleResult::Subscribed),
+                Ok(Some(Polled::Empty)) => return Ok(CycleResult::Empty),
+                Ok(Some(Polled::Page(page))) => {
                     self.publish_page(page, stop).await?;
                     return Ok(CycleResult::Published);
                 }
@@ -160,12 +173,13 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
     }
 
-    /// Token, queue, then one poll.
+    /// Token, queue, then one poll (none for [`Step::Subscribe`]).
     async fn attempt(
         &self,
         token: &mut Option<CachedToken>,
         queue: &mut Option<Url>,
-    ) -> Result<Polled, PollError> {
+        step: Step,
+    ) -> Result<Option<Polled>, PollError> {
         let current = match token {
             Some(cached) if cached.renew_at.is_none_or(|at| Instant::now() < at) => {
                 cached.value.clone()
@@ -186,8 +200,15 @@ impl<Api: QueueApi> UserLoop<Api> {
                 url
             }
         };
+        if step == Step::Subscribe {
+            return Ok(None);
+        }
         let started = std::time::Instant::now();
-        let result = self.client.poll(&current, &queue_url).await;
+        let result = match self.client.poll(&current, &queue_url).await {
+            // A page without events (`[]`, `{"events": []}`) is "nothing yet", like a 204.
+            Ok(Polled::Page(page)) if page_is_empty(&page) => Ok(Polled::Empty),
+            other => other,
+        };
         let outcome = match &result {
             Ok(Polled::Empty) => PollOutcome::Empty,
             Ok(Polled::Page(_)) => PollOutcome::Events,
@@ -196,7 +217,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         self.metrics
             .poller
             .polled(&self.poller, outcome, started.elapsed());
-        result
+        result.map(Some)
     }
 
     async fn fetch_token(&self) -> Result<CachedToken, PollError> {
@@ -290,29 +311,46 @@ impl<Api: QueueApi> UserLoop<Api> {
     }
 
     fn envelope<'p>(&self, origin: &Origin<'p>, raw: &'p RawValue) -> Item<'p> {
-        let bytes = raw.get().as_bytes();
-        match linxo::normalize_queue_event(bytes) {
-            Ok(mut facts) => {
-                facts.user_id = Some(self.user_id.clone());
-                Item::Event(Box::new(Envelope::new(origin, facts, bytes, raw)))
-            }
-            Err(error) => Item::dead_letter(origin, error, bytes),
+        match queue_envelope(origin, raw, &self.user_id) {
+            Ok(envelope) => Item::Event {
+                envelope: Box::new(envelope),
+                origin: *origin,
+                raw: raw.get().as_bytes(),
+            },
+            Err(error) => Item::dead_letter(origin, error, raw.get().as_bytes()),
         }
     }
 
     /// Returns whether the item is on Kafka; false only when the stop deadline passed.
     async fn publish_with_retry(&self, item: &Item<'_>, deadline: &StopDeadline<'_>) -> bool {
         let mut backoff = Backoff::new(self.settings.backoff_initial, self.settings.backoff_max);
+        let no_headers = HeaderMap::new();
         loop {
+            // An event Kafka refuses for good is diverted to the dead-letter topic by the
+            // publisher, so it never jams the user's queue; only retryable failures come back.
             let result: Result<(), PublishError> = match item {
-                Item::Event(envelope) => self.publisher.publish_event(envelope).await.map(drop),
-                Item::DeadLetter(letter) => {
-                    let result = self.publisher.publish_dead_letter(letter).await.map(drop);
-                    if result.is_ok() {
-                        self.metrics.dead_lettered(&self.poller, letter.reason);
-                    }
-                    result
-                }
+                Item::Event {
+                    envelope,
+                    origin,
+                    raw,
+                } => self
+                    .publisher
+                    .publish_or_divert(envelope, *origin, raw, &no_headers)
+                    .await
+                    .map(|delivered| match delivered {
+                        Delivered::Event => {}
+                        Delivered::DeadLettered { reason } => {
+                            self.metrics.dead_lettered(&self.poller, reason)
+                        }
+                        Delivered::DigestOnly => {
+                            self.metrics.dead_lettered(&self.poller, RECORD_TOO_LARGE)
+                        }
+                    }),
+                Item::DeadLetter(letter) => self
+                    .publisher
+                    .publish_dead_letter_or_digest(letter)
+                    .await
+                    .map(|_| self.metrics.dead_lettered(&self.poller, letter.reason)),
             };
             let Err(error) = result else {
                 return true;
@@ -327,14 +365,34 @@ impl<Api: QueueApi> UserLoop<Api> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Get a token and a queue, nothing more.
+    Subscribe,
+    /// Then poll the queue once, and publish what it gives.
+    Poll,
+}
+
 enum CycleResult {
+    Subscribed,
     Empty,
     Published,
 }
 
-/// A polled event ready to publish: its envelope, or a dead letter when it cannot be read.
+/// Whether a 200 page holds no event at all (an unreadable page is not empty: it is
+/// dead-lettered).
+fn page_is_empty(page: &[u8]) -> bool {
+    split_queue_page(page).is_ok_and(|events| events.is_empty())
+}
+
+/// A polled event ready to publish: its envelope (with the bytes it was made from, for the
+/// dead-letter topic should Kafka refuse it), or a dead letter when it cannot be read.
 enum Item<'p> {
-    Event(Box<Envelope<'p>>),
+    Event {
+        envelope: Box<Envelope<'p>>,
+        origin: Origin<'p>,
+        raw: &'p [u8],
+    },
     DeadLetter(DeadLetter<'p>),
 }
 
@@ -352,7 +410,7 @@ impl<'p> Item<'p> {
 
     fn key(&self) -> &str {
         match self {
-            Item::Event(envelope) => &envelope.partitionkey,
+            Item::Event { envelope, .. } => &envelope.partitionkey,
             Item::DeadLetter(letter) => &letter.id,
         }
     }
@@ -487,6 +545,7 @@ mod tests {
             publisher,
             metrics,
             settings: settings(),
+            first_poll_delay: Duration::ZERO,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(user_loop.run(stop.clone()));

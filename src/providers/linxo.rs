@@ -7,7 +7,9 @@
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-use super::{id_string, number, parse_object, text, unix_time, EventFacts, NormalizeError};
+use super::{
+    boolean, id_string, number, parse_object, text, unix_time, EventFacts, NormalizeError,
+};
 use crate::envelope::EventType;
 
 /// Channel statuses that need the user: re-enter credentials, answer a challenge, ...
@@ -34,12 +36,26 @@ struct LinxoEvent {
     channel_definition_id: Option<String>,
     #[serde(default, deserialize_with = "resource_object")]
     resource: Option<LinxoResource>,
+    /// Documented at the top level; the seed's example carries it in `connection_updated`.
+    #[serde(default, deserialize_with = "boolean")]
+    new_transactions: Option<bool>,
+    #[serde(default, deserialize_with = "connection_updated_object")]
+    connection_updated: Option<ConnectionUpdated>,
+}
+
+#[derive(Deserialize)]
+struct ConnectionUpdated {
+    #[serde(default, deserialize_with = "boolean")]
+    new_transactions: Option<bool>,
 }
 
 #[derive(Deserialize)]
 struct LinxoResource {
     #[serde(default, deserialize_with = "id_string")]
     id: Option<String>,
+    /// On a resource that is not a connection (an account, a transaction): its connection.
+    #[serde(default, deserialize_with = "id_string")]
+    connection_id: Option<String>,
     #[serde(default, deserialize_with = "id_string")]
     user_id: Option<String>,
     #[serde(default, deserialize_with = "number")]
@@ -49,6 +65,19 @@ struct LinxoResource {
     accounts: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     channels: Option<Vec<LinxoChannel>>,
+}
+
+impl LinxoResource {
+    /// The status of the channel an event is about (the event names it by definition id).
+    fn channel_status(&self, channel: Option<&str>) -> Option<&str> {
+        let channel = channel?;
+        self.channels
+            .as_deref()?
+            .iter()
+            .find(|candidate| candidate.channel_definition_id.as_deref() == Some(channel))?
+            .status
+            .as_deref()
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,6 +103,40 @@ fn resource_object<'de, D: Deserializer<'de>>(
     })
 }
 
+fn connection_updated_object<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ConnectionUpdated>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Updated {
+        Object(ConnectionUpdated),
+        Other(IgnoredAny),
+    }
+    Ok(match Option::<Updated>::deserialize(deserializer)? {
+        Some(Updated::Object(updated)) => Some(updated),
+        _ => None,
+    })
+}
+
+/// The resource type of connection events, the only one Linxo documents today.
+const CONNECTIONS: &str = "CONNECTIONS";
+
+/// Which connection an event belongs to: the resource itself when it is a connection, else the
+/// connection the resource names (an account's `connection_id`). Never an account's own id:
+/// that would key its events apart from the connection's and break their order.
+fn connection_of(resource_type: Option<&str>, resource: &LinxoResource) -> Option<String> {
+    let is_connection = match resource_type {
+        Some(kind) => kind == CONNECTIONS,
+        // Queue events may not say; a resource with channels is a connection.
+        None => resource.channels.is_some(),
+    };
+    if is_connection {
+        resource.id.clone()
+    } else {
+        resource.connection_id.clone()
+    }
+}
+
 /// Reads a Linxo webhook body. `id`, `event_type` and `resource_type` are required.
 pub fn normalize(body: &[u8]) -> Result<EventFacts, NormalizeError> {
     let event: LinxoEvent = parse_object(body)?;
@@ -88,52 +151,51 @@ pub fn normalize(body: &[u8]) -> Result<EventFacts, NormalizeError> {
     let channel_status = event
         .resource
         .as_ref()
-        .and_then(|resource| channel_status(resource, event.channel_definition_id.as_deref()));
+        .and_then(|resource| resource.channel_status(event.channel_definition_id.as_deref()));
     let (canonical, reason) = canonical_type(&resource_type, &event_type, channel_status);
     let mut facts = EventFacts::new(canonical, format!("{resource_type}.{event_type}"));
     facts.provider_event_id = Some(id);
     facts.time = event.creation_date.and_then(unix_time);
     facts.reason = reason;
+    facts.provider_status = channel_status.map(str::to_owned);
     facts.channel_id = event.channel_definition_id;
+    facts.new_transactions = event.new_transactions.or(event
+        .connection_updated
+        .and_then(|updated| updated.new_transactions));
     if let Some(resource) = event.resource {
-        facts.connection_id = resource.id;
+        facts.connection_id = connection_of(Some(&resource_type), &resource);
+        facts.fallback_key = resource.user_id.as_ref().map(|user| format!("user:{user}"));
         facts.user_id = resource.user_id;
-        facts.account_count = resource.account_count.map(|count| count.max(0.0) as u64);
-        // Linxo leaves `accounts` empty above 100 accounts while `account_count` says how many
-        // there are: flag it, so consumers never read that as "no accounts".
-        let listed = resource.accounts.as_ref().map_or(0, Vec::len) as u64;
-        facts.accounts_truncated = facts.account_count.map(|count| count > listed);
+        if resource_type == CONNECTIONS {
+            facts.account_count = resource.account_count.map(|count| count.max(0.0) as u64);
+            // Linxo leaves `accounts` empty above 100 accounts while `account_count` says how
+            // many there are: flag it, so consumers never read that as "no accounts".
+            let listed = resource.accounts.as_ref().map_or(0, Vec::len) as u64;
+            facts.accounts_truncated = facts.account_count.map(|count| count > listed);
+        }
     }
     Ok(facts)
 }
 
-/// The status of the channel the event is about (the event names it by definition id).
-fn channel_status<'r>(resource: &'r LinxoResource, channel: Option<&str>) -> Option<&'r str> {
-    let channel = channel?;
-    resource
-        .channels
-        .as_deref()?
-        .iter()
-        .find(|candidate| candidate.channel_definition_id.as_deref() == Some(channel))?
-        .status
-        .as_deref()
-}
-
 /// A connection UPDATED event is sent when a channel's synchronization ends, so the channel's
-/// status says how it ended; without one it is a plain update.
+/// status says how it ended; without one it is a plain update. PARTIAL_SUCCESS is a success
+/// that says so in `reason`, so consumers can tell it from a full one.
 fn canonical_type(
     resource_type: &str,
     event_type: &str,
     channel_status: Option<&str>,
 ) -> (EventType, Option<String>) {
-    if resource_type != "CONNECTIONS" {
+    if resource_type != CONNECTIONS {
         return (EventType::Unmapped, None);
     }
     match event_type {
         "CREATED" => (EventType::ConnectionCreated, None),
         "DELETED" => (EventType::ConnectionDeleted, None),
         "UPDATED" => match channel_status {
-            Some("SUCCESS" | "PARTIAL_SUCCESS") => (EventType::ConnectionSyncSucceeded, None),
+            Some("SUCCESS") => (EventType::ConnectionSyncSucceeded, None),
+            Some(status @ "PARTIAL_SUCCESS") => {
+                (EventType::ConnectionSyncSucceeded, Some(status.to_owned()))
+            }
             Some("FAILED") => (EventType::ConnectionSyncFailed, Some("FAILED".to_owned())),
             Some(status) if ACTION_REQUIRED_STATUSES.contains(&status) => {
                 (EventType::ConnectionActionRequired, Some(status.to_owned()))
@@ -144,18 +206,33 @@ fn canonical_type(
     }
 }
 
-/// One event of an Oxlin queue page. The shape is our reconstruction of a fragmentary example
-/// (tests/fixtures/oxlin-queue/README.md): every field is optional and unknown ones are ignored.
+/// One event of an Oxlin queue page. The seed documents only a fragment (a `name`, a `status`,
+/// `channel_definition_id`, and `event_status` = SYNC_ALL_SUCCESS at the end of a sync); the rest
+/// is our reading (tests/fixtures/oxlin-queue/README.md). Every field is optional and unknown
+/// ones are ignored.
 #[derive(Deserialize)]
 struct QueueEvent {
     #[serde(default, deserialize_with = "id_string")]
     id: Option<String>,
     #[serde(default, deserialize_with = "number")]
     date: Option<f64>,
+    /// Explicit event-code fields, in the order they are trusted.
+    #[serde(default, rename = "type", deserialize_with = "text")]
+    type_field: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    event_type: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    code: Option<String>,
+    /// An event name such as AUTH_FAILED, or free text such as a bank's name: only the former
+    /// is an event code.
     #[serde(default, deserialize_with = "text")]
     name: Option<String>,
     #[serde(default, deserialize_with = "text")]
     event_status: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    resource_type: Option<String>,
     #[serde(default, deserialize_with = "id_string")]
     channel_definition_id: Option<String>,
     #[serde(default, deserialize_with = "id_string")]
@@ -167,16 +244,43 @@ struct QueueEvent {
 /// The status that ends a synchronization successfully.
 pub const SYNC_ALL_SUCCESS: &str = "SYNC_ALL_SUCCESS";
 
-/// Reads one event of an Oxlin queue. It needs a `name` (or at least an `event_status`).
+/// Event codes are upper-case identifiers (`AUTH_FAILED`, `SYNC_STARTED`); a bank's name
+/// ("WBX Test Bank") is not one.
+fn is_event_code(value: &str) -> bool {
+    let mut characters = value.chars();
+    characters
+        .next()
+        .is_some_and(|first| first.is_ascii_uppercase())
+        && characters.all(|character| {
+            character.is_ascii_uppercase() || character.is_ascii_digit() || character == '_'
+        })
+}
+
+/// Reads one event of an Oxlin queue. It needs an event code: an explicit `type`,
+/// `event_type` or `code`, else a `name` that is a code, else `event_status`, else a `status`
+/// that is a code. Without one it cannot be read (and goes to the dead-letter topic).
 pub fn normalize_queue_event(raw: &[u8]) -> Result<EventFacts, NormalizeError> {
     let event: QueueEvent = parse_object(raw)?;
-    let name = event
-        .name
+    let channel_status = event
+        .resource
+        .as_ref()
+        .and_then(|resource| resource.channel_status(event.channel_definition_id.as_deref()));
+    let status = event
+        .event_status
         .clone()
+        .or_else(|| event.status.clone())
+        .or_else(|| channel_status.map(str::to_owned));
+    let code = [&event.type_field, &event.event_type, &event.code]
+        .into_iter()
+        .flatten()
+        .next()
+        .cloned()
+        .or_else(|| event.name.clone().filter(|name| is_event_code(name)))
         .or_else(|| event.event_status.clone())
-        .ok_or(NormalizeError::MissingField("name"))?;
-    let status = event.event_status.as_deref();
-    let is = |wanted: &str| name == wanted || status == Some(wanted);
+        .or_else(|| event.status.clone().filter(|status| is_event_code(status)))
+        .ok_or(NormalizeError::MissingField("event_status"))?;
+
+    let is = |wanted: &str| code == wanted || status.as_deref() == Some(wanted);
     let action = ACTION_REQUIRED_STATUSES.iter().find(|action| is(action));
     let (canonical, reason) = if is(SYNC_ALL_SUCCESS) {
         (EventType::ConnectionSyncSucceeded, None)
@@ -188,15 +292,16 @@ pub fn normalize_queue_event(raw: &[u8]) -> Result<EventFacts, NormalizeError> {
     } else {
         (EventType::Unmapped, None)
     };
-    let mut facts = EventFacts::new(canonical, name);
+    let mut facts = EventFacts::new(canonical, code);
     facts.provider_event_id = event.id;
     facts.time = event.date.and_then(unix_time);
     facts.reason = reason;
+    facts.provider_status = status;
     facts.channel_id = event.channel_definition_id;
     facts.connection_id = event
         .resource
         .as_ref()
-        .and_then(|resource| resource.id.clone())
+        .and_then(|resource| connection_of(event.resource_type.as_deref(), resource))
         .or(event.connection_id);
     facts.user_id = event.resource.and_then(|resource| resource.user_id);
     Ok(facts)
@@ -229,9 +334,111 @@ mod tests {
     }
 
     #[test]
+    fn an_account_event_is_keyed_by_its_connection_never_by_the_account_id() {
+        let body = r#"{"id":"e1","event_type":"UPDATED","resource_type":"ACCOUNTS",
+            "resource":{"id":"acc-9","connection_id":"123","user_id":"321","account_count":4}}"#;
+        let facts = normalize(body.as_bytes()).unwrap();
+        assert_eq!(facts.connection_id.as_deref(), Some("123"));
+        assert_eq!(facts.user_id.as_deref(), Some("321"));
+        assert_eq!(
+            facts.account_count, None,
+            "not a connection's account count"
+        );
+        let orphan = r#"{"id":"e2","event_type":"CREATED","resource_type":"TRANSACTIONS",
+            "resource":{"id":"tx-1","user_id":"321"}}"#;
+        let facts = normalize(orphan.as_bytes()).unwrap();
+        assert_eq!(facts.connection_id, None);
+        assert_eq!(facts.fallback_key.as_deref(), Some("user:321"));
+    }
+
+    #[test]
+    fn new_transactions_is_read_at_the_top_level_and_in_connection_updated() {
+        let top = r#"{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS",
+            "new_transactions":false}"#;
+        assert_eq!(
+            normalize(top.as_bytes()).unwrap().new_transactions,
+            Some(false)
+        );
+        let nested = r#"{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS",
+            "connection_updated":{"new_transactions":true}}"#;
+        assert_eq!(
+            normalize(nested.as_bytes()).unwrap().new_transactions,
+            Some(true)
+        );
+        let absent = r#"{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS"}"#;
+        assert_eq!(normalize(absent.as_bytes()).unwrap().new_transactions, None);
+    }
+
+    #[test]
+    fn partial_success_is_a_success_that_says_so() {
+        let body = MINIMAL.replace("AUTH_FAILED", "PARTIAL_SUCCESS");
+        let facts = normalize(body.as_bytes()).unwrap();
+        assert_eq!(facts.event_type, EventType::ConnectionSyncSucceeded);
+        assert_eq!(facts.reason.as_deref(), Some("PARTIAL_SUCCESS"));
+        assert_eq!(facts.provider_status.as_deref(), Some("PARTIAL_SUCCESS"));
+    }
+
+    #[test]
+    fn empty_strings_read_as_absent() {
+        let body = r#"{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS",
+            "channel_definition_id":"","resource":{"id":"","user_id":""}}"#;
+        let facts = normalize(body.as_bytes()).unwrap();
+        assert_eq!(facts.connection_id, None);
+        assert_eq!(facts.user_id, None);
+        assert_eq!(facts.channel_id, None);
+        let queue = normalize_queue_event(br#"{"name":"","event_status":"RUNNING"}"#).unwrap();
+        assert_eq!(queue.provider_type, "RUNNING");
+    }
+
+    #[test]
+    fn a_bank_name_is_never_an_event_type() {
+        // The seed's own fragment: a bank's name, a status, channels.
+        let fragment = br#"{"channel_definition_id":"8701","name":"WBX Test Bank",
+            "status":"RUNNING","channels":[{"channel_definition_id":"8701","status":"RUNNING"}]}"#;
+        let facts = normalize_queue_event(fragment).unwrap();
+        assert_eq!(facts.provider_type, "RUNNING");
+        assert_eq!(facts.provider_status.as_deref(), Some("RUNNING"));
+        assert_eq!(facts.event_type, EventType::Unmapped);
+        // A name that is free text and no code anywhere: unreadable, dead-lettered.
+        assert_eq!(
+            normalize_queue_event(br#"{"id":"x","name":"WBX Test Bank"}"#),
+            Err(NormalizeError::MissingField("event_status"))
+        );
+        // The end of a sync, named by a bank but carrying the documented event_status.
+        let end = normalize_queue_event(
+            br#"{"name":"Caisse d'Epargne","event_status":"SYNC_ALL_SUCCESS"}"#,
+        )
+        .unwrap();
+        assert_eq!(end.event_type, EventType::ConnectionSyncSucceeded);
+        assert_eq!(end.provider_type, "SYNC_ALL_SUCCESS");
+    }
+
+    #[test]
+    fn queue_event_code_prefers_explicit_fields_and_keeps_the_status() {
+        let facts = normalize_queue_event(
+            br#"{"type":"LIST_ACCOUNTS","name":"SYNC_STARTED","event_status":"RUNNING"}"#,
+        )
+        .unwrap();
+        assert_eq!(facts.provider_type, "LIST_ACCOUNTS");
+        assert_eq!(facts.provider_status.as_deref(), Some("RUNNING"));
+        let named =
+            normalize_queue_event(br#"{"name":"SYNC_STARTED","event_status":"RUNNING"}"#).unwrap();
+        assert_eq!(named.provider_type, "SYNC_STARTED");
+        // The channel's status in the resource, when the event has none of its own.
+        let by_channel = normalize_queue_event(
+            br#"{"name":"SYNC_ENDED","channel_definition_id":"8700","resource_type":"CONNECTIONS",
+                "resource":{"id":"123","channels":[{"channel_definition_id":"8700","status":"CHALLENGE_REQUIRED"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(by_channel.event_type, EventType::ConnectionActionRequired);
+        assert_eq!(by_channel.reason.as_deref(), Some("CHALLENGE_REQUIRED"));
+        assert_eq!(by_channel.connection_id.as_deref(), Some("123"));
+    }
+
+    #[test]
     fn queue_events_map_sync_success_and_actions_and_keep_the_rest() {
         let success = normalize_queue_event(
-            br#"{"id":"q1","name":"SYNC_ALL_SUCCESS","resource":{"id":"c"}}"#,
+            br#"{"id":"q1","name":"SYNC_ALL_SUCCESS","resource_type":"CONNECTIONS","resource":{"id":"c"}}"#,
         )
         .unwrap();
         assert_eq!(success.event_type, EventType::ConnectionSyncSucceeded);
@@ -250,7 +457,7 @@ mod tests {
         assert_eq!(other.event_type, EventType::Unmapped);
         assert_eq!(
             normalize_queue_event(br#"{"id":"x"}"#),
-            Err(NormalizeError::MissingField("name"))
+            Err(NormalizeError::MissingField("event_status"))
         );
         assert_eq!(
             normalize_queue_event(b"42"),

@@ -61,6 +61,14 @@ pub struct EventFacts {
     /// Linxo: accounts on the connection, and whether the event's list left them out (>100).
     pub account_count: Option<u64>,
     pub accounts_truncated: Option<bool>,
+    /// Linxo: whether the synchronization brought new transactions.
+    pub new_transactions: Option<bool>,
+    /// The provider's status for what the event is about (Oxlin's `event_status`, a Linxo
+    /// channel's status), verbatim.
+    pub provider_status: Option<String>,
+    /// The event is a test delivery: its id is unique per delivery rather than derived from
+    /// its bytes alone, so a deduplicating consumer does not drop the second test.
+    pub unique_per_delivery: bool,
 }
 
 impl EventFacts {
@@ -77,6 +85,9 @@ impl EventFacts {
             reason: None,
             account_count: None,
             accounts_truncated: None,
+            new_transactions: None,
+            provider_status: None,
+            unique_per_delivery: false,
         }
     }
 }
@@ -150,6 +161,21 @@ pub fn webhook_envelope<'a>(
     Ok(Envelope::new(origin, facts, body, data))
 }
 
+/// Reads one event of an Oxlin queue page into its envelope. The poller knows the user whose
+/// queue it polls: it is the envelope's `userid`, and the ordering key of events that name no
+/// connection.
+pub fn queue_envelope<'a>(
+    origin: &Origin<'_>,
+    raw: &'a RawValue,
+    user_id: &str,
+) -> Result<Envelope<'a>, NormalizeError> {
+    let bytes = raw.get().as_bytes();
+    let mut facts = linxo::normalize_queue_event(bytes)?;
+    facts.user_id = Some(user_id.to_owned());
+    facts.fallback_key = Some(format!("user:{user_id}"));
+    Ok(Envelope::new(origin, facts, bytes, raw))
+}
+
 /// Splits an Oxlin queue page into its events: a top-level array, or an object holding an
 /// `events` array (other fields ignored). Each event stays raw, for its envelope or dead letter.
 pub fn split_queue_page(body: &[u8]) -> Result<Vec<&RawValue>, NormalizeError> {
@@ -198,8 +224,9 @@ pub(crate) fn id_string<'de, D: Deserializer<'de>>(
     })
 }
 
-/// A string field read leniently: any other JSON type reads as absent rather than failing the
-/// whole event, so that validation can name the field.
+/// A string field read leniently: any other JSON type, and the empty string, read as absent
+/// rather than failing the whole event, so that validation can name the field (and no envelope
+/// attribute is ever empty).
 pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -208,7 +235,23 @@ pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
         Other(serde::de::IgnoredAny),
     }
     Ok(match Option::<Text>::deserialize(deserializer)? {
-        Some(Text::Text(text)) => Some(text),
+        Some(Text::Text(text)) if !text.is_empty() => Some(text),
+        _ => None,
+    })
+}
+
+/// A boolean field read leniently, like [`text`].
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Boolean {
+        Boolean(bool),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Boolean>::deserialize(deserializer)? {
+        Some(Boolean::Boolean(value)) => Some(value),
         _ => None,
     })
 }

@@ -5,6 +5,7 @@
 //! request's headers follow as `http_<name>`, credentials removed.
 
 use rdkafka::message::{Header, OwnedHeaders};
+use sha2::{Digest, Sha256};
 
 use crate::envelope::{derived_id, rfc3339, Origin, SPEC_VERSION};
 
@@ -32,6 +33,9 @@ pub struct DeadLetter<'a> {
     pub request_headers: Vec<(String, Vec<u8>)>,
     /// The request's content type, carried as the record's `content-type`.
     pub content_type: Option<String>,
+    /// Set when `raw` is left out because it is too large for Kafka: the original body's size
+    /// and SHA-256 (hex), so an operator can match it with the provider's records.
+    pub omitted_body: Option<(usize, String)>,
 }
 
 impl<'a> DeadLetter<'a> {
@@ -59,6 +63,22 @@ impl<'a> DeadLetter<'a> {
             raw,
             request_headers,
             content_type,
+            omitted_body: None,
+        }
+    }
+
+    /// The same letter without its body or the request's headers (they may be what did not
+    /// fit): attributes, the body's size and its digest only.
+    pub fn digest_only(&self) -> DeadLetter<'a> {
+        DeadLetter {
+            id: self.id.clone(),
+            origin: self.origin,
+            reason: self.reason,
+            detail: self.detail.clone(),
+            raw: &[],
+            request_headers: Vec::new(),
+            content_type: self.content_type.clone(),
+            omitted_body: Some((self.raw.len(), hex::encode(Sha256::digest(self.raw)))),
         }
     }
 
@@ -83,6 +103,17 @@ impl<'a> DeadLetter<'a> {
                 key,
                 value: Some(value.as_bytes()),
             });
+        }
+        if let Some((size, digest)) = &self.omitted_body {
+            headers = headers
+                .insert(Header {
+                    key: "ce_bodysize",
+                    value: Some(size.to_string().as_bytes()),
+                })
+                .insert(Header {
+                    key: "ce_bodysha256",
+                    value: Some(digest.as_bytes()),
+                });
         }
         if let Some(content_type) = &self.content_type {
             headers = headers.insert(Header {

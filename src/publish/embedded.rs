@@ -15,6 +15,7 @@ enum Command {
     BrokerUp(i32),
     RoundTripTime(i32, std::time::Duration),
     CreateTopic(String, i32),
+    TopicError(String, rdkafka::types::RDKafkaRespErr),
     Stop,
 }
 
@@ -51,6 +52,7 @@ impl EmbeddedKafka {
                         Command::CreateTopic(topic, partitions) => {
                             cluster.create_topic(&topic, partitions, 1)
                         }
+                        Command::TopicError(topic, error) => cluster.topic_error(&topic, error),
                         Command::Stop => break,
                     };
                     let _ = reply.send(result);
@@ -93,6 +95,16 @@ impl EmbeddedKafka {
     /// of 4; each mock partition keeps only its latest few MB, so volume needs more of them).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
         self.command(Command::CreateTopic(topic.to_owned(), partitions))
+    }
+
+    /// Makes the cluster answer `error` for `topic` in metadata requests (e.g. not authorized),
+    /// as a broker does for a topic the client may not write to.
+    pub fn set_topic_error(
+        &self,
+        topic: &str,
+        error: rdkafka::types::RDKafkaRespErr,
+    ) -> Result<(), KafkaError> {
+        self.command(Command::TopicError(topic.to_owned(), error))
     }
 
     fn command(&self, command: Command) -> Result<(), KafkaError> {

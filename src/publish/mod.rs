@@ -21,7 +21,7 @@ pub use self::dead_letter::DeadLetter;
 pub use self::health::KafkaHealth;
 pub use self::routing::Routing;
 use crate::config::KafkaConfig;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Origin};
 use crate::metrics::{Metrics, RecordKind};
 
 /// How often librdkafka reports statistics (its resend counts feed a metric).
@@ -37,10 +37,24 @@ pub enum PublishError {
     QueueFull,
     #[error("kafka did not take the record: {0}")]
     Broker(KafkaError),
+    /// Permanent: the record is larger than the producer, broker or topic accepts.
+    #[error("the record is too large for kafka: {0}")]
+    TooLarge(KafkaError),
+    /// Permanent: the record or its topic is refused (invalid record, unknown topic, not
+    /// authorized). Retrying the same record cannot succeed until an operator acts.
+    #[error("kafka refuses the record: {0}")]
+    Refused(KafkaError),
 }
 
 impl PublishError {
-    pub const REASONS: [&'static str; 4] = ["not_ready", "timeout", "queue_full", "broker"];
+    pub const REASONS: [&'static str; 6] = [
+        "not_ready",
+        "timeout",
+        "queue_full",
+        "broker",
+        "too_large",
+        "refused",
+    ];
 
     /// A metric label from a fixed set.
     pub fn reason(&self) -> &'static str {
@@ -49,17 +63,53 @@ impl PublishError {
             PublishError::Timeout(_) => "timeout",
             PublishError::QueueFull => "queue_full",
             PublishError::Broker(_) => "broker",
+            PublishError::TooLarge(_) => "too_large",
+            PublishError::Refused(_) => "refused",
         }
     }
 
+    /// Whether sending the same record again can never succeed: such a record is diverted to
+    /// the dead-letter topic rather than retried (by finhook or, through a 503, the provider).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PublishError::TooLarge(_) | PublishError::Refused(_))
+    }
+
     fn from_kafka(error: KafkaError, waited: Duration) -> Self {
+        use RDKafkaErrorCode as Code;
         match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
-            Some(RDKafkaErrorCode::MessageTimedOut) => PublishError::Timeout(waited),
+            Some(Code::QueueFull) => PublishError::QueueFull,
+            Some(Code::MessageTimedOut) => PublishError::Timeout(waited),
+            Some(
+                Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge,
+            ) => PublishError::TooLarge(error),
+            Some(
+                Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::UnknownTopic
+                | Code::UnknownTopicOrPartition
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed,
+            ) => PublishError::Refused(error),
             _ => PublishError::Broker(error),
         }
     }
 }
+
+/// What became of an event handed to [`Publisher::publish_or_divert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The envelope is on its topic.
+    Event,
+    /// Kafka refused the envelope for good; the raw bytes are on the dead-letter topic.
+    DeadLettered { reason: &'static str },
+    /// Even the raw bytes were too large: only their size and digest are on the dead-letter
+    /// topic.
+    DigestOnly,
+}
+
+/// Dead-letter reasons for records Kafka refused (beside the normalizers' reasons).
+pub const RECORD_TOO_LARGE: &str = "record_too_large";
+pub const KAFKA_REFUSED: &str = "kafka_refused";
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +211,53 @@ impl Publisher {
         self.metrics
             .event_published(envelope.provider, envelope.ingress, envelope.canonical, lag);
         Ok(acknowledged)
+    }
+
+    /// Publishes `envelope`, made from the event bytes `raw`. When Kafka refuses the envelope
+    /// for good (too large, unknown topic, not authorized) the raw bytes go to the dead-letter
+    /// topic instead, so that nothing authenticated is lost and nothing jams; see
+    /// [`Publisher::publish_dead_letter_or_digest`]. Retryable failures are returned.
+    pub async fn publish_or_divert(
+        &self,
+        envelope: &Envelope<'_>,
+        origin: Origin<'_>,
+        raw: &[u8],
+        request_headers: &http::HeaderMap,
+    ) -> Result<Delivered, PublishError> {
+        let refusal = match self.publish_event(envelope).await {
+            Ok(_) => return Ok(Delivered::Event),
+            Err(error) if error.is_permanent() => error,
+            Err(error) => return Err(error),
+        };
+        let reason = match refusal {
+            PublishError::TooLarge(_) => RECORD_TOO_LARGE,
+            _ => KAFKA_REFUSED,
+        };
+        tracing::error!(id = %envelope.id, error = %refusal, reason, "kafka refuses an event for good; diverting it to the dead-letter topic");
+        let letter = DeadLetter::new(origin, reason, refusal.to_string(), raw, request_headers);
+        match self.publish_dead_letter_or_digest(&letter).await {
+            Ok(true) => Ok(Delivered::DeadLettered { reason }),
+            Ok(false) => Ok(Delivered::DigestOnly),
+            // Nothing is stored: whoever sent it must send it again.
+            Err(_) => Err(refusal),
+        }
+    }
+
+    /// Writes a dead letter; when its body is too large for Kafka, writes it again without the
+    /// body, with the body's size and SHA-256 (then returns false).
+    pub async fn publish_dead_letter_or_digest(
+        &self,
+        letter: &DeadLetter<'_>,
+    ) -> Result<bool, PublishError> {
+        match self.publish_dead_letter(letter).await {
+            Ok(_) => Ok(true),
+            Err(PublishError::TooLarge(error)) => {
+                tracing::error!(id = %letter.id, size = letter.raw.len(), %error, "a dead letter is too large for kafka; writing its size and digest only");
+                self.publish_dead_letter(&letter.digest_only()).await?;
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Writes input that was authenticated but not understood to the dead-letter topic.

@@ -169,6 +169,10 @@ async fn authenticated_garbage_goes_to_the_dead_letter_topic_with_its_raw_bytes(
 
     let letters = read_topic(&app.bootstrap, app.dead_letter_topic(), 2, WAIT).await;
     assert_eq!(letters.len(), 2);
+    let schema = crate::common::DeadLetterSchema::load();
+    for letter in &letters {
+        schema.assert_valid(&letter.headers);
+    }
     let bridge = letters
         .iter()
         .find(|letter| letter.header("ce_provider") == "bridge")

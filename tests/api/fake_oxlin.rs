@@ -30,6 +30,7 @@ pub struct Poll {
     pub user: String,
     pub client_id: String,
     pub queue: String,
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -38,6 +39,8 @@ pub struct FakeState {
     queues: HashMap<String, String>,
     scripts: HashMap<String, VecDeque<Step>>,
     released: bool,
+    /// Put before `/queues/{id}` in a subscription's `Location` (the seed shows none).
+    location_prefix: String,
     pub token_requests: Vec<Value>,
     pub subscriptions: Vec<String>,
     pub polls: Vec<Poll>,
@@ -69,6 +72,27 @@ impl FakeOxlin {
             .unwrap()
             .scripts
             .insert(user.to_owned(), steps.into());
+    }
+
+    /// Answers subscriptions with `Location: {prefix}/queues/{id}`.
+    pub fn set_location_prefix(&self, prefix: &str) {
+        self.state.lock().unwrap().location_prefix = prefix.to_owned();
+    }
+
+    /// When each poll of `user` arrived.
+    pub fn poll_times(&self, user: &str) -> Vec<std::time::Instant> {
+        self.with(|state| {
+            state
+                .polls
+                .iter()
+                .filter(|poll| poll.user == user)
+                .map(|poll| poll.at)
+                .collect()
+        })
+    }
+
+    pub fn subscriptions_of(&self, user: &str) -> usize {
+        self.with(|state| state.subscriptions.iter().filter(|id| *id == user).count())
     }
 
     pub fn release(&self) {
@@ -158,11 +182,8 @@ async fn subscribe(State(state): Shared, headers: HeaderMap, Json(body): Json<Va
     state.subscriptions.push(user.clone());
     let queue = format!("q{}", state.subscriptions.len());
     state.queues.insert(queue.clone(), user);
-    (
-        StatusCode::CREATED,
-        [("location", format!("/queues/{queue}"))],
-    )
-        .into_response()
+    let location = format!("{}/queues/{queue}", state.location_prefix);
+    (StatusCode::CREATED, [("location", location)]).into_response()
 }
 
 async fn poll(State(state): Shared, Path(queue): Path<String>, headers: HeaderMap) -> Response {
@@ -177,6 +198,7 @@ async fn poll(State(state): Shared, Path(queue): Path<String>, headers: HeaderMa
         user: user.clone(),
         client_id,
         queue: queue.clone(),
+        at: std::time::Instant::now(),
     });
     let released = state.released;
     let script = state.scripts.entry(user).or_default();

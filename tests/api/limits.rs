@@ -151,3 +151,36 @@ async fn stop_turns_readiness_off_lets_in_flight_requests_finish_and_refuses_new
     let records = read_topic(&bootstrap, "finhook.events", 1, Duration::from_secs(10)).await;
     assert_eq!(records.len(), 1);
 }
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_answered_431_and_a_normal_one_passes() {
+    let app = spawn_app("[server]\nmax_header_bytes = 16384").await;
+    let body = fixture("bridge/test-event.json");
+    let signature = crate::helpers::bridge_signature(&body);
+    // 200 KB of headers used to be read and answered 200.
+    let mut huge = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    let padding = "p".repeat(200_000);
+    let request = format!(
+        "POST /webhooks/bridge HTTP/1.1\r\nHost: x\r\nX-Padding: {padding}\r\nBridgeApi-Signature: {signature}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    // The server may close while we still write: only its answer matters.
+    let _ = huge.write_all(request.as_bytes()).await;
+    let answer = read_until_closed(&mut huge).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "answered: {:?}",
+        answer.lines().next()
+    );
+    // Headers a little under the limit are fine.
+    let response = app
+        .post("bridge")
+        .header("BridgeApi-Signature", signature)
+        .header("x-padding", "p".repeat(12_000))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    app.assert_still_serving().await;
+}

@@ -12,6 +12,7 @@ mod hostile;
 mod limits;
 mod poller;
 mod process;
+mod refusals;
 mod secrets;
 mod simulator;
 mod tls;

@@ -147,6 +147,10 @@ async fn unreadable_events_go_to_the_dead_letter_topic_and_the_rest_publishes() 
     assert!(letters
         .iter()
         .all(|letter| letter.header("ce_ingress") == "queue"));
+    let schema = crate::common::DeadLetterSchema::load();
+    for letter in &letters {
+        schema.assert_valid(&letter.headers);
+    }
 }
 
 #[tokio::test]
@@ -370,4 +374,164 @@ async fn shutdown_stops_polling_and_exits() {
     let polls = oxlin.polls_of("321");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(oxlin.polls_of("321"), polls);
+}
+
+/// The longest run of polls that followed each other at once (less than half the 100 ms
+/// interval apart).
+fn longest_immediate_run(times: &[Instant]) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    for pair in times.windows(2) {
+        if pair[1] - pair[0] < Duration::from_millis(50) {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    longest
+}
+
+#[tokio::test]
+async fn empty_pages_wait_the_interval_like_an_empty_queue() {
+    let oxlin = FakeOxlin::start().await;
+    let empty_pages = (0..30)
+        .map(|index| match index % 3 {
+            0 => Step::Page(b"[]".to_vec()),
+            1 => Step::Page(br#"{"events": []}"#.to_vec()),
+            _ => Step::Page(b" \n".to_vec()),
+        })
+        .collect();
+    oxlin.script("321", empty_pages);
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    eventually("polls", || oxlin.polls_of("321") >= 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let times = oxlin.poll_times("321");
+    assert_eq!(
+        longest_immediate_run(&times),
+        0,
+        "an empty page is followed by the interval, never an immediate poll"
+    );
+    // 100 ms ± 10 %: nowhere near the hundreds of polls a hot loop makes.
+    let span = *times.last().unwrap() - times[0];
+    assert!(
+        times.len() as u128 <= span.as_millis() / 85 + 2,
+        "{} polls in {span:?}",
+        times.len()
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"finhook_polls_total{outcome="events",poller="oxlin"} 0"#),
+        "empty pages count as empty polls: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_is_drained_with_a_bounded_run_of_immediate_polls() {
+    let oxlin = FakeOxlin::start().await;
+    let pages = (0..25)
+        .map(|index| {
+            Step::Page(
+                serde_json::to_vec(&serde_json::json!([{
+                    "id": format!("d-{index:02}"),
+                    "name": "SYNC_STARTED",
+                    "event_status": "RUNNING",
+                    "resource_type": "CONNECTIONS",
+                    "resource": { "id": "c1" }
+                }]))
+                .unwrap(),
+            )
+        })
+        .collect();
+    oxlin.script("321", pages);
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let published = events(&app, 25).await;
+    let expected: Vec<String> = (0..25).map(|index| format!("d-{index:02}")).collect();
+    assert_eq!(ids(&published), expected, "all, once, in order");
+    let run = longest_immediate_run(&oxlin.poll_times("321"));
+    assert!(
+        (5..=10).contains(&run),
+        "pages are drained at once, but at most 10 polls in a row: {run}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_added_while_running_is_subscribed_and_polled_at_once() {
+    let oxlin = FakeOxlin::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("users.toml");
+    std::fs::write(&path, users_file(&["alice".to_owned()])).unwrap();
+    // A long interval: a jittered first poll would come seconds, even a minute, later.
+    let poller = oxlin
+        .poller_toml("oxlin", "t")
+        .replace(r#"interval = "100ms""#, r#"interval = "1m""#);
+    let toml = format!("{poller}\nreload_interval = \"100ms\"\nusers_file = {path:?}\n");
+    let _app = spawn_app(&toml).await;
+    // Users present at start subscribe at once too; their first polls are spread.
+    eventually("alice subscribed", || oxlin.subscriptions_of("alice") > 0).await;
+
+    std::fs::write(&path, users_file(&["alice".to_owned(), "bob".to_owned()])).unwrap();
+    let added = Instant::now();
+    eventually("bob polled", || oxlin.polls_of("bob") > 0).await;
+    assert_eq!(oxlin.subscriptions_of("bob"), 1);
+    assert!(
+        added.elapsed() < Duration::from_secs(3),
+        "bob waited {:?} (reload interval 100 ms)",
+        added.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_location_naming_the_versioned_path_is_not_prefixed_twice() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.set_location_prefix("/v2.1");
+    oxlin.script("321", vec![page("poll-page-2-wrapped.json")]);
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let published = events(&app, 1).await;
+    assert_eq!(ids(&published), ["q-0004"]);
+    assert_eq!(
+        oxlin.subscriptions_of("321"),
+        1,
+        "no 404, no resubscription"
+    );
+}
+
+#[tokio::test]
+async fn an_event_kafka_can_never_take_is_dead_lettered_and_the_queue_goes_on() {
+    let oxlin = FakeOxlin::start().await;
+    let event = |id: &str, code: &str| {
+        serde_json::json!({
+            "id": id, "type": code, "event_status": "RUNNING",
+            "resource_type": "CONNECTIONS", "resource": { "id": "c1" }
+        })
+    };
+    let huge = event("big", &"X".repeat(24_000));
+    let huge_bytes = serde_json::to_vec(&huge).unwrap();
+    oxlin.script(
+        "321",
+        vec![
+            Step::Page(
+                serde_json::to_vec(&serde_json::json!([
+                    event("a", "SYNC_STARTED"),
+                    huge,
+                    event("b", "SYNC_STARTED")
+                ]))
+                .unwrap(),
+            ),
+            Step::Page(serde_json::to_vec(&serde_json::json!([event("c", "SYNC_ENDED")])).unwrap()),
+        ],
+    );
+    let config = format!(
+        "[server]\nbody_limit_bytes = 40000\n[kafka.properties]\n\"message.max.bytes\" = 60000\n{}{}",
+        oxlin.poller_toml("oxlin", "t"),
+        users_toml("oxlin", &["321"])
+    );
+    let app = spawn_app(&config).await;
+    let published = events(&app, 3).await;
+    assert_eq!(ids(&published), ["a", "b", "c"], "the queue is not jammed");
+    let letters = read_topic(&app.bootstrap, app.dead_letter_topic(), 1, WAIT).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].header("ce_reason"), "record_too_large");
+    assert_eq!(letters[0].header("ce_ingress"), "queue");
+    assert_eq!(letters[0].value, huge_bytes, "the event's raw JSON");
 }

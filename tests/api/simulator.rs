@@ -33,6 +33,8 @@ async fn simulated_oxlin_feeds_the_poller_in_order_per_connection() {
         environment = "custom"
         api_url = "http://{address}/v2.1"
         token_url = "http://{address}/token"
+        client_id = "finhook-sim"
+        client_secret = "sim-secret"
         interval = "200ms"
         users_file = {users:?}
         "#

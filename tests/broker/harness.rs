@@ -33,21 +33,34 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+const INSTALL_TANSU: &str =
+    "cargo install --locked tansu --version 0.6.0 --features dynostore,libsql (.ci/run does it)";
+
 /// The tansu binary: `$TANSU_BIN`, else `tansu` on the PATH (.ci/run installs it).
-fn tansu_binary() -> PathBuf {
+fn find_tansu() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
-        return path.into();
+        return Some(path.into());
     }
-    let found = std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("tansu"))
-                .find(|path| path.exists())
-        })
-        .unwrap_or_default();
-    found.unwrap_or_else(|| {
-        panic!("the real-broker tier needs tansu: cargo install --locked tansu --features dynostore,libsql (.ci/run does it)")
-    })
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("tansu"))
+        .find(|path| path.exists())
+}
+
+fn tansu_binary() -> PathBuf {
+    find_tansu().unwrap_or_else(|| panic!("the real-broker tier needs tansu: {INSTALL_TANSU}"))
+}
+
+/// Whether this tier can run. Without tansu a developer's `cargo test` skips it, saying so;
+/// with `FINHOOK_REQUIRE_TANSU` set (as .ci/run does) a missing tansu fails instead.
+pub fn tansu_installed_or_skip(test: &str) -> bool {
+    if find_tansu().is_some() {
+        return true;
+    }
+    if std::env::var_os("FINHOOK_REQUIRE_TANSU").is_some() {
+        panic!("FINHOOK_REQUIRE_TANSU is set but tansu is not installed: {INSTALL_TANSU}");
+    }
+    eprintln!("SKIPPED {test}: the real-broker tier needs tansu ({INSTALL_TANSU})");
+    false
 }
 
 /// A tansu broker on a fixed port, storing in a directory that outlives its restarts.

@@ -41,6 +41,11 @@ async fn wait_ready(finhook: &Finhook, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_and_restarted_mid_load_loses_nothing_answered_2xx() {
+    if !harness::tansu_installed_or_skip(
+        "broker_killed_and_restarted_mid_load_loses_nothing_answered_2xx",
+    ) {
+        return;
+    }
     let mut tansu = Tansu::start();
     let finhook = Finhook::start(&tansu.bootstrap(), "");
     let stop = Arc::new(AtomicBool::new(false));
@@ -90,6 +95,11 @@ async fn broker_killed_and_restarted_mid_load_loses_nothing_answered_2xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finhook_sigterm_mid_load_exits_zero_and_loses_nothing_answered_2xx() {
+    if !harness::tansu_installed_or_skip(
+        "finhook_sigterm_mid_load_exits_zero_and_loses_nothing_answered_2xx",
+    ) {
+        return;
+    }
     let tansu = Tansu::start();
     let mut finhook = Finhook::start(&tansu.bootstrap(), "");
     let stop = Arc::new(AtomicBool::new(false));
@@ -113,6 +123,9 @@ async fn finhook_sigterm_mid_load_exits_zero_and_loses_nothing_answered_2xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finhook_sigkill_mid_load_loses_nothing_answered_2xx() {
+    if !harness::tansu_installed_or_skip("finhook_sigkill_mid_load_loses_nothing_answered_2xx") {
+        return;
+    }
     let tansu = Tansu::start();
     let mut finhook = Finhook::start(&tansu.bootstrap(), "");
     let stop = Arc::new(AtomicBool::new(false));
@@ -141,6 +154,11 @@ fn queue_position(id: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poller_with_the_broker_killed_mid_batch_publishes_every_event_in_order() {
+    if !harness::tansu_installed_or_skip(
+        "poller_with_the_broker_killed_mid_batch_publishes_every_event_in_order",
+    ) {
+        return;
+    }
     let simulation = OxlinSimulation {
         events_per_minute: 120.0,
         token_lifetime: Duration::from_secs(3600),
@@ -163,6 +181,8 @@ async fn poller_with_the_broker_killed_mid_batch_publishes_every_event_in_order(
             environment = "custom"
             api_url = "http://{address}/v2.1"
             token_url = "http://{address}/token"
+            client_id = "finhook-sim"
+            client_secret = "sim-secret"
             interval = "200ms"
             backoff_initial = "100ms"
             backoff_max = "2s"

@@ -39,28 +39,37 @@ pub fn webhook_fixtures(provider: &str) -> Vec<(String, Vec<u8>)> {
 
 pub struct EnvelopeSchema(jsonschema::Validator);
 
+/// A JSON Schema of `schemas/`, compiled with format checks on.
+fn compile_schema(file: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(file);
+    let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|error| panic!("{file} compiles: {error}"))
+}
+
+fn assert_conforms(validator: &jsonschema::Validator, instance: &Value, what: &str, schema: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|error| format!("{} at {}", error, error.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} violates {schema}: {errors:#?}\n{instance:#}"
+    );
+}
+
 impl EnvelopeSchema {
     pub fn load() -> Self {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/envelope.schema.json");
-        let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let validator = jsonschema::options()
-            .should_validate_formats(true)
-            .build(&schema)
-            .expect("the envelope schema compiles");
-        Self(validator)
+        Self(compile_schema("envelope.schema.json"))
     }
 
     /// Panics with every violation when `envelope` does not conform.
     pub fn assert_valid(&self, envelope: &Value, what: &str) {
-        let errors: Vec<String> = self
-            .0
-            .iter_errors(envelope)
-            .map(|error| format!("{} at {}", error, error.instance_path))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{what} violates the envelope schema: {errors:#?}\n{envelope:#}"
-        );
+        assert_conforms(&self.0, envelope, what, "the envelope schema");
     }
 
     pub fn schema_types() -> Vec<String> {
@@ -83,4 +92,23 @@ pub fn binary(path: &str) -> std::process::Command {
         command.env_remove(name);
     }
     command
+}
+
+/// schemas/dead-letter.schema.json: a dead-letter record's headers as a JSON object.
+pub struct DeadLetterSchema(jsonschema::Validator);
+
+impl DeadLetterSchema {
+    pub fn load() -> Self {
+        Self(compile_schema("dead-letter.schema.json"))
+    }
+
+    pub fn assert_valid(&self, headers: &std::collections::BTreeMap<String, String>) {
+        let instance = serde_json::to_value(headers).unwrap();
+        assert_conforms(
+            &self.0,
+            &instance,
+            "a dead letter",
+            "the dead-letter schema",
+        );
+    }
 }

@@ -1,0 +1,135 @@
+//! Records Kafka can never take: the producer is configured with a small `message.max.bytes`
+//! (and body limits that fit it, as check-config demands), and events whose envelope outgrows
+//! it are diverted to the dead-letter topic rather than answered 503 forever.
+
+use std::time::Duration;
+
+use rdkafka::types::RDKafkaRespErr;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::common::DeadLetterSchema;
+use crate::helpers::{read_topic, spawn_app, TestApp};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A producer that takes records up to 60,000 bytes, and bodies up to 40,000 (which, with the
+/// 16 KiB envelope allowance, fits).
+const SMALL_RECORDS: &str = r#"
+[server]
+body_limit_bytes = 40000
+max_header_bytes = 65536
+[kafka.properties]
+"message.max.bytes" = 60000
+"#;
+
+/// A signed Bridge event of about `size` bytes whose `type` is long: the envelope carries the
+/// type twice more (attribute and header), so it outgrows a record the raw body fits in.
+fn bridge_event_with_a_long_type(size: usize) -> Vec<u8> {
+    let long_type = "x".repeat(size - 100);
+    serde_json::to_vec(&json!({
+        "type": long_type,
+        "timestamp": 1612782588323u64,
+        "content": { "item_id": 1, "user_uuid": "u" }
+    }))
+    .unwrap()
+}
+
+/// The dead-letter topic's records, each checked against schemas/dead-letter.schema.json.
+async fn dead_letters(app: &TestApp, expected: usize) -> Vec<crate::helpers::Record> {
+    let records = read_topic(&app.bootstrap, app.dead_letter_topic(), expected, WAIT).await;
+    let schema = DeadLetterSchema::load();
+    for record in &records {
+        schema.assert_valid(&record.headers);
+    }
+    records
+}
+
+#[tokio::test]
+async fn an_envelope_too_large_for_kafka_is_dead_lettered_with_its_raw_body_not_retried() {
+    let app = spawn_app(SMALL_RECORDS).await;
+    let body = bridge_event_with_a_long_type(25_000);
+    let response = app.post_bridge(&body).await;
+    assert_eq!(response.status(), 200, "not a 503: retrying cannot help");
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    assert_eq!(answer["reason"], "record_too_large");
+
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].value, body, "the raw body, byte for byte");
+    assert_eq!(letters[0].header("ce_reason"), "record_too_large");
+    assert_eq!(letters[0].header("ce_type"), "io.finhook.deadletter");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"finhook_publish_failures_total{reason="too_large",record="event"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains(r#"finhook_dead_letters_total{reason="record_too_large",source="bridge"} 1"#));
+    app.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_body_too_large_even_for_the_dead_letter_topic_leaves_its_digest_and_a_413() {
+    let app = spawn_app(SMALL_RECORDS).await;
+    let body = bridge_event_with_a_long_type(30_000);
+    // The request's own headers travel with a dead letter: with these it cannot fit.
+    let response = app
+        .post("bridge")
+        .header(
+            "BridgeApi-Signature",
+            crate::helpers::bridge_signature(&body),
+        )
+        .header("x-padding", "p".repeat(40_000))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(response.headers().get("retry-after").is_none());
+
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters.len(), 1, "one digest record");
+    let letter = &letters[0];
+    assert!(letter.value.is_empty(), "the body is left out");
+    assert_eq!(letter.header("ce_reason"), "record_too_large");
+    assert_eq!(letter.header("ce_bodysize"), body.len().to_string());
+    assert_eq!(
+        letter.header("ce_bodysha256"),
+        hex::encode(Sha256::digest(&body))
+    );
+    assert!(!letter.headers.contains_key("http_x-padding"));
+    app.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_topic_kafka_refuses_diverts_events_to_the_dead_letter_topic() {
+    let app = spawn_app(
+        r#"
+        [[kafka.routes]]
+        provider = "linxo"
+        topic = "finhook.forbidden"
+        "#,
+    )
+    .await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .set_topic_error(
+            "finhook.forbidden",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let body = crate::common::fixture("linxo/connection-updated-2-accounts.json");
+    let response = app.post_linxo(&body).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    assert_eq!(answer["reason"], "kafka_refused");
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters[0].value, body);
+    assert_eq!(letters[0].header("ce_reason"), "kafka_refused");
+    // Bridge events are routed elsewhere and still go through.
+    app.assert_still_serving().await;
+}
