@@ -15,10 +15,12 @@ use crate::http::server::{self, ConnectionLimits};
 use crate::http::tls::ReloadingTls;
 use crate::http::{ops_router, webhook_router, AppState};
 use crate::metrics::Metrics;
+use crate::poller::assignment::RegistryPolling;
 use crate::poller::client::OxlinClient;
 use crate::poller::Poller;
 use crate::publish::embedded::EmbeddedKafka;
 use crate::publish::Publisher;
+use crate::registry::admin::RegistryKafka;
 use crate::sources::Sources;
 
 /// How long the producer may take to deliver what it still holds at shutdown.
@@ -27,8 +29,10 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A configured finhook, ready to serve.
 pub struct App {
     state: Arc<AppState>,
-    /// Queue pollers with their initial users (this replica's shard).
+    /// Queue pollers with their initial users (this replica's shard), in file mode.
     pollers: Vec<(Poller, Vec<(String, UserCredentials)>)>,
+    /// In registry mode: every poller, its users taken from the registry's consumer group.
+    registry_polling: Option<RegistryPolling>,
     health_interval: Duration,
     limits: ConnectionLimits,
     /// HTTPS for the webhook listener, reloaded when its files change.
@@ -81,10 +85,44 @@ impl App {
                 metrics.clone(),
                 config.server.shutdown_grace,
             )?;
-            let users = poller.load_users()?;
-            tracing::info!(poller = %name, users = users.len(), shard = poller_config.shard_index, shards = poller_config.shard_count, "queue poller configured");
-            pollers.push((poller, users));
+            pollers.push(poller);
         }
+        let (pollers, registry_polling) = if config.registry.enabled {
+            let keyring = config.registry.keyring()?;
+            if let Some(embedded) = &embedded_kafka {
+                for topic in [&config.registry.users_topic, &config.registry.state_topic] {
+                    embedded
+                        .create_topic(topic, config.registry.partitions)
+                        .context("creating the registry topics in the embedded Kafka")?;
+                }
+            }
+            tracing::info!(pollers = pollers.len(), topic = %config.registry.users_topic, "queue pollers take their users from the registry");
+            let polling = RegistryPolling {
+                pollers: pollers
+                    .into_iter()
+                    .map(|poller| (poller.name().to_owned(), poller))
+                    .collect(),
+                kafka: RegistryKafka {
+                    bootstrap: bootstrap.clone(),
+                    properties: properties.clone(),
+                    config: config.registry.clone(),
+                },
+                keyring: Arc::new(keyring),
+                publisher: Arc::clone(&publisher),
+                metrics: metrics.clone(),
+                grace: config.server.shutdown_grace,
+            };
+            (Vec::new(), Some(polling))
+        } else {
+            let mut with_users = Vec::new();
+            for poller in pollers {
+                let users = poller.load_users()?;
+                let poller_config = &config.pollers[poller.name()];
+                tracing::info!(poller = %poller.name(), users = users.len(), shard = poller_config.shard_index, shards = poller_config.shard_count, "queue poller configured");
+                with_users.push((poller, users));
+            }
+            (with_users, None)
+        };
         let state = Arc::new(AppState {
             sources,
             publisher,
@@ -106,6 +144,7 @@ impl App {
         Ok(Self {
             state,
             pollers,
+            registry_polling,
             limits,
             tls,
             shutdown_grace: config.server.shutdown_grace,
@@ -142,7 +181,7 @@ impl App {
             webhooks = %webhook_listener.local_addr()?,
             operations = %ops_listener.local_addr()?,
             sources = self.state.sources.names().count(),
-            pollers = self.pollers.len(),
+            pollers = self.pollers.len() + self.registry_polling.as_ref().map_or(0, |polling| polling.pollers.len()),
             "finhook serving"
         );
         let publisher = Arc::clone(&self.state.publisher);
@@ -177,6 +216,9 @@ impl App {
         let mut poller_tasks = tokio::task::JoinSet::new();
         for (poller, users) in std::mem::take(&mut self.pollers) {
             poller_tasks.spawn(poller.run(users, stop.child_token()));
+        }
+        if let Some(registry_polling) = self.registry_polling.take() {
+            poller_tasks.spawn(registry_polling.run(stop.child_token()));
         }
 
         shutdown.await;

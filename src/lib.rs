@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod poller;
 pub mod providers;
 pub mod publish;
+pub mod registry;
 pub mod shutdown;
 pub mod simulator;
 pub mod sources;

@@ -3,6 +3,7 @@
 
 pub mod ip;
 pub mod poller;
+pub mod registry;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 pub use self::ip::IpRange;
 pub use self::poller::{PollerConfig, UserCredentials};
+pub use self::registry::RegistryConfig;
 pub use self::secret::{Secret, REDACTED};
 use crate::providers::ProviderKind;
 
@@ -39,6 +41,7 @@ pub struct Config {
     /// Event-queue pollers by name.
     #[serde(default)]
     pub pollers: BTreeMap<String, PollerConfig>,
+    pub registry: RegistryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,7 +364,18 @@ impl Config {
         }
         for (name, poller) in &self.pollers {
             poller.validate(name, &mut problems);
+            if self.registry.enabled && (!poller.users.is_empty() || poller.users_file.is_some()) {
+                problems.push(format!(
+                    "pollers.{name}: with registry.enabled its users come from registry.users_topic; remove users and users_file (`finhook users import` moves a users file there)"
+                ));
+            }
+            if self.registry.enabled && poller.shard_count != 1 {
+                problems.push(format!(
+                    "pollers.{name}.shard_count: with registry.enabled replicas share users through the consumer group; remove shard_index and shard_count"
+                ));
+            }
         }
+        self.registry.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -487,7 +501,7 @@ pub const ENVELOPE_OVERHEAD_BYTES: usize = 16 * 1024;
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
-fn check_topic_name(key: &str, topic: &str, problems: &mut Vec<String>) {
+pub(crate) fn check_topic_name(key: &str, topic: &str, problems: &mut Vec<String>) {
     let valid = !topic.is_empty()
         && topic.len() <= 249
         && topic

@@ -4,6 +4,7 @@
 //! providers, canonical types, reasons. Never an id, a path or an address.
 
 mod poller;
+mod registry;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use prometheus::{
 };
 
 pub use self::poller::{PollOutcome, PollerMetrics};
+pub use self::registry::RegistryMetrics;
 use crate::envelope::{EventType, Ingress};
 use crate::providers::ProviderKind;
 
@@ -121,6 +123,8 @@ pub struct Metrics {
     kafka_fatal: IntGauge,
     /// The queue pollers' collectors.
     pub poller: PollerMetrics,
+    /// The users registry's collectors (registry mode).
+    pub users_registry: RegistryMetrics,
 }
 
 impl Metrics {
@@ -211,8 +215,10 @@ impl Metrics {
             .set(1);
 
         let poller = PollerMetrics::new(&registry)?;
+        let users_registry = RegistryMetrics::new(&registry)?;
         Ok(Self {
             poller,
+            users_registry,
             registry,
             webhook_requests,
             webhook_duration,

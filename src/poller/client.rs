@@ -106,8 +106,12 @@ pub trait QueueApi: Send + Sync + 'static {
         password: &Secret,
     ) -> impl Future<Output = Result<Token, PollError>> + Send;
 
-    /// Subscribes to a new queue; returns its URL.
-    fn subscribe(&self, token: &Secret) -> impl Future<Output = Result<Url, PollError>> + Send;
+    /// Subscribes to a new queue for `topics`; returns its URL.
+    fn subscribe(
+        &self,
+        token: &Secret,
+        topics: &[String],
+    ) -> impl Future<Output = Result<Url, PollError>> + Send;
 
     /// Polls a queue once.
     fn poll(
@@ -149,6 +153,23 @@ impl OxlinClient {
             in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             request_timeout: config.request_timeout,
         }
+    }
+
+    /// The poller's subscription topics (a user may have its own).
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// The URL of a queue named by an id (`abc`), a path (`/queues/abc`) or a URL, as a
+    /// provider's widget flow hands it out.
+    pub fn queue_reference(&self, reference: &str) -> Result<Url, PollError> {
+        let reference = reference.trim();
+        let subscribe = self
+            .api
+            .join("queues/subscribe")
+            .expect("a relative path joins");
+        // A bare id resolves beside `queues/subscribe`: `queues/{id}`.
+        queue_url(&self.api, &subscribe, reference)
     }
 
     /// The HTTP client every poller shares: one connection pool, rustls.
@@ -217,7 +238,7 @@ impl QueueApi for OxlinClient {
     }
 
     /// `POST /queues/subscribe` → 201 with `Location: /queues/{id}`; returns the queue URL.
-    async fn subscribe(&self, token: &Secret) -> Result<Url, PollError> {
+    async fn subscribe(&self, token: &Secret, topics: &[String]) -> Result<Url, PollError> {
         let _permit = self.in_flight.acquire().await.expect("never closed");
         let url = self
             .api
@@ -228,7 +249,7 @@ impl QueueApi for OxlinClient {
             .post(url.clone())
             .timeout(self.request_timeout)
             .header(AUTHORIZATION, bearer(token))
-            .json(&json!({ "topics": self.topics }))
+            .json(&json!({ "topics": topics }))
             .send()
             .await
             .map_err(PollError::from_reqwest)?;
@@ -366,6 +387,14 @@ mod tests {
         assert_eq!(
             resolve("http://127.0.0.1:7070/", "/queues/abc"),
             "http://127.0.0.1:7070/queues/abc"
+        );
+    }
+
+    #[test]
+    fn a_bare_queue_id_resolves_under_queues() {
+        assert_eq!(
+            resolve("https://api.oxlin.io/v2.1/", "q-42"),
+            "https://api.oxlin.io/v2.1/queues/q-42"
         );
     }
 

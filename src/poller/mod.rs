@@ -1,6 +1,7 @@
 //! Oxlin event-queue polling: one supervised loop per configured user, the user list reloaded
 //! on SIGHUP or when its file changes, users split between replicas by static sharding.
 
+pub mod assignment;
 mod backoff;
 pub mod client;
 mod user;
@@ -90,6 +91,33 @@ impl Poller {
         &self.name
     }
 
+    pub(crate) fn client(&self) -> &OxlinClient {
+        &self.client
+    }
+
+    /// A loop for one user of this poller, subscribing to the poller's topics; the caller may
+    /// set the registry-mode fields (topics, resume, state) before running it.
+    pub(crate) fn user_loop(
+        &self,
+        id: &str,
+        credentials: UserCredentials,
+        first_poll_delay: Duration,
+    ) -> UserLoop<OxlinClient> {
+        UserLoop {
+            poller: Arc::clone(&self.name),
+            user_id: id.to_owned(),
+            credentials,
+            client: Arc::clone(&self.client),
+            publisher: Arc::clone(&self.publisher),
+            metrics: self.metrics.clone(),
+            settings: self.settings.clone(),
+            first_poll_delay,
+            topics: self.client.topics().to_vec(),
+            resume: None,
+            state: None,
+        }
+    }
+
     /// Notifying this reloads the user list, like SIGHUP.
     pub fn reload_trigger(&self) -> Arc<Notify> {
         Arc::clone(&self.reload)
@@ -166,19 +194,11 @@ impl Poller {
                 continue;
             }
             let user_stop = stop.child_token();
-            let user_loop = UserLoop {
-                poller: Arc::clone(&self.name),
-                user_id: id.clone(),
-                credentials: credentials.clone(),
-                client: Arc::clone(&self.client),
-                publisher: Arc::clone(&self.publisher),
-                metrics: self.metrics.clone(),
-                settings: self.settings.clone(),
-                first_poll_delay: match start {
-                    Start::Spread => jitter(self.settings.interval),
-                    Start::AtOnce => Duration::ZERO,
-                },
+            let first_poll_delay = match start {
+                Start::Spread => jitter(self.settings.interval),
+                Start::AtOnce => Duration::ZERO,
             };
+            let user_loop = self.user_loop(&id, credentials.clone(), first_poll_delay);
             tasks.spawn(user_loop.run(user_stop.clone()));
             running.insert(
                 id,

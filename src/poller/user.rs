@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -29,6 +29,7 @@ use crate::envelope::{Envelope, Ingress, Origin};
 use crate::metrics::{Metrics, PollOutcome};
 use crate::providers::{queue_envelope, split_queue_page, NormalizeError, ProviderKind};
 use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
+use crate::registry::state::QueueState;
 
 /// A token is renewed this long before it expires (or at 90 % of its life if that is shorter).
 const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
@@ -58,6 +59,31 @@ pub struct UserLoop<Api> {
     /// Wait before the first poll (the queue is subscribed to at once, before it): spreads the
     /// users present at start over one interval; zero for a user added while running.
     pub first_poll_delay: Duration,
+    /// Queue subscription topics of this user (the poller's, unless the registry gives others).
+    pub topics: Vec<String>,
+    /// A queue to poll instead of subscribing: one a previous owner left (still alive), or one
+    /// the provider's widget flow gave. If it turns out gone, the loop subscribes anew.
+    pub resume: Option<Url>,
+    /// Where the queue state is saved (registry mode), so another replica can resume it.
+    pub state: Option<StateSink>,
+}
+
+/// Saves one user's queue state on the state topic, in the partition of the user's registry
+/// record.
+pub struct StateSink {
+    pub publisher: Arc<Publisher>,
+    pub topic: String,
+    pub partition: i32,
+    /// How often the last query time is saved while polling.
+    pub interval: Duration,
+}
+
+/// What the loop knows of its queue, for the state topic.
+#[derive(Default)]
+struct QueueClock {
+    subscribed_at: Option<SystemTime>,
+    last_query_at: Option<SystemTime>,
+    saved_at: Option<Instant>,
 }
 
 struct CachedToken {
@@ -72,17 +98,37 @@ enum Stop {
 
 impl<Api: QueueApi> UserLoop<Api> {
     pub async fn run(self, stop: CancellationToken) {
+        let mut queue: Option<Url> = self.resume.clone();
+        let mut clock = QueueClock::default();
+        self.poll_until_stopped(&mut queue, &mut clock, &stop).await;
+        // What a replica taking this user over needs: the queue and its last query.
+        self.save_state(&queue, &mut clock, true).await;
+    }
+
+    async fn poll_until_stopped(
+        &self,
+        queue: &mut Option<Url>,
+        clock: &mut QueueClock,
+        stop: &CancellationToken,
+    ) {
         let mut token: Option<CachedToken> = None;
-        let mut queue: Option<Url> = None;
+        let resumed = queue.is_some();
         // The queue must exist before the user's next synchronization starts: subscribe now.
         if self
-            .cycle(&mut token, &mut queue, Step::Subscribe, &stop)
+            .cycle(&mut token, queue, clock, Step::Subscribe, stop)
             .await
             .is_err()
         {
             return;
         }
-        if sleep_or_stop(self.first_poll_delay, &stop).await.is_err() {
+        self.save_state(queue, clock, false).await;
+        // A resumed queue holds events stacked since its last owner stopped: poll at once.
+        let first_wait = if resumed {
+            Duration::ZERO
+        } else {
+            self.first_poll_delay
+        };
+        if sleep_or_stop(first_wait, stop).await.is_err() {
             return;
         }
         let mut drain_polls = 0u32;
@@ -90,7 +136,9 @@ impl<Api: QueueApi> UserLoop<Api> {
             if stop.is_cancelled() {
                 return;
             }
-            let wait = match self.cycle(&mut token, &mut queue, Step::Poll, &stop).await {
+            let outcome = self.cycle(&mut token, queue, clock, Step::Poll, stop).await;
+            self.save_state(queue, clock, false).await;
+            let wait = match outcome {
                 Ok(CycleResult::Published) if drain_polls < MAX_DRAIN_POLLS => {
                     // More may be waiting: poll again at once, a bounded number of times.
                     drain_polls += 1;
@@ -102,8 +150,43 @@ impl<Api: QueueApi> UserLoop<Api> {
                 }
                 Err(Stop::Requested) => return,
             };
-            if sleep_or_stop(wait, &stop).await.is_err() {
+            if sleep_or_stop(wait, stop).await.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// Saves the queue state when it changed (a new queue), when `state.interval` passed since
+    /// the last save, or when `last` (the loop is ending). Failures are logged: the next owner
+    /// then subscribes anew, which loses nothing that was published.
+    async fn save_state(&self, queue: &Option<Url>, clock: &mut QueueClock, last: bool) {
+        let (Some(sink), Some(queue)) = (&self.state, queue) else {
+            return;
+        };
+        let Some(subscribed_at) = clock.subscribed_at else {
+            return;
+        };
+        let due = clock
+            .saved_at
+            .is_none_or(|saved| saved.elapsed() >= sink.interval);
+        if !(last || due) {
+            return;
+        }
+        let last_query_at = clock.last_query_at.unwrap_or(subscribed_at);
+        let state = QueueState::new(queue.as_str(), subscribed_at, last_query_at);
+        match sink
+            .publisher
+            .publish_state(
+                &sink.topic,
+                sink.partition,
+                &self.user_id,
+                Some(&state.encode()),
+            )
+            .await
+        {
+            Ok(()) => clock.saved_at = Some(Instant::now()),
+            Err(error) => {
+                tracing::warn!(poller = %self.poller, user = %self.user_id, %error, "queue state not saved")
             }
         }
     }
@@ -114,6 +197,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         &self,
         token: &mut Option<CachedToken>,
         queue: &mut Option<Url>,
+        clock: &mut QueueClock,
         step: Step,
         stop: &CancellationToken,
     ) -> Result<CycleResult, Stop> {
@@ -125,7 +209,7 @@ impl<Api: QueueApi> UserLoop<Api> {
             if stop.is_cancelled() {
                 return Err(Stop::Requested);
             }
-            let error = match self.attempt(token, queue, step).await {
+            let error = match self.attempt(token, queue, clock, step).await {
                 Ok(None) => return Ok(CycleResult::Subscribed),
                 Ok(Some(Polled::Empty)) => return Ok(CycleResult::Empty),
                 Ok(Some(Polled::Page(page))) => {
@@ -148,6 +232,7 @@ impl<Api: QueueApi> UserLoop<Api> {
                 PollError::QueueGone(status) if queue.is_some() => {
                     tracing::info!(poller = %self.poller, user = %self.user_id, %status, "queue gone; subscribing again");
                     *queue = None;
+                    clock.subscribed_at = None;
                     self.metrics.poller.resubscribed(&self.poller);
                     if !resubscribed {
                         resubscribed = true;
@@ -178,6 +263,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         &self,
         token: &mut Option<CachedToken>,
         queue: &mut Option<Url>,
+        clock: &mut QueueClock,
         step: Step,
     ) -> Result<Option<Polled>, PollError> {
         let current = match token {
@@ -194,16 +280,22 @@ impl<Api: QueueApi> UserLoop<Api> {
         let queue_url = match queue {
             Some(url) => url.clone(),
             None => {
-                let url = self.client.subscribe(&current).await?;
+                let url = self.client.subscribe(&current, &self.topics).await?;
                 tracing::debug!(poller = %self.poller, user = %self.user_id, "subscribed to a queue");
                 *queue = Some(url.clone());
+                clock.subscribed_at = Some(SystemTime::now());
+                clock.saved_at = None;
                 url
             }
         };
         if step == Step::Subscribe {
+            // A resumed queue: its subscription time is not ours to know; "now" only bounds
+            // its age from below.
+            clock.subscribed_at.get_or_insert_with(SystemTime::now);
             return Ok(None);
         }
         let started = std::time::Instant::now();
+        clock.last_query_at = Some(SystemTime::now());
         let result = match self.client.poll(&current, &queue_url).await {
             // A page without events (`[]`, `{"events": []}`) is "nothing yet", like a 204.
             Ok(Polled::Page(page)) if page_is_empty(&page) => Ok(Polled::Empty),
@@ -502,7 +594,7 @@ mod tests {
             })
         }
 
-        async fn subscribe(&self, _: &Secret) -> Result<Url, PollError> {
+        async fn subscribe(&self, _: &Secret, _: &[String]) -> Result<Url, PollError> {
             let queue = self.subscriptions.fetch_add(1, Ordering::SeqCst);
             Ok(Url::parse(&format!("http://oxlin.test/queues/{queue}")).unwrap())
         }
@@ -546,6 +638,9 @@ mod tests {
             metrics,
             settings: settings(),
             first_poll_delay: Duration::ZERO,
+            topics: vec!["connections".to_owned()],
+            resume: None,
+            state: None,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(user_loop.run(stop.clone()));

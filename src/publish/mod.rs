@@ -260,6 +260,39 @@ impl Publisher {
         }
     }
 
+    /// Writes `value` (or a tombstone) under `key` to `partition` of a compacted state topic
+    /// and waits for the acknowledgement.
+    pub async fn publish_state(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), PublishError> {
+        if !self.health.is_ready() {
+            return Err(PublishError::NotReady);
+        }
+        let started = Instant::now();
+        let mut record = FutureRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .partition(partition);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(error, _record)| PublishError::from_kafka(error, started.elapsed()))?;
+        match tokio::time::timeout(self.ack_timeout, delivery).await {
+            Err(_elapsed) => Err(PublishError::Timeout(self.ack_timeout)),
+            Ok(Err(_canceled)) => Err(PublishError::Broker(KafkaError::Canceled)),
+            Ok(Ok(Err((error, _message)))) => {
+                Err(PublishError::from_kafka(error, started.elapsed()))
+            }
+            Ok(Ok(Ok(_))) => Ok(()),
+        }
+    }
+
     /// Writes input that was authenticated but not understood to the dead-letter topic.
     pub async fn publish_dead_letter(
         &self,

@@ -13,6 +13,7 @@ mod limits;
 mod poller;
 mod process;
 mod refusals;
+mod registry;
 mod secrets;
 mod simulator;
 mod tls;

@@ -1,4 +1,6 @@
-//! The command line: `serve`, `check-config`, `sign`, `tail`.
+//! The command line: `serve`, `check-config`, `sign`, `tail`, `users`.
+
+mod users;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -49,6 +51,16 @@ enum Command {
         #[arg(default_value = "-")]
         file: String,
     },
+    /// The users registry (registry mode): put, remove, list, import, encrypt, keygen.
+    Users {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Kafka bootstrap servers (default: kafka.brokers of the configuration).
+        #[arg(long, global = true)]
+        brokers: Option<String>,
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Print the envelopes on a topic, one JSON object per line.
     Tail {
         #[arg(long)]
@@ -77,6 +89,11 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config, skip_files } => check_config(config, skip_files),
         Command::Probe { url } => probe(&url),
         Command::Sign { secret, file } => sign(&secret, &file),
+        Command::Users {
+            config,
+            brokers,
+            command,
+        } => load(config).and_then(|config| users::run(&config, brokers, command)),
         Command::Tail {
             brokers,
             topic,
@@ -124,6 +141,9 @@ fn check_config(path: Option<PathBuf>, skip_files: bool) -> anyhow::Result<()> {
         for (name, poller) in &config.pollers {
             poller.resolve_client_secret(name)?;
             poller.load_users(name)?;
+        }
+        if config.registry.enabled {
+            config.registry.keyring()?;
         }
     }
     let mut stdout = std::io::stdout().lock();

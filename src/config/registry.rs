@@ -1,0 +1,132 @@
+//! `[registry]`: pollers' users kept on Kafka (a compacted users topic, a compacted queue-state
+//! topic) and shared between replicas through a consumer group, instead of a users file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::secret::{self, Secret};
+use super::ConfigError;
+use crate::registry::crypto::{CryptoError, Keyring};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Off: pollers take their users from `users` / `users_file`.
+    pub enabled: bool,
+    /// Compacted; key = user id, value = a user record (schemas/user-record.schema.json).
+    pub users_topic: String,
+    /// Compacted; key = user id, value = the user's queue state. Same partition count as
+    /// `users_topic`: partition p of one belongs with partition p of the other.
+    pub state_topic: String,
+    /// Partitions of both topics when finhook creates them; the unit of assignment between
+    /// replicas, so at least the largest replica count you will run.
+    pub partitions: i32,
+    /// Replication factor of both topics when finhook creates them.
+    pub replication_factor: i32,
+    /// The consumer group of every replica that polls.
+    pub group_id: String,
+    /// A replica that stops heartbeating loses its users after this long.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How often a polled user's last query time is saved (it is also saved at every handoff).
+    #[serde(with = "humantime_serde")]
+    pub state_interval: Duration,
+    /// Id of the key new records are encrypted with (`kid` in records).
+    pub key_id: String,
+    /// 32 bytes, base64 (`finhook users keygen`); or `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Older keys, still decrypting records written before a rotation.
+    #[serde(default)]
+    pub previous_keys: Vec<PreviousKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousKey {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl RegistryConfig {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if !self.enabled {
+            return;
+        }
+        for (key, topic) in [
+            ("registry.users_topic", &self.users_topic),
+            ("registry.state_topic", &self.state_topic),
+        ] {
+            super::check_topic_name(key, topic, problems);
+        }
+        if self.users_topic == self.state_topic {
+            problems.push("registry.state_topic: must differ from users_topic".to_owned());
+        }
+        if !(1..=10_000).contains(&self.partitions) {
+            problems.push("registry.partitions: between 1 and 10000".to_owned());
+        }
+        if self.replication_factor < 1 {
+            problems.push("registry.replication_factor: at least 1".to_owned());
+        }
+        if self.group_id.trim().is_empty() {
+            problems.push("registry.group_id: must not be empty".to_owned());
+        }
+        if self.session_timeout < Duration::from_secs(1) {
+            problems.push("registry.session_timeout: at least 1s".to_owned());
+        }
+        if self.state_interval.is_zero() {
+            problems.push("registry.state_interval: must be above 0".to_owned());
+        }
+        if self.key_id.is_empty() {
+            problems.push("registry.key_id: must not be empty".to_owned());
+        }
+        if self.key.is_some() == self.key_file.is_some() {
+            problems.push("registry: give exactly one of key and key_file".to_owned());
+        }
+        for (index, previous) in self.previous_keys.iter().enumerate() {
+            if previous.key.is_some() == previous.key_file.is_some() {
+                problems.push(format!(
+                    "registry.previous_keys[{index}]: give exactly one of key and key_file"
+                ));
+            }
+            if previous.id == self.key_id {
+                problems.push(format!(
+                    "registry.previous_keys[{index}].id: `{}` is the current key_id",
+                    previous.id
+                ));
+            }
+        }
+    }
+
+    /// Reads the key files and builds the keyring.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let read = |key: &str, inline: &Option<Secret>, file: &Option<PathBuf>| {
+            secret::resolve(inline, file)
+                .map_err(|source| ConfigError::SecretFile {
+                    key: key.to_owned(),
+                    path: file.clone().unwrap_or_default(),
+                    source,
+                })?
+                .ok_or_else(|| ConfigError::Invalid(vec![format!("{key}: missing")]))
+        };
+        let invalid = |error: CryptoError| ConfigError::Invalid(vec![format!("registry: {error}")]);
+        let current = read("registry.key_file", &self.key, &self.key_file)?;
+        let mut ring = Keyring::new(&self.key_id, &current).map_err(invalid)?;
+        for (index, previous) in self.previous_keys.iter().enumerate() {
+            let key = read(
+                &format!("registry.previous_keys[{index}].key_file"),
+                &previous.key,
+                &previous.key_file,
+            )?;
+            ring = ring.with_previous(&previous.id, &key).map_err(invalid)?;
+        }
+        Ok(ring)
+    }
+}

@@ -1,0 +1,519 @@
+//! Registry mode: which replica polls which users is decided by a Kafka consumer group
+//! (cooperative-sticky) on the users registry topic. No coordinator of our own.
+//!
+//! - **Assigned** partitions are read from the beginning (compacted: the current user set) up to
+//!   their end, together with the same partitions of the state topic; then their users are
+//!   polled, resuming the queue a previous owner left when it is still alive. Later records
+//!   start, change or (tombstone) stop users within seconds.
+//! - **Revoked** partitions: their users stop fetching, publish what they hold and save their
+//!   queue state; only then does the rebalance callback return and the group hand the partitions
+//!   on. A **lost** assignment (session timed out) stops them the same way, at once.
+//! - **Stop**: every user is stopped the same way, then the consumer leaves the group.
+//!
+//! The group consumer runs on a thread of its own: librdkafka calls the rebalance callback from
+//! `poll`, and the callback blocks until the async side has finished the handoff.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::user::StateSink;
+use super::Poller;
+use crate::config::UserCredentials;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::registry::admin::{RegistryKafka, StoredRecord};
+use crate::registry::crypto::Keyring;
+use crate::registry::record::{self, RegisteredUser, RegistryEntry};
+use crate::registry::state::QueueState;
+
+/// What the group consumer thread reports.
+enum GroupEvent {
+    Assigned(Vec<i32>),
+    Revoked {
+        partitions: Vec<i32>,
+        lost: bool,
+        done: std::sync::mpsc::Sender<()>,
+    },
+    Record(StoredRecord),
+    /// The consumer reached the current end of a partition.
+    CaughtUp(i32),
+}
+
+struct GroupContext {
+    topic: String,
+    events: mpsc::UnboundedSender<GroupEvent>,
+    /// The longest a revocation waits for users to hand off.
+    handoff_timeout: Duration,
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::registry::admin::report_client_error(error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let partitions = partitions_of(list, &self.topic);
+        if partitions.is_empty() {
+            return;
+        }
+        let (done, finished) = std::sync::mpsc::channel();
+        let event = GroupEvent::Revoked {
+            partitions,
+            lost: consumer.assignment_lost(),
+            done,
+        };
+        // Block the rebalance until the users have published what they hold and saved their
+        // queues: only then may another replica take them.
+        if self.events.send(event).is_ok() {
+            let _ = finished.recv_timeout(self.handoff_timeout);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions = partitions_of(list, &self.topic);
+            if !partitions.is_empty() {
+                let _ = self.events.send(GroupEvent::Assigned(partitions));
+            }
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    list.elements()
+        .iter()
+        .filter(|element| element.topic() == topic)
+        .map(|element| element.partition())
+        .collect()
+}
+
+/// The group consumer's thread: polls until `stop`, then leaves the group.
+fn run_group_consumer(
+    consumer: BaseConsumer<GroupContext>,
+    events: mpsc::UnboundedSender<GroupEvent>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                let record = StoredRecord {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                };
+                if events.send(GroupEvent::Record(record)).is_err() {
+                    break;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                let _ = events.send(GroupEvent::CaughtUp(partition));
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "registry consumer error (librdkafka retries)");
+            }
+        }
+    }
+    // Dropping the consumer closes it: it leaves the group, so the others rebalance at once.
+    drop(consumer);
+}
+
+/// One user started from the registry.
+struct RunningUser {
+    user: RegisteredUser,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A registry partition this replica owns.
+struct OwnedPartition {
+    assigned_at: Instant,
+    /// Set once the partition was read to its end after assignment.
+    caught_up: bool,
+    /// The state topic's partition, once read: queue state by user.
+    queue_states: Option<HashMap<String, QueueState>>,
+    /// What the registry wants polled (enabled users of known pollers).
+    wanted: HashMap<String, RegisteredUser>,
+    running: HashMap<String, RunningUser>,
+}
+
+impl OwnedPartition {
+    fn restored(&self) -> bool {
+        self.caught_up && self.queue_states.is_some()
+    }
+}
+
+/// The registry-mode supervisor of every poller of this process.
+pub struct RegistryPolling {
+    pub pollers: HashMap<String, Poller>,
+    pub kafka: RegistryKafka,
+    pub keyring: Arc<Keyring>,
+    pub publisher: Arc<Publisher>,
+    pub metrics: Metrics,
+    /// How long stopping users may take to publish what they hold.
+    pub grace: Duration,
+}
+
+impl RegistryPolling {
+    fn group_consumer(
+        &self,
+        events: mpsc::UnboundedSender<GroupEvent>,
+    ) -> Result<BaseConsumer<GroupContext>, KafkaError> {
+        let registry = &self.kafka.config;
+        let session_ms = registry.session_timeout.as_millis().to_string();
+        let heartbeat_ms = (registry.session_timeout / 3)
+            .as_millis()
+            .max(100)
+            .to_string();
+        let mut config: ClientConfig = self.kafka.client_config();
+        config
+            .set("group.id", &registry.group_id)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("allow.auto.create.topics", "false")
+            .set("session.timeout.ms", session_ms)
+            .set("heartbeat.interval.ms", heartbeat_ms);
+        let context = GroupContext {
+            topic: registry.users_topic.clone(),
+            events,
+            handoff_timeout: self.grace + Duration::from_secs(5),
+        };
+        let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
+        consumer.subscribe(&[&registry.users_topic])?;
+        Ok(consumer)
+    }
+
+    /// Polls the users of the partitions this replica is assigned, until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let kafka = self.kafka.clone();
+        tokio::spawn(async move {
+            if let Err(error) = kafka.ensure_topics().await {
+                tracing::warn!(error = %format!("{error:#}"), "registry topics not checked");
+            }
+        });
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let consumer = match self.group_consumer(events_tx.clone()) {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                tracing::error!(%error, "the registry consumer cannot start; no user is polled");
+                stop.cancelled().await;
+                return;
+            }
+        };
+        let thread_stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let thread_stop = Arc::clone(&thread_stop);
+            let events_tx = events_tx.clone();
+            std::thread::Builder::new()
+                .name("finhook-registry".to_owned())
+                .spawn(move || run_group_consumer(consumer, events_tx, thread_stop))
+                .expect("spawning the registry consumer thread")
+        };
+        drop(events_tx);
+        self.report_partition_count();
+        let (states_tx, mut states) =
+            mpsc::unbounded_channel::<(i32, HashMap<String, QueueState>)>();
+        let mut owned: HashMap<i32, OwnedPartition> = HashMap::new();
+        tracing::info!(group = %self.kafka.config.group_id, topic = %self.kafka.config.users_topic, "registry mode: waiting for partitions");
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some((partition, loaded)) = states.recv() => {
+                    if let Some(entry) = owned.get_mut(&partition) {
+                        entry.queue_states = Some(loaded);
+                        self.start_if_restored(partition, entry);
+                    }
+                }
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    match event {
+                        GroupEvent::Assigned(partitions) => {
+                            self.metrics.users_registry.rebalanced("assigned");
+                            tracing::info!(?partitions, "registry partitions assigned");
+                            for partition in partitions {
+                                owned.insert(partition, OwnedPartition {
+                                    assigned_at: Instant::now(),
+                                    caught_up: false,
+                                    queue_states: None,
+                                    wanted: HashMap::new(),
+                                    running: HashMap::new(),
+                                });
+                                self.load_queue_states(partition, states_tx.clone());
+                            }
+                        }
+                        GroupEvent::Revoked { partitions, lost, done } => {
+                            self.metrics.users_registry.rebalanced(if lost { "lost" } else { "revoked" });
+                            tracing::info!(?partitions, lost, "registry partitions revoked; handing their users off");
+                            let mut stopping = Vec::new();
+                            for partition in &partitions {
+                                if let Some(entry) = owned.remove(partition) {
+                                    stopping.extend(entry.running.into_values());
+                                }
+                            }
+                            self.stop_users(stopping).await;
+                            let _ = done.send(());
+                        }
+                        GroupEvent::Record(stored) => self.apply_record(&mut owned, stored),
+                        GroupEvent::CaughtUp(partition) => {
+                            if let Some(entry) = owned.get_mut(&partition) {
+                                if !entry.caught_up {
+                                    entry.caught_up = true;
+                                    self.start_if_restored(partition, entry);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            self.report_owned(&owned);
+        }
+        tracing::info!("registry mode: stopping every user, then leaving the group");
+        let stopping: Vec<RunningUser> = owned
+            .into_values()
+            .flat_map(|entry| entry.running.into_values())
+            .collect();
+        self.stop_users(stopping).await;
+        // Revocations raised while leaving find nobody listening and return at once.
+        drop(events);
+        thread_stop.store(true, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        self.metrics.users_registry.set_owned(0, 0);
+        for name in self.pollers.keys() {
+            self.metrics.poller.set_users(name, 0);
+        }
+    }
+
+    fn report_partition_count(&self) {
+        let kafka = self.kafka.clone();
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(count) = kafka.partition_count(&kafka.config.users_topic) {
+                metrics.users_registry.set_partitions(count);
+            }
+        });
+    }
+
+    /// Reads the state topic's partition in the background; the result comes back on `done`.
+    fn load_queue_states(
+        &self,
+        partition: i32,
+        done: mpsc::UnboundedSender<(i32, HashMap<String, QueueState>)>,
+    ) {
+        let kafka = self.kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            let topic = kafka.config.state_topic.clone();
+            let states = match kafka.read_to_end(&topic, Some(&[partition])) {
+                Ok(records) => RegistryKafka::latest_by_key(records)
+                    .into_iter()
+                    .filter_map(|(key, record)| {
+                        let id = String::from_utf8(key).ok()?;
+                        Some((id, QueueState::decode(record.value.as_deref()?)?))
+                    })
+                    .collect(),
+                Err(error) => {
+                    // Users then subscribe anew: nothing published is lost.
+                    tracing::warn!(partition, error = %format!("{error:#}"), "queue state not restored");
+                    HashMap::new()
+                }
+            };
+            let _ = done.send((partition, states));
+        });
+    }
+
+    fn apply_record(&self, owned: &mut HashMap<i32, OwnedPartition>, stored: StoredRecord) {
+        let Some(entry) = owned.get_mut(&stored.partition) else {
+            return;
+        };
+        let user_id = match record::decode(
+            stored.key.as_deref(),
+            stored.value.as_deref(),
+            &self.keyring,
+        ) {
+            Ok(RegistryEntry::Removed(id)) => {
+                entry.wanted.remove(&id);
+                id
+            }
+            Ok(RegistryEntry::User(user)) => {
+                let id = user.id.clone();
+                if !self.pollers.contains_key(&user.poller) {
+                    self.metrics.users_registry.rejected("unknown_poller");
+                    tracing::warn!(user = %id, poller = %user.poller, "registry user names no configured poller; skipped");
+                    entry.wanted.remove(&id);
+                } else if user.enabled {
+                    entry.wanted.insert(id.clone(), *user);
+                } else {
+                    entry.wanted.remove(&id);
+                }
+                id
+            }
+            Err(error) => {
+                self.metrics.users_registry.rejected(error.reason());
+                let user = record::user_id(stored.key.as_deref()).unwrap_or_default();
+                tracing::warn!(%user, partition = stored.partition, offset = stored.offset, reason = error.reason(), %error, "registry record skipped");
+                return;
+            }
+        };
+        if entry.restored() {
+            self.reconcile(stored.partition, entry, &user_id, None);
+        }
+    }
+
+    fn start_if_restored(&self, partition: i32, entry: &mut OwnedPartition) {
+        if !entry.restored() {
+            return;
+        }
+        self.metrics
+            .users_registry
+            .restored(entry.assigned_at.elapsed());
+        let ids: Vec<String> = entry.wanted.keys().cloned().collect();
+        let states = entry.queue_states.clone().unwrap_or_default();
+        tracing::info!(
+            partition,
+            users = ids.len(),
+            "registry partition restored; polling its users"
+        );
+        for id in ids {
+            let state = states.get(&id);
+            self.reconcile(partition, entry, &id, state);
+        }
+    }
+
+    /// Makes what runs for `user_id` match what the registry wants.
+    fn reconcile(
+        &self,
+        partition: i32,
+        entry: &mut OwnedPartition,
+        user_id: &str,
+        previous_state: Option<&QueueState>,
+    ) {
+        let wanted = entry.wanted.get(user_id);
+        if let Some(running) = entry.running.get(user_id) {
+            if Some(&running.user) == wanted {
+                return;
+            }
+        }
+        let replaced = entry.running.remove(user_id);
+        if let Some(running) = &replaced {
+            running.stop.cancel();
+        }
+        let Some(user) = wanted.cloned() else {
+            return;
+        };
+        let Some(poller) = self.pollers.get(&user.poller) else {
+            return;
+        };
+        let resume = self.queue_to_resume(poller, &user, previous_state);
+        let stop = CancellationToken::new();
+        let mut user_loop = poller.user_loop(&user.id, user.credentials.clone(), Duration::ZERO);
+        if let Some(topics) = &user.topics {
+            user_loop.topics = topics.clone();
+        }
+        user_loop.resume = resume;
+        user_loop.state = Some(StateSink {
+            publisher: Arc::clone(&self.publisher),
+            topic: self.kafka.config.state_topic.clone(),
+            partition,
+            interval: self.kafka.config.state_interval,
+        });
+        let loop_stop = stop.clone();
+        let task = tokio::spawn(async move {
+            // A changed user restarts once its previous loop has handed off.
+            if let Some(previous) = replaced {
+                let _ = previous.task.await;
+            }
+            user_loop.run(loop_stop).await;
+        });
+        entry
+            .running
+            .insert(user.id.clone(), RunningUser { user, stop, task });
+    }
+
+    /// The queue a user starts on: a previous owner's, while Oxlin still keeps it; else one the
+    /// registry record names (from the provider's widget); else none (subscribe).
+    fn queue_to_resume(
+        &self,
+        poller: &Poller,
+        user: &RegisteredUser,
+        previous_state: Option<&QueueState>,
+    ) -> Option<Url> {
+        if let Some(state) = previous_state {
+            let resumable = state.is_resumable(SystemTime::now());
+            self.metrics.users_registry.handed_off(resumable);
+            if resumable {
+                if let Ok(url) = Url::parse(&state.queue) {
+                    return Some(url);
+                }
+            }
+        }
+        let reference = user.queue.as_deref()?;
+        match poller.client().queue_reference(reference) {
+            Ok(url) => Some(url),
+            Err(error) => {
+                tracing::warn!(user = %user.id, %error, "the registry's queue reference is unusable; subscribing");
+                None
+            }
+        }
+    }
+
+    /// Stops users and waits (up to the grace period) for each to publish what it holds and
+    /// save its queue state.
+    async fn stop_users(&self, users: Vec<RunningUser>) {
+        for user in &users {
+            user.stop.cancel();
+        }
+        let tasks = futures::future::join_all(users.into_iter().map(|user| user.task));
+        if tokio::time::timeout(self.grace + Duration::from_secs(1), tasks)
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "users still stopping at the end of the grace period");
+        }
+    }
+
+    fn report_owned(&self, owned: &HashMap<i32, OwnedPartition>) {
+        let users: usize = owned.values().map(|entry| entry.wanted.len()).sum();
+        self.metrics.users_registry.set_owned(owned.len(), users);
+        let mut per_poller: HashMap<&str, usize> =
+            self.pollers.keys().map(|name| (name.as_str(), 0)).collect();
+        for entry in owned.values() {
+            for running in entry.running.values() {
+                *per_poller.entry(running.user.poller.as_str()).or_default() += 1;
+            }
+        }
+        for (name, count) in per_poller {
+            self.metrics.poller.set_users(name, count);
+        }
+    }
+}
+
+/// The credentials of a registry user (for tests and tools that build users by hand).
+pub fn registered(id: &str, poller: &str, credentials: UserCredentials) -> RegisteredUser {
+    RegisteredUser {
+        id: id.to_owned(),
+        poller: poller.to_owned(),
+        enabled: true,
+        topics: None,
+        queue: None,
+        credentials,
+    }
+}

@@ -1,0 +1,177 @@
+//! Registry mode in process: users put on the registry topic are polled, changed, disabled
+//! and removed within seconds; unreadable records are skipped and counted; queue state is saved.
+
+use std::time::{Duration, Instant};
+
+use finhook::config::{Secret, UserCredentials};
+use finhook::registry::admin::RegistryKafka;
+use finhook::registry::crypto::Keyring;
+use finhook::registry::record::{self, RegisteredUser};
+use finhook::registry::state::QueueState;
+
+use crate::fake_oxlin::{FakeOxlin, Step};
+use crate::helpers::{read_topic, spawn_app, TestApp};
+
+pub const REGISTRY_KEY: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+
+fn registry_toml(oxlin: &FakeOxlin) -> String {
+    format!(
+        r#"
+        [registry]
+        enabled = true
+        partitions = 4
+        session_timeout = "3s"
+        state_interval = "500ms"
+        key_id = "k1"
+        key = "{REGISTRY_KEY}"
+        {}
+        "#,
+        oxlin.poller_toml("oxlin", "t")
+    )
+}
+
+fn keyring() -> Keyring {
+    Keyring::new("k1", &Secret::new(REGISTRY_KEY)).unwrap()
+}
+
+/// A user of the fake Oxlin (password `pw-{id}`).
+fn user(id: &str) -> RegisteredUser {
+    RegisteredUser {
+        id: id.to_owned(),
+        poller: "oxlin".to_owned(),
+        enabled: true,
+        topics: None,
+        queue: None,
+        credentials: UserCredentials::Password {
+            username: Secret::new(id),
+            password: Secret::new(format!("pw-{id}")),
+        },
+    }
+}
+
+fn kafka(app: &TestApp) -> RegistryKafka {
+    RegistryKafka {
+        bootstrap: app.bootstrap.clone(),
+        properties: Vec::new(),
+        config: app.config.registry.clone(),
+    }
+}
+
+async fn put(app: &TestApp, id: &str, value: Option<Vec<u8>>) {
+    let kafka = kafka(app);
+    let producer = kafka.producer().unwrap();
+    RegistryKafka::put(&producer, &kafka.config.users_topic, id, value.as_deref())
+        .await
+        .unwrap();
+}
+
+async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn registry_users_are_polled_and_a_tombstone_stops_them() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script(
+        "alice",
+        vec![Step::Page(crate::common::fixture(
+            "oxlin-queue/poll-page-2-wrapped.json",
+        ))],
+    );
+    let app = spawn_app(&registry_toml(&oxlin)).await;
+    put(
+        &app,
+        "alice",
+        Some(record::encode(&user("alice"), &keyring())),
+    )
+    .await;
+    put(&app, "bob", Some(record::encode(&user("bob"), &keyring()))).await;
+    eventually("alice and bob polled", Duration::from_secs(20), || {
+        oxlin.polls_of("alice") > 0 && oxlin.polls_of("bob") > 0
+    })
+    .await;
+    let events = read_topic(
+        &app.bootstrap,
+        app.default_topic(),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(events[0].json()["userid"], "alice");
+
+    put(&app, "bob", None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bob = oxlin.polls_of("bob");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(oxlin.polls_of("bob"), bob, "a tombstone stops the user");
+    assert!(oxlin.polls_of("alice") > 0);
+
+    // The queue state is on the state topic, in the partition of the user's record.
+    let kafka = kafka(&app);
+    let states = tokio::task::spawn_blocking(move || {
+        kafka
+            .read_to_end(&kafka.config.state_topic.clone(), None)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let alice = states
+        .iter()
+        .rev()
+        .find(|record| record.key.as_deref() == Some(b"alice"))
+        .expect("alice's queue state");
+    let state = QueueState::decode(alice.value.as_deref().unwrap()).unwrap();
+    assert!(state.queue.contains("/queues/"), "{state:?}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("finhook_registry_partitions_owned 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"finhook_poll_users{poller="oxlin"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_records_are_skipped_and_counted_and_the_rest_runs() {
+    let oxlin = FakeOxlin::start().await;
+    let app = spawn_app(&registry_toml(&oxlin)).await;
+    let other_key = Keyring::new("k1", &Secret::new("ab".repeat(32))).unwrap();
+    put(
+        &app,
+        "mallory",
+        Some(record::encode(&user("mallory"), &other_key)),
+    )
+    .await;
+    put(&app, "garbage", Some(b"{not json".to_vec())).await;
+    let mut ghost = user("ghost");
+    ghost.poller = "nope".to_owned();
+    put(&app, "ghost", Some(record::encode(&ghost, &keyring()))).await;
+    let mut idle = user("idle");
+    idle.enabled = false;
+    put(&app, "idle", Some(record::encode(&idle, &keyring()))).await;
+    put(
+        &app,
+        "carol",
+        Some(record::encode(&user("carol"), &keyring())),
+    )
+    .await;
+    eventually("carol polled", Duration::from_secs(20), || {
+        oxlin.polls_of("carol") > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for skipped in ["mallory", "garbage", "ghost", "idle"] {
+        assert_eq!(oxlin.polls_of(skipped), 0, "{skipped} is not polled");
+    }
+    let metrics = app.metrics().await;
+    for reason in ["undecryptable", "invalid_record", "unknown_poller"] {
+        let line = format!(r#"finhook_registry_records_rejected_total{{reason="{reason}"}} 1"#);
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+}
