@@ -29,7 +29,7 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A configured finhook, ready to serve.
 pub struct App {
     state: Arc<AppState>,
-    /// Queue pollers with their initial users (this replica's shard), in file mode.
+    /// Queue pollers with their configured users, in file mode.
     pollers: Vec<(Poller, Vec<(String, UserCredentials)>)>,
     /// In registry mode: every poller, its users taken from the registry's consumer group.
     registry_polling: Option<RegistryPolling>,
@@ -117,8 +117,7 @@ impl App {
             let mut with_users = Vec::new();
             for poller in pollers {
                 let users = poller.load_users()?;
-                let poller_config = &config.pollers[poller.name()];
-                tracing::info!(poller = %poller.name(), users = users.len(), shard = poller_config.shard_index, shards = poller_config.shard_count, "queue poller configured");
+                tracing::info!(poller = %poller.name(), users = users.len(), "queue poller configured");
                 with_users.push((poller, users));
             }
             (with_users, None)

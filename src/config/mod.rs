@@ -369,11 +369,6 @@ impl Config {
                     "pollers.{name}: with registry.enabled its users come from registry.users_topic; remove users and users_file (`finhook users import` moves a users file there)"
                 ));
             }
-            if self.registry.enabled && poller.shard_count != 1 {
-                problems.push(format!(
-                    "pollers.{name}.shard_count: with registry.enabled replicas share users through the consumer group; remove shard_index and shard_count"
-                ));
-            }
         }
         self.registry.validate(&mut problems);
         if problems.is_empty() {

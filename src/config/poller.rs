@@ -98,11 +98,6 @@ pub struct PollerConfig {
     /// Outbound requests in flight at once, over all users of this poller.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// This replica polls the users whose id hashes to `shard_index` modulo `shard_count`.
-    #[serde(default = "defaults::shard_index")]
-    pub shard_index: u32,
-    #[serde(default = "defaults::shard_count")]
-    pub shard_count: u32,
     /// How often `users_file` is checked for changes (SIGHUP also reloads it).
     #[serde(with = "humantime_serde", default = "defaults::reload_interval")]
     pub reload_interval: Duration,
@@ -186,12 +181,6 @@ mod defaults {
     }
     pub fn max_concurrent_requests() -> usize {
         64
-    }
-    pub fn shard_index() -> u32 {
-        0
-    }
-    pub fn shard_count() -> u32 {
-        1
     }
 }
 
@@ -296,12 +285,6 @@ impl PollerConfig {
         }
         if self.max_concurrent_requests == 0 {
             problems.push(format!("{key}.max_concurrent_requests: at least 1"));
-        }
-        if self.shard_count == 0 || self.shard_index >= self.shard_count {
-            problems.push(format!(
-                "{key}.shard_index: must be below shard_count ({} of {})",
-                self.shard_index, self.shard_count
-            ));
         }
         if self.reload_interval.is_zero() {
             problems.push(format!("{key}.reload_interval: must be above 0"));

@@ -279,9 +279,10 @@ fn the_request_head_limit_is_bounded() {
 }
 
 #[test]
-fn poller_shards_and_users_are_checked() {
-    let message = problems(&format!("{POLLER}shard_index = 2\nshard_count = 2"));
-    assert!(message.contains("pollers.oxlin.shard_index"), "{message}");
+fn poller_users_are_checked() {
+    // Static sharding is gone: the users registry shares users between replicas.
+    let message = problems(&format!("{POLLER}shard_index = 0\nshard_count = 2"));
+    assert!(message.contains("shard_index"), "{message}");
     let message = problems(&format!(
         "{POLLER}[[pollers.oxlin.users]]\nid = \"u\"\naccess_token = \"t\"\npassword = \"p\"\nusername = \"n\""
     ));

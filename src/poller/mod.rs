@@ -1,5 +1,7 @@
-//! Oxlin event-queue polling: one supervised loop per configured user, the user list reloaded
-//! on SIGHUP or when its file changes, users split between replicas by static sharding.
+//! Oxlin event-queue polling: one supervised loop per user. In file mode the users come from
+//! the configuration, reloaded on SIGHUP or when the users file changes (one replica); in
+//! registry mode from the users registry on Kafka, shared by any number of replicas through a
+//! consumer group (see [`assignment`]).
 
 pub mod assignment;
 mod backoff;
@@ -10,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -22,14 +23,6 @@ use self::user::{LoopSettings, UserLoop};
 use crate::config::{ConfigError, PollerConfig, UserCredentials};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-
-/// Whether the replica `shard_index` of `shard_count` polls this user. A stable hash (SHA-256),
-/// so every replica, of any build, agrees on who polls whom.
-pub fn owns_user(user_id: &str, shard_index: u32, shard_count: u32) -> bool {
-    let digest = Sha256::digest(user_id.as_bytes());
-    let value = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    value % u64::from(shard_count.max(1)) == u64::from(shard_index)
-}
 
 /// When the first poll of a newly started user loop goes out (each subscribes at once).
 #[derive(Debug, Clone, Copy)]
@@ -123,11 +116,9 @@ impl Poller {
         Arc::clone(&self.reload)
     }
 
-    /// The users of this replica's shard, files read.
+    /// The configured users (file mode), files read.
     pub fn load_users(&self) -> Result<Vec<(String, UserCredentials)>, ConfigError> {
-        let mut users = self.config.load_users(&self.name)?;
-        users.retain(|(id, _)| owns_user(id, self.config.shard_index, self.config.shard_count));
-        Ok(users)
+        self.config.load_users(&self.name)
     }
 
     /// Polls `users`, applying reloads, until `stop`; then waits for every user loop to finish
@@ -237,31 +228,6 @@ fn hangup_signal() -> Hangup {
         Err(error) => {
             tracing::warn!(%error, "cannot listen for SIGHUP; users reload only when their file changes");
             Hangup(None)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_user_belongs_to_exactly_one_shard() {
-        for count in [1u32, 2, 3, 7] {
-            let mut per_shard = vec![0usize; count as usize];
-            for user in 0..1000 {
-                let id = format!("user-{user}");
-                let owners: Vec<u32> = (0..count)
-                    .filter(|index| owns_user(&id, *index, count))
-                    .collect();
-                assert_eq!(owners.len(), 1, "{id} with {count} shards");
-                per_shard[owners[0] as usize] += 1;
-            }
-            // Roughly even: no shard gets less than half its share.
-            assert!(
-                per_shard.iter().all(|n| *n * 2 * count as usize >= 1000),
-                "{per_shard:?}"
-            );
         }
     }
 }

@@ -223,6 +223,40 @@ mod tests {
     }
 
     #[test]
+    fn encoded_records_follow_the_published_schema() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/user-record.schema.json"
+        );
+        let schema: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let mut with_everything = user(UserCredentials::AccessToken(Secret::new("t")));
+        with_everything.topics = Some(vec!["connections".to_owned()]);
+        with_everything.enabled = false;
+        for user in [
+            with_everything,
+            user(UserCredentials::Password {
+                username: Secret::new("u"),
+                password: Secret::new("p"),
+            }),
+        ] {
+            let record: serde_json::Value =
+                serde_json::from_slice(&encode(&user, &ring())).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&record)
+                .map(|error| error.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{errors:?}\n{record}");
+        }
+        // And the schema refuses what the reader refuses.
+        let wrong_version = serde_json::json!({"version": 2, "poller": "oxlin",
+            "credentials": {"kid": "k", "alg": "A256GCM", "nonce": "AAAAAAAAAAAAAAAA",
+            "ciphertext": "AAAAAAAAAAAAAAAAAAAAAAAA"}});
+        assert!(!validator.is_valid(&wrong_version));
+    }
+
+    #[test]
     fn a_tombstone_removes_the_user() {
         assert_eq!(
             decode(Some(b"321"), None, &ring()).unwrap(),

@@ -50,11 +50,33 @@ pub struct Counters {
     pub events: AtomicU64,
     /// Ids of the events served, in order, when the simulation records them.
     pub served: Mutex<Vec<String>>,
+    /// When the simulation records: for each user, the API clients (`client_id` of the token
+    /// request) that polled it and when they last did. Shows which replica polls whom.
+    pub polled_by: Mutex<HashMap<String, HashMap<String, Instant>>>,
+}
+
+impl Counters {
+    /// Users polled since `since`, each with the clients that polled it then.
+    pub fn pollers_since(&self, since: Instant) -> HashMap<String, Vec<String>> {
+        let polled_by = self.polled_by.lock().expect("never poisoned");
+        polled_by
+            .iter()
+            .filter_map(|(user, clients)| {
+                let recent: Vec<String> = clients
+                    .iter()
+                    .filter(|(_, at)| **at >= since)
+                    .map(|(client, _)| client.clone())
+                    .collect();
+                (!recent.is_empty()).then(|| (user.clone(), recent))
+            })
+            .collect()
+    }
 }
 
 struct Shared {
     simulation: OxlinSimulation,
-    tokens: Mutex<HashMap<String, String>>,
+    /// Issued token → (user, client id).
+    tokens: Mutex<HashMap<String, (String, String)>>,
     queues: Mutex<HashMap<u64, Queue>>,
     next_queue: AtomicU64,
     counters: Arc<Counters>,
@@ -99,6 +121,8 @@ struct TokenRequest {
     username: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    client_id: String,
 }
 
 async fn token(
@@ -127,7 +151,7 @@ async fn token(
         .tokens
         .lock()
         .expect("never poisoned")
-        .insert(token.clone(), request.username);
+        .insert(token.clone(), (request.username, request.client_id));
     Json(json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -136,7 +160,8 @@ async fn token(
     .into_response()
 }
 
-fn caller(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+/// The user (and API client) a bearer token was issued to.
+fn caller(shared: &Shared, headers: &HeaderMap) -> Option<(String, String)> {
     let token = headers
         .get("authorization")?
         .to_str()
@@ -144,7 +169,7 @@ fn caller(shared: &Shared, headers: &HeaderMap) -> Option<String> {
         .strip_prefix("Bearer ")?;
     if let Some(user) = token.strip_prefix("static-") {
         debug_assert_eq!(user_static_token(user), token);
-        return Some(user.to_owned());
+        return Some((user.to_owned(), "static".to_owned()));
     }
     shared
         .tokens
@@ -155,7 +180,7 @@ fn caller(shared: &Shared, headers: &HeaderMap) -> Option<String> {
 }
 
 async fn subscribe(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(user) = caller(&shared, &headers) else {
+    let Some((user, _client)) = caller(&shared, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let id = shared.next_queue.fetch_add(1, Ordering::Relaxed);
@@ -182,11 +207,21 @@ async fn poll(
     Path(queue_id): Path<u64>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(user) = caller(&shared, &headers) else {
+    let Some((user, client)) = caller(&shared, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     shared.counters.polls.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
+    if shared.simulation.record_served {
+        shared
+            .counters
+            .polled_by
+            .lock()
+            .expect("never poisoned")
+            .entry(user.clone())
+            .or_default()
+            .insert(client, now);
+    }
     let (first, count) = {
         let mut queues = shared.queues.lock().expect("never poisoned");
         let Some(queue) = queues.get_mut(&queue_id).filter(|queue| queue.user == user) else {

@@ -154,3 +154,180 @@ async fn tail_prints_published_envelopes_as_json_lines() {
     .unwrap();
     assert_eq!(raw, b"not json");
 }
+
+/// A registry configuration for the `users` commands that need no Kafka.
+fn registry_config(directory: &std::path::Path) -> std::path::PathBuf {
+    let path = directory.join("registry.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[registry]\nenabled = true\nkey_id = \"k1\"\nkey = \"{}\"\n\
+             [pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+            crate::registry::REGISTRY_KEY
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs python3 with `script`; `None` when python3 or its `cryptography` package is missing
+/// on a developer's machine (.ci/run installs them, and there the test must run).
+fn python(script: &str, input: &str) -> Option<String> {
+    let available = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have python3 and its cryptography package"
+        );
+        eprintln!("SKIPPED: python3 with the cryptography package is not installed");
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "python failed");
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+/// The documented format, as a service in another language implements it with its standard
+/// AES-GCM: decrypts what `finhook users encrypt` wrote, and writes a record finhook reads.
+const PYTHON_REGISTRY: &str = r#"
+import base64, json, os, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+key = base64.b64decode(sys.argv[1] if len(sys.argv) > 1 else os.environ["KEY"])
+record = json.load(sys.stdin)
+sealed = record["credentials"]
+aad = b"finhook-user:v1:321"
+plain = AESGCM(key).decrypt(base64.b64decode(sealed["nonce"]), base64.b64decode(sealed["ciphertext"]), aad)
+nonce = os.urandom(12)
+ciphertext = AESGCM(key).encrypt(nonce, json.dumps({"access_token": "from-python"}).encode(), aad)
+print(plain.decode())
+print(json.dumps({"version": 1, "poller": "oxlin", "credentials": {"kid": "k1", "alg": "A256GCM",
+    "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(ciphertext).decode()}}))
+"#;
+
+#[test]
+fn users_encrypt_writes_records_another_language_can_read_and_write() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = registry_config(directory.path());
+    let mut child = finhook()
+        .args([
+            "users",
+            "encrypt",
+            "321",
+            "--poller",
+            "oxlin",
+            "--credentials",
+            "-",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"username": "jean@example.com", "password": "hunter2"}"#)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        !record.contains("hunter2") && !record.contains("jean@"),
+        "{record}"
+    );
+
+    let script = PYTHON_REGISTRY.replace(
+        "os.environ[\"KEY\"]",
+        &format!("\"{}\"", crate::registry::REGISTRY_KEY),
+    );
+    let Some(answer) = python(&script, &record) else {
+        return;
+    };
+    let mut lines = answer.lines();
+    let plain: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(plain["username"], "jean@example.com");
+    assert_eq!(plain["password"], "hunter2");
+    let written = lines.next().unwrap();
+    let keyring = finhook::registry::crypto::Keyring::new(
+        "k1",
+        &finhook::config::Secret::new(crate::registry::REGISTRY_KEY),
+    )
+    .unwrap();
+    let read = finhook::registry::record::decode(Some(b"321"), Some(written.as_bytes()), &keyring)
+        .unwrap();
+    let finhook::registry::record::RegistryEntry::User(user) = read else {
+        panic!("a user");
+    };
+    assert!(matches!(&user.credentials,
+        finhook::config::UserCredentials::AccessToken(token) if token.expose() == "from-python"));
+}
+
+#[test]
+fn users_commands_take_credentials_from_files_never_from_arguments() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = registry_config(directory.path());
+    // There is no flag for a password or token: clap refuses one.
+    let output = finhook()
+        .args([
+            "users",
+            "put",
+            "321",
+            "--poller",
+            "oxlin",
+            "--password",
+            "x",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    // An unknown poller is refused with the configured ones named.
+    let credentials = directory.path().join("credentials.json");
+    std::fs::write(&credentials, r#"{"access_token": "t"}"#).unwrap();
+    let output = finhook()
+        .args([
+            "users",
+            "encrypt",
+            "321",
+            "--poller",
+            "nope",
+            "--credentials",
+        ])
+        .arg(&credentials)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("oxlin"));
+    // keygen prints a usable key.
+    let output = finhook().args(["users", "keygen"]).output().unwrap();
+    let key = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        finhook::registry::crypto::parse_key("new", &finhook::config::Secret::new(key.trim()))
+            .is_ok()
+    );
+}

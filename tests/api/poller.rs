@@ -246,21 +246,6 @@ async fn kafka_outage_holds_the_page_fetches_nothing_more_then_publishes_everyth
         .contains(r#"finhook_poll_events_held{poller="oxlin"} 0"#));
 }
 
-/// Polls seen for each user id, and which client (replica) made them.
-fn pollers_of(oxlin: &FakeOxlin, user: &str) -> Vec<String> {
-    oxlin.with(|state| {
-        let mut clients: Vec<String> = state
-            .polls
-            .iter()
-            .filter(|poll| poll.user == user)
-            .map(|poll| poll.client_id.clone())
-            .collect();
-        clients.sort();
-        clients.dedup();
-        clients
-    })
-}
-
 #[tokio::test]
 async fn sighup_adds_and_removes_users() {
     let oxlin = FakeOxlin::start().await;
@@ -317,52 +302,6 @@ async fn a_changed_users_file_is_picked_up_without_a_signal() {
         .metrics()
         .await
         .contains(r#"finhook_poll_users{poller="oxlin"} 2"#));
-}
-
-#[tokio::test]
-async fn two_shards_together_poll_every_user_exactly_once() {
-    let oxlin = FakeOxlin::start().await;
-    let directory = tempfile::tempdir().unwrap();
-    let path = directory.path().join("users.toml");
-    let users: Vec<String> = (0..20).map(|n| format!("user-{n:02}")).collect();
-    std::fs::write(&path, users_file(&users)).unwrap();
-    let shard = |index: u32| {
-        format!(
-            "{}\nshard_index = {index}\nshard_count = 2\nusers_file = {:?}\n",
-            oxlin.poller_toml("oxlin", &format!("shard-{index}")),
-            path
-        )
-    };
-    let first = spawn_app(&shard(0)).await;
-    let second = spawn_app(&shard(1)).await;
-    eventually("every user polled", || {
-        users.iter().all(|user| oxlin.polls_of(user) > 0)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut per_shard = [0, 0];
-    for user in &users {
-        let clients = pollers_of(&oxlin, user);
-        assert_eq!(clients.len(), 1, "{user} polled by {clients:?}");
-        let index = if clients[0] == "shard-0" { 0 } else { 1 };
-        assert!(
-            finhook::poller::owns_user(user, index, 2),
-            "{user} on the wrong shard"
-        );
-        per_shard[index as usize] += 1;
-    }
-    assert!(per_shard[0] > 0 && per_shard[1] > 0, "{per_shard:?}");
-    let gauge = |app_metrics: &str| {
-        app_metrics
-            .lines()
-            .find(|line| line.starts_with(r#"finhook_poll_users{poller="oxlin"}"#))
-            .map(|line| line.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
-            .unwrap()
-    };
-    assert_eq!(
-        gauge(&first.metrics().await) + gauge(&second.metrics().await),
-        20
-    );
 }
 
 #[tokio::test]

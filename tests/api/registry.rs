@@ -94,6 +94,10 @@ async fn registry_users_are_polled_and_a_tombstone_stops_them() {
         oxlin.polls_of("alice") > 0 && oxlin.polls_of("bob") > 0
     })
     .await;
+    assert!(
+        oxlin.with(|state| state.polls.iter().all(|poll| poll.client_id == "t")),
+        "polled with the poller's client id"
+    );
     let events = read_topic(
         &app.bootstrap,
         app.default_topic(),

@@ -42,7 +42,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-Selector labels: stable over upgrades (a Deployment's or StatefulSet's selector is immutable).
+Selector labels: stable over upgrades (a Deployment's selector is immutable).
 */}}
 {{- define "finhook.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "finhook.name" . }}
@@ -91,13 +91,6 @@ The ConfigMap holding the Oxlin users file, mounted at /etc/finhook/users.
 {{- end }}
 
 {{/*
-The headless Service of statefulset mode.
-*/}}
-{{- define "finhook.headlessServiceName" -}}
-{{- printf "%s-headless" (include "finhook.fullname" .) | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{/*
 The image reference: repository@digest, or repository:tag (tag defaulting to appVersion).
 */}}
 {{- define "finhook.image" -}}
@@ -109,15 +102,54 @@ The image reference: repository@digest, or repository:tag (tag defaulting to app
 {{- end }}
 
 {{/*
-Environment variable name prefix for a poller: FINHOOK_POLLERS__<NAME>__ (finhook lower-cases
-environment keys, so the upper-case name maps to the lower-case [pollers.name] table).
+Checks of combinations the schema cannot express. Renders nothing; fails the render instead.
 */}}
-{{- define "finhook.pollerEnvPrefix" -}}
-{{- printf "FINHOOK_POLLERS__%s__" (upper .) }}
+{{- define "finhook.validate" -}}
+{{- if .Values.registry.enabled }}
+{{- if .Values.pollers.usersFile.enabled }}
+{{- fail "registry.enabled and pollers.usersFile.enabled exclude each other: in registry mode the pollers' users come from the registry topic (`finhook users import FILE --poller NAME` copies a users file there)" }}
+{{- end }}
+{{- if not (include "finhook.secretName" .) }}
+{{- fail "registry.enabled needs the registry key as a file of the secrets Secret: set secrets.existingSecret, or secrets.create with secrets.data" }}
+{{- end }}
+{{- if and .Values.secrets.create (not .Values.secrets.existingSecret) }}
+{{- $data := .Values.secrets.data | default dict }}
+{{- if not (hasKey $data .Values.registry.keyFileName) }}
+{{- fail (printf "registry.enabled: secrets.data has no %s (the registry key, from `finhook users keygen`; e.g. --set-file secrets.data.%s=./registry-key)" .Values.registry.keyFileName .Values.registry.keyFileName) }}
+{{- end }}
+{{- range .Values.registry.previousKeys }}
+{{- if not (hasKey $data .fileName) }}
+{{- fail (printf "registry.previousKeys: secrets.data has no %s (the key %s)" .fileName .id) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
-The pod template shared by the Deployment and the StatefulSet. Called with the root context.
+Registry mode's environment (EnvVar list items): FINHOOK_* variables override `config`. finhook
+parses environment values (figment): strings are written JSON-quoted so that an id such as
+"1" or "true" stays a string, and previous keys as an array of inline tables.
+*/}}
+{{- define "finhook.registryEnv" -}}
+- name: FINHOOK_REGISTRY__ENABLED
+  value: "true"
+- name: FINHOOK_REGISTRY__KEY_ID
+  value: {{ toJson .Values.registry.keyId | quote }}
+- name: FINHOOK_REGISTRY__KEY_FILE
+  value: {{ printf "/var/run/secrets/finhook/%s" .Values.registry.keyFileName | toJson | quote }}
+{{- with .Values.registry.previousKeys }}
+{{- $keys := list }}
+{{- range . }}
+{{- $keys = append $keys (printf "{id=%s,key_file=%s}" (toJson .id) (printf "/var/run/secrets/finhook/%s" .fileName | toJson)) }}
+{{- end }}
+- name: FINHOOK_REGISTRY__PREVIOUS_KEYS
+  value: {{ printf "[%s]" (join "," $keys) | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Deployment's pod template. Called with the root context.
 */}}
 {{- define "finhook.podTemplate" -}}
 metadata:
@@ -164,18 +196,10 @@ spec:
         - name: metrics
           containerPort: {{ .Values.containerPorts.metrics }}
           protocol: TCP
-      {{- $sharded := and (eq .Values.mode "statefulset") .Values.pollers.shardedNames }}
-      {{- if or $sharded .Values.extraEnv }}
+      {{- if or .Values.registry.enabled .Values.extraEnv }}
       env:
-        {{- if $sharded }}
-        {{- range .Values.pollers.shardedNames }}
-        - name: {{ include "finhook.pollerEnvPrefix" . }}SHARD_INDEX
-          valueFrom:
-            fieldRef:
-              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
-        - name: {{ include "finhook.pollerEnvPrefix" . }}SHARD_COUNT
-          value: {{ $.Values.replicaCount | quote }}
-        {{- end }}
+        {{- if .Values.registry.enabled }}
+        {{- include "finhook.registryEnv" . | nindent 8 }}
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
