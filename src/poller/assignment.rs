@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::backoff::jitter;
 use super::user::StateSink;
 use super::Poller;
 use crate::config::UserCredentials;
@@ -374,7 +375,8 @@ impl RegistryPolling {
             }
         };
         if entry.restored() {
-            self.reconcile(stored.partition, entry, &user_id, None);
+            // Added or changed while running: its synchronization may be starting; at once.
+            self.reconcile(stored.partition, entry, &user_id, None, Duration::ZERO);
         }
     }
 
@@ -394,7 +396,13 @@ impl RegistryPolling {
         );
         for id in ids {
             let state = states.get(&id);
-            self.reconcile(partition, entry, &id, state);
+            // Thousands of users start together: spread their first polls over one interval
+            // (each subscribes at once; a resumed queue is polled at once regardless).
+            let spread = self
+                .pollers
+                .get(&entry.wanted[&id].poller)
+                .map_or(Duration::ZERO, |poller| jitter(poller.interval()));
+            self.reconcile(partition, entry, &id, state, spread);
         }
     }
 
@@ -405,6 +413,7 @@ impl RegistryPolling {
         entry: &mut OwnedPartition,
         user_id: &str,
         previous_state: Option<&QueueState>,
+        first_poll_delay: Duration,
     ) {
         let wanted = entry.wanted.get(user_id);
         if let Some(running) = entry.running.get(user_id) {
@@ -424,7 +433,7 @@ impl RegistryPolling {
         };
         let resume = self.queue_to_resume(poller, &user, previous_state);
         let stop = CancellationToken::new();
-        let mut user_loop = poller.user_loop(&user.id, user.credentials.clone(), Duration::ZERO);
+        let mut user_loop = poller.user_loop(&user.id, user.credentials.clone(), first_poll_delay);
         if let Some(topics) = &user.topics {
             user_loop.topics = topics.clone();
         }

@@ -84,6 +84,11 @@ impl Poller {
         &self.name
     }
 
+    /// The wait between polls of an empty queue.
+    pub(crate) fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
     pub(crate) fn client(&self) -> &OxlinClient {
         &self.client
     }

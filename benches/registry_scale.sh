@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Registry mode at scale: USERS simulated Oxlin users (default 10,000) in the users registry,
+# polled by 3 finhook replicas at the default interval (10 s), against a mock Kafka broker in
+# its own process. Prints each replica's CPU per 1,000 users it polls, then SIGKILLs one replica
+# and prints how long until the others poll all of its users again (resumed queues are polled at
+# once, so "started" is "polled").
+#
+#   benches/registry_scale.sh [USERS]
+#   MEASURE_SECONDS=30 SESSION_TIMEOUT=10s benches/registry_scale.sh 10000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${1:-10000}
+measure=${MEASURE_SECONDS:-30}
+session=${SESSION_TIMEOUT:-10s}
+key=$(printf '%032d' 0 | base64)
+
+cargo build --release --quiet --bins
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+metric() { curl -s "127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2; found=1} END {if (!found) print 0}'; }
+now_ms() { date +%s%3N; }
+
+"$bin/finhook-sim" kafka --partitions 24 --topic finhook.oxlin.users --topic finhook.oxlin.state \
+  --topic finhook.events --topic finhook.deadletter > "$work/kafka.out" 2> "$work/kafka.err" &
+pids+=($!)
+"$bin/finhook-sim" oxlin --listen 127.0.0.1:17070 --events-per-minute 1 --report-every 0 2> "$work/sim.err" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
+bootstrap=$(head -1 "$work/kafka.out")
+
+config() { # name, ops port
+  cat <<TOML
+[server]
+listen = "127.0.0.1:$(( $2 - 1000 ))"
+[metrics]
+listen = "127.0.0.1:$2"
+[log]
+level = "warn"
+[kafka]
+brokers = "$bootstrap"
+[registry]
+enabled = true
+session_timeout = "$session"
+key_id = "k1"
+key = "$key"
+[pollers.sim]
+kind = "oxlin"
+environment = "custom"
+api_url = "http://127.0.0.1:17070/v2.1"
+token_url = "http://127.0.0.1:17070/token"
+client_id = "$1"
+client_secret = "s"
+max_concurrent_requests = 256
+TOML
+}
+
+ports=(19091 19092 19093)
+replica_pids=()
+for index in 0 1 2; do
+  config "replica-$index" "${ports[$index]}" > "$work/replica-$index.toml"
+  "$bin/finhook" serve --config "$work/replica-$index.toml" 2> "$work/replica-$index.err" &
+  replica_pids+=($!); pids+=($!)
+done
+"$bin/finhook-sim" users-file --users "$users" --out "$work/users.toml" 2>/dev/null
+"$bin/finhook" users import "$work/users.toml" --poller sim --config "$work/replica-0.toml" --brokers "$bootstrap"
+
+polled() { local total=0; for port in "$@"; do total=$(( total + $(metric "$port" 'finhook_poll_users{poller="sim"}') )); done; echo "$total"; }
+started=$(now_ms)
+until [ "$(polled "${ports[@]}")" -ge "$users" ]; do sleep 0.5; done
+echo "all $users users polled $(( ($(now_ms) - started) )) ms after the import (3 replicas)"
+sleep 15
+
+before=(); for pid in "${replica_pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+sleep "$measure"
+printf '%-10s %-8s %-12s %-14s\n' replica users "cpu(%core)" "cpu/1000users"
+for index in 0 1 2; do
+  after=$(cpu_ticks "${replica_pids[$index]}")
+  owned=$(metric "${ports[$index]}" 'finhook_poll_users{poller="sim"}')
+  awk -v n="replica-$index" -v u="$owned" -v c0="${before[$index]}" -v c1="$after" -v t="$ticks" -v m="$measure" 'BEGIN {
+    cpu = (c1 - c0) / t / m * 100
+    printf "%-10s %-8d %-12.2f %-14.3f\n", n, u, cpu, (u > 0 ? cpu / u * 1000 : 0)
+  }'
+done
+
+orphans=$(metric "${ports[0]}" 'finhook_poll_users{poller="sim"}')
+resumed_before=$(( $(metric "${ports[1]}" 'finhook_registry_handoffs_total{outcome="resumed"}') + $(metric "${ports[2]}" 'finhook_registry_handoffs_total{outcome="resumed"}') ))
+killed=$(now_ms)
+kill -9 "${replica_pids[0]}"
+until [ "$(polled "${ports[1]}" "${ports[2]}")" -ge "$users" ]; do sleep 0.2; done
+took=$(( $(now_ms) - killed ))
+resumed_after=$(( $(metric "${ports[1]}" 'finhook_registry_handoffs_total{outcome="resumed"}') + $(metric "${ports[2]}" 'finhook_registry_handoffs_total{outcome="resumed"}') ))
+echo "SIGKILL of a replica polling $orphans users: all polled again by the other two after $took ms (session timeout $session); queues resumed: $(( resumed_after - resumed_before ))"
