@@ -21,6 +21,8 @@
 //! - [`sources`]: configured webhook sources resolved for request authentication.
 //! - [`ingest`]: the pipeline after HTTP extraction, testable without axum.
 //! - [`http`]: routers, the webhook handler, the one place errors become statuses.
+//! - [`registry`]: the users registry on Kafka (registry mode): encrypted user records, queue
+//!   state, the Kafka access behind `finhook users`.
 //! - [`publish`]: the Kafka producer, routing, dead letters, health, the embedded broker.
 //! - [`poller`]: Oxlin queue polling: client, per-user loop, supervisor.
 //! - [`simulator`]: finhook-sim's provider simulator.

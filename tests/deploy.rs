@@ -603,3 +603,55 @@ fn the_documented_shutdown_grace_is_the_configured_one() {
         );
     }
 }
+
+#[test]
+fn the_charts_registry_environment_is_read_by_finhook() {
+    // As templates/_helpers.tpl ("finhook.registryEnv") renders it: JSON-quoted strings and
+    // previous keys as an array of inline tables.
+    let template = read("deploy/helm/finhook/templates/_helpers.tpl");
+    for name in [
+        "FINHOOK_REGISTRY__ENABLED",
+        "FINHOOK_REGISTRY__KEY_ID",
+        "FINHOOK_REGISTRY__KEY_FILE",
+        "FINHOOK_REGISTRY__PREVIOUS_KEYS",
+    ] {
+        assert!(template.contains(name), "the chart no longer sets {name}");
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let key = directory.path().join("registry-key");
+    let previous = directory.path().join("registry-key-k0");
+    std::fs::write(&key, "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=\n").unwrap();
+    std::fs::write(&previous, "ab".repeat(32)).unwrap();
+    let config = directory.path().join("finhook.toml");
+    std::fs::write(
+        &config,
+        "[pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+    )
+    .unwrap();
+    let output = finhook()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env("FINHOOK_REGISTRY__ENABLED", "true")
+        .env("FINHOOK_REGISTRY__KEY_ID", "\"1\"")
+        .env(
+            "FINHOOK_REGISTRY__KEY_FILE",
+            format!("{:?}", key.display().to_string()),
+        )
+        .env(
+            "FINHOOK_REGISTRY__PREVIOUS_KEYS",
+            format!(
+                "[{{id=\"0\",key_file={:?}}}]",
+                previous.display().to_string()
+            ),
+        )
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("enabled = true"), "{printed}");
+    assert!(printed.contains("key_id = \"1\""), "{printed}");
+}

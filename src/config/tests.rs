@@ -282,7 +282,7 @@ fn the_request_head_limit_is_bounded() {
 fn poller_users_are_checked() {
     // Static sharding is gone: the users registry shares users between replicas.
     let message = problems(&format!("{POLLER}shard_index = 0\nshard_count = 2"));
-    assert!(message.contains("shard_index"), "{message}");
+    assert!(message.contains("unknown field"), "{message}");
     let message = problems(&format!(
         "{POLLER}[[pollers.oxlin.users]]\nid = \"u\"\naccess_token = \"t\"\npassword = \"p\"\nusername = \"n\""
     ));

@@ -39,6 +39,9 @@ use crate::registry::crypto::Keyring;
 use crate::registry::record::{self, RegisteredUser, RegistryEntry};
 use crate::registry::state::QueueState;
 
+/// How often the users topic's partition count is read again.
+const PARTITION_RECOUNT: Duration = Duration::from_secs(60);
+
 /// What the group consumer thread reports.
 enum GroupEvent {
     Assigned(Vec<i32>),
@@ -141,7 +144,8 @@ fn run_group_consumer(
 struct RunningUser {
     user: RegisteredUser,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// Ends with the queue the loop was polling.
+    task: JoinHandle<Option<Url>>,
 }
 
 /// A registry partition this replica owns.
@@ -232,6 +236,7 @@ impl RegistryPolling {
         };
         drop(events_tx);
         self.report_partition_count();
+        let mut recount = tokio::time::interval(PARTITION_RECOUNT);
         let (states_tx, mut states) =
             mpsc::unbounded_channel::<(i32, HashMap<String, QueueState>)>();
         let mut owned: HashMap<i32, OwnedPartition> = HashMap::new();
@@ -239,6 +244,9 @@ impl RegistryPolling {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                // The topic may have been created (or grown) since: keep the gauge current for
+                // the "partitions nobody owns" alert.
+                _ = recount.tick() => self.report_partition_count(),
                 Some((partition, loaded)) = states.recv() => {
                     if let Some(entry) = owned.get_mut(&partition) {
                         entry.queue_states = Some(loaded);
@@ -445,12 +453,19 @@ impl RegistryPolling {
             interval: self.kafka.config.state_interval,
         });
         let loop_stop = stop.clone();
+        let same_poller = replaced
+            .as_ref()
+            .is_some_and(|previous| previous.user.poller == user.poller);
         let task = tokio::spawn(async move {
-            // A changed user restarts once its previous loop has handed off.
+            // A changed user restarts once its previous loop has handed off, on the same queue
+            // (events that reached it since its last poll are still there).
             if let Some(previous) = replaced {
-                let _ = previous.task.await;
+                let previous_queue = previous.task.await.ok().flatten();
+                if same_poller && user_loop.resume.is_none() {
+                    user_loop.resume = previous_queue;
+                }
             }
-            user_loop.run(loop_stop).await;
+            user_loop.run(loop_stop).await
         });
         entry
             .running

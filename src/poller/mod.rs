@@ -195,7 +195,10 @@ impl Poller {
                 Start::AtOnce => Duration::ZERO,
             };
             let user_loop = self.user_loop(&id, credentials.clone(), first_poll_delay);
-            tasks.spawn(user_loop.run(user_stop.clone()));
+            let loop_stop = user_stop.clone();
+            tasks.spawn(async move {
+                user_loop.run(loop_stop).await;
+            });
             running.insert(
                 id,
                 RunningUser {

@@ -97,12 +97,14 @@ enum Stop {
 }
 
 impl<Api: QueueApi> UserLoop<Api> {
-    pub async fn run(self, stop: CancellationToken) {
+    /// Polls until `stop`; returns the queue it was polling, for a loop that takes over.
+    pub async fn run(self, stop: CancellationToken) -> Option<Url> {
         let mut queue: Option<Url> = self.resume.clone();
         let mut clock = QueueClock::default();
         self.poll_until_stopped(&mut queue, &mut clock, &stop).await;
         // What a replica taking this user over needs: the queue and its last query.
         self.save_state(&queue, &mut clock, true).await;
+        queue
     }
 
     async fn poll_until_stopped(
