@@ -78,6 +78,13 @@ enum Command {
         /// Label for the printed line.
         #[arg(long, default_value = "finhook")]
         target: String,
+        /// Send this file as every body (signed once), instead of unique generated events: a
+        /// provider's real body, and no per-request work in the generator.
+        #[arg(long)]
+        body_file: Option<std::path::PathBuf>,
+        /// An `Authorization` header for every request (a Linxo source's credentials).
+        #[arg(long)]
+        authorization: Option<String>,
     },
 }
 
@@ -132,8 +139,16 @@ async fn main() -> anyhow::Result<()> {
             tail,
             topic,
             target,
+            body_file,
+            authorization,
         } => {
+            let fixed_body = match body_file {
+                Some(path) => Some(Bytes::from(std::fs::read(&path)?)),
+                None => None,
+            };
             let figures = load(LoadPlan {
+                fixed_body,
+                authorization,
                 url,
                 secret: Secret::new(secret),
                 concurrency,
@@ -154,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 struct LoadPlan {
+    /// One body for every request (pre-signed), or `None` for unique generated events.
+    fixed_body: Option<Bytes>,
+    authorization: Option<String>,
     url: String,
     secret: Secret,
     concurrency: usize,
@@ -207,6 +225,12 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
 
+    let fixed = plan.fixed_body.clone().map(|body| {
+        let signature = bridge::sign(&plan.secret, &body);
+        let id = derived_id(ProviderKind::Bridge, &body);
+        (body, signature, id)
+    });
+    let authorization = plan.authorization.clone();
     let send_one = {
         let client = client.clone();
         let url = plan.url.clone();
@@ -218,24 +242,34 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             let client = client.clone();
             let url = url.clone();
             let secret = secret.clone();
+            let fixed = fixed.clone();
+            let authorization = authorization.clone();
             let results = Arc::clone(&results);
             let sent_at = Arc::clone(&sent_at);
             let number = sequence.fetch_add(1, Ordering::Relaxed);
             async move {
-                let body = body(number);
-                let signature = bridge::sign(&secret, &body);
-                let id = derived_id(ProviderKind::Bridge, &body);
+                let (body, signature, id) = match fixed {
+                    Some(fixed) => fixed,
+                    None => {
+                        let body = Bytes::from(body(number));
+                        let signature = bridge::sign(&secret, &body);
+                        let id = derived_id(ProviderKind::Bridge, &body);
+                        (body, signature, id)
+                    }
+                };
                 let sent = Instant::now();
                 sent_at
                     .lock()
                     .expect("never poisoned")
                     .insert(id.clone(), sent);
-                let status = match client
+                let mut request = client
                     .post(&url)
-                    .header("BridgeApi-Signature", signature)
-                    .body(body)
-                    .send()
-                    .await
+                    .header("content-type", "application/json")
+                    .header("BridgeApi-Signature", signature);
+                if let Some(authorization) = &authorization {
+                    request = request.header("authorization", authorization);
+                }
+                let status = match request.body(body).send().await
                 {
                     Ok(response) => {
                         let status = response.status().as_u16();
@@ -355,6 +389,7 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             "p50": millis(percentile(&results.latencies, 0.5)),
             "p90": millis(percentile(&results.latencies, 0.9)),
             "p99": millis(percentile(&results.latencies, 0.99)),
+            "p999": millis(percentile(&results.latencies, 0.999)),
             "max": millis(results.latencies.last().copied().unwrap_or_default()),
         },
         "statuses": results.statuses,

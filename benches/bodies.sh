@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The webhook path on the providers' real bodies against ceiling (b), "HTTP → Kafka → ack" on the
+# raw body, in the same run, with wrk (one thread, every request the same pre-signed bytes) as
+# the load generator; ceiling (a), HTTP alone, shows the generator is not the bottleneck.
+#
+#   benches/bodies.sh                         # 10 s per run, 16 / 64 / 256 connections
+#   SECONDS_PER_RUN=5 CONNECTIONS="64" BODIES="linxo" benches/bodies.sh
+#
+# Prints one JSON line per run and a summary: answered/s, p50/p99/p99.9, CPU seconds per
+# 10,000 webhooks of the server (finhook or ceiling), finhook / ceiling; then an open-loop run
+# at half of finhook's peak (finhook-bench load --rate on the same fixed body); finhook's
+# peak RSS. Verifies that finhook published at least as many events as it answered 2xx.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${SECONDS_PER_RUN:-10}
+connections=(${CONNECTIONS:-16 64 256})
+bodies=(${BODIES:-bridge linxo linxo-110})
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --quiet --bins
+bin=$PWD/target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+published() { curl -s "127.0.0.1:$ops_port/metrics" | awk '/^finhook_events_published_total/ {sum += $2} END {print sum + 0}'; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(rustc --version); $(wrk --version 2>&1 | head -1)"
+"$bin/finhook-sim" kafka --topic finhook.events --topic bench.ceiling --partitions 32 > "$work/kafka.out" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
+brokers=$(head -1 "$work/kafka.out")
+
+webhook_port=$(free_port); ops_port=$(free_port); http_port=$(free_port); kafka_port=$(free_port)
+cat > "$work/finhook.toml" <<TOML
+[server]
+listen = "127.0.0.1:$webhook_port"
+max_in_flight = 4096
+[metrics]
+listen = "127.0.0.1:$ops_port"
+[log]
+level = "warn"
+[kafka]
+brokers = "$brokers"
+[sources.bridge]
+kind = "bridge"
+secret = "bench-secret"
+[sources.linxo]
+kind = "linxo"
+auth = "basic"
+username = "linxo"
+secret = "bench-password"
+TOML
+"$bin/finhook" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
+finhook=$!; pids+=($finhook)
+"$bin/finhook-bench" ceiling-http --listen "127.0.0.1:$http_port" &
+ceiling_http=$!; pids+=($ceiling_http)
+"$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
+ceiling_kafka=$!; pids+=($ceiling_kafka)
+for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ops_port/readyz")" = 200 ] && break; sleep 0.1; done
+
+linxo_auth="Basic $(printf 'linxo:bench-password' | base64)"
+body_file() { case $1 in
+  bridge) echo tests/fixtures/bridge/item-refreshed.json ;;
+  linxo) echo tests/fixtures/linxo/connection-updated-2-accounts.json ;;
+  linxo-110) echo benches/bodies/linxo-110-accounts.json ;;
+esac; }
+source_of() { case $1 in bridge) echo bridge ;; *) echo linxo ;; esac; }
+
+# One wrk run: target name, port, server pid, body name, connections → one JSON line.
+run() {
+  local target=$1 port=$2 pid=$3 body=$4 c=$5 file before after events_before events_after
+  file=$(body_file "$body")
+  before=$(cpu_seconds "$pid"); events_before=$(published)
+  line=$(BODY="$file" BODY_NAME="$body" TARGET="$target" CONNECTIONS="$c" \
+    SIGNATURE="$("$bin/finhook" sign --secret bench-secret "$file")" AUTHORIZATION="$linxo_auth" \
+    wrk -t1 -c"$c" -d"${seconds}s" --timeout 10s -s benches/post.lua \
+    "http://127.0.0.1:$port/webhooks/$(source_of "$body")" | tail -1)
+  after=$(cpu_seconds "$pid"); events_after=$(published)
+  python3 -c '
+import json, sys
+run = json.loads(sys.argv[1]); cpu = float(sys.argv[2]); events = int(float(sys.argv[3]))
+run["server_cpu_s_per_10k"] = round(cpu / max(run["answered"], 1) * 10000, 3)
+if run["target"] == "finhook":
+    run["published"] = events
+    run["published_covers_2xx"] = events >= run["answered"] - run["errors"]
+print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" "$(awk -v a="$events_after" -v b="$events_before" 'BEGIN {print a - b}')"
+}
+
+for body in "${bodies[@]}"; do
+  # Warm-up: connections, producers, topic metadata.
+  SECONDS_SAVED=$seconds; seconds=2
+  run finhook "$webhook_port" "$finhook" "$body" 16 > /dev/null
+  run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" 16 > /dev/null
+  seconds=$SECONDS_SAVED
+  for c in "${connections[@]}"; do
+    run ceiling-http "$http_port" "$ceiling_http" "$body" "$c"
+    run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$c"
+    run finhook "$webhook_port" "$finhook" "$body" "$c"
+  done
+done | tee "$work/closed.jsonl"
+echo "finhook peak RSS: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
+
+echo "== open loop at half of finhook's closed-loop peak, per body (finhook-bench load --rate, fixed body)"
+for body in "${bodies[@]}"; do
+  peak=$(python3 -c 'import json,sys; print(max(r["per_second"] for r in map(json.loads, open(sys.argv[1])) if r["target"] == "finhook" and r["body"] == sys.argv[2]))' "$work/closed.jsonl" "$body")
+  rate=$(python3 -c "print(round($peak / 2))")
+  "$bin/finhook-bench" load --url "http://127.0.0.1:$webhook_port/webhooks/$(source_of "$body")" \
+    --secret bench-secret --authorization "$linxo_auth" --body-file "$(body_file "$body")" \
+    --rate "$rate" --concurrency 1024 --seconds "$seconds" --target "finhook-open-$body"
+done
+echo "finhook peak RSS after the open loop: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
+
+echo "== summary"
+python3 - "$work/closed.jsonl" <<'PY'
+import json, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+by = {(r["target"], r["body"], r["connections"]): r for r in runs}
+print(f"{'body':<10} {'conn':>5} {'http/s':>8} {'kafka/s':>8} {'finhook/s':>9} {'ratio':>6} {'p99 k/f ms':>12} {'p99.9 f':>8} {'cpu/10k k/f s':>14} {'2xx⊆kafka':>9}")
+for (target, body, c), f in sorted(by.items(), key=lambda item: (item[0][1], int(item[0][2]))):
+    if target != "finhook":
+        continue
+    h, k = by[("ceiling-http", body, c)], by[("ceiling-kafka", body, c)]
+    print(f"{body:<10} {c:>5} {h['per_second']:>8.0f} {k['per_second']:>8.0f} {f['per_second']:>9.0f} {f['per_second'] / k['per_second']:>6.0%} "
+          f"{k['p99_ms']:>5.2f}/{f['p99_ms']:<6.2f} {f['p999_ms']:>8.2f} {k['server_cpu_s_per_10k']:>6.2f}/{f['server_cpu_s_per_10k']:<7.2f} {str(f['published_covers_2xx']):>9}")
+PY
