@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -152,7 +151,7 @@ fn per_delivery_id(origin: &Origin<'_>, raw: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// One CloudEvent. `data` borrows the provider's bytes: they are forwarded, never re-encoded.
+/// One CloudEvent. `data` borrows the provider's text: it is forwarded, never re-encoded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Envelope<'a> {
     pub specversion: &'static str,
@@ -186,7 +185,10 @@ pub struct Envelope<'a> {
     pub newtransactions: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub providerstatus: Option<String>,
-    pub data: Cow<'a, RawValue>,
+    /// The provider's payload as one line of JSON, written last by [`Envelope::to_json`]:
+    /// forwarded, never re-encoded. Valid JSON by construction (see [`Envelope::new`]).
+    #[serde(skip)]
+    pub data: Cow<'a, str>,
     /// Not serialized: kept for routing and the lag metric.
     #[serde(skip)]
     pub canonical: EventType,
@@ -195,8 +197,10 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    /// Builds the envelope for one provider event whose exact bytes are `raw` and JSON `data`.
-    pub fn new(origin: &Origin<'_>, facts: EventFacts, raw: &[u8], data: &'a RawValue) -> Self {
+    /// Builds the envelope for one provider event whose exact bytes are `raw`. `data` is the
+    /// same event as text, and must be valid JSON: the provider's normalizer parsed all of it
+    /// (syntax) and the caller checked it is UTF-8, so it is not parsed a third time.
+    pub fn new(origin: &Origin<'_>, facts: EventFacts, raw: &[u8], data: &'a str) -> Self {
         let data = single_line(data);
         let id = match facts.provider_event_id {
             Some(id) => id,
@@ -235,11 +239,17 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// The Kafka record value: the whole event as JSON.
+    /// The Kafka record value: the whole event as JSON, `data` last.
     pub fn to_json(&self) -> Vec<u8> {
         // Sized for the payload plus the attributes, so the buffer is allocated once.
-        let mut buffer = Vec::with_capacity(self.data.get().len() + 1024);
+        let mut buffer = Vec::with_capacity(self.data.len() + 1024);
         serde_json::to_writer(&mut buffer, self).expect("an envelope always serializes");
+        // The attributes make an object `{...}`: reopen it and splice the payload in as it is.
+        debug_assert_eq!(buffer.last(), Some(&b'}'));
+        buffer.pop();
+        buffer.extend_from_slice(b",\"data\":");
+        buffer.extend_from_slice(self.data.as_bytes());
+        buffer.push(b'}');
         buffer
     }
 
@@ -290,31 +300,60 @@ impl<'a> Envelope<'a> {
 /// The payload as one line: a record value that is one JSON line is what `tail`, `kcat` and log
 /// shippers expect. Only insignificant whitespace is removed, and only when there is a line
 /// break (a JSON string cannot hold a raw one): the common compact payload is borrowed as is.
-fn single_line(data: &RawValue) -> Cow<'_, RawValue> {
-    let text = data.get();
-    if !text.contains(['\n', '\r']) {
+///
+/// `data` is valid JSON. Strings are copied whole (found with `memchr`, escapes honoured);
+/// between them, whitespace is dropped. Cuts fall on ASCII bytes, so on `char` boundaries.
+fn single_line(data: &str) -> Cow<'_, str> {
+    let bytes = data.as_bytes();
+    if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
         return Cow::Borrowed(data);
     }
-    let mut compact = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for character in text.chars() {
-        if in_string {
-            compact.push(character);
-            match character {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-        } else if !matches!(character, ' ' | '\t' | '\n' | '\r') {
-            in_string = character == '"';
-            compact.push(character);
+    let mut compact = String::with_capacity(bytes.len());
+    let mut position = 0;
+    while position < bytes.len() {
+        let Some(offset) = memchr::memchr(b'"', &bytes[position..]) else {
+            push_without_whitespace(&mut compact, &data[position..]);
+            break;
+        };
+        let string_start = position + offset;
+        push_without_whitespace(&mut compact, &data[position..string_start]);
+        let string_end = end_of_string(bytes, string_start);
+        compact.push_str(&data[string_start..string_end]);
+        position = string_end;
+    }
+    Cow::Owned(compact)
+}
+
+/// The index just past the closing quote of the string opening at `start`.
+fn end_of_string(bytes: &[u8], start: usize) -> usize {
+    let mut position = start + 1;
+    while let Some(offset) = memchr::memchr2(b'"', b'\\', &bytes[position..]) {
+        let found = position + offset;
+        if bytes[found] == b'"' {
+            return found + 1;
+        }
+        // An escape: skip the backslash and the character it escapes.
+        position = found + 2;
+        if position >= bytes.len() {
+            break;
         }
     }
-    Cow::Owned(
-        RawValue::from_string(compact).expect("removing insignificant whitespace keeps JSON valid"),
-    )
+    bytes.len()
+}
+
+fn push_without_whitespace(out: &mut String, text: &str) {
+    let mut run_start = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            if run_start < index {
+                out.push_str(&text[run_start..index]);
+            }
+            run_start = index + 1;
+        }
+    }
+    if run_start < text.len() {
+        out.push_str(&text[run_start..]);
+    }
 }
 
 /// RFC 3339 in UTC, as CloudEvents `time` requires.
@@ -338,15 +377,54 @@ mod tests {
 
     #[test]
     fn pretty_payloads_become_one_line_with_strings_untouched() {
-        let pretty = "{\n  \"a\": \"x  y\\\" \\n\",\r\n  \"b\": [1, 2]\n}";
-        let raw: &RawValue = serde_json::from_str(pretty).unwrap();
-        let compact = single_line(raw);
-        assert_eq!(compact.get(), "{\"a\":\"x  y\\\" \\n\",\"b\":[1,2]}");
+        let pretty = "{\n  \"a\": \"x  y\\\" \\n\",\r\n  \"b\": [1, 2],\n \"c\\\\\": \"\\\\\", \"é ü\": \" é \"\n}";
+        let compact = single_line(pretty);
+        assert_eq!(
+            compact,
+            "{\"a\":\"x  y\\\" \\n\",\"b\":[1,2],\"c\\\\\":\"\\\\\",\"é ü\":\" é \"}"
+        );
         let before: serde_json::Value = serde_json::from_str(pretty).unwrap();
-        let after: serde_json::Value = serde_json::from_str(compact.get()).unwrap();
+        let after: serde_json::Value = serde_json::from_str(&compact).unwrap();
         assert_eq!(before, after);
-        let flat: &RawValue = serde_json::from_str("{\"a\": 1}").unwrap();
-        assert!(matches!(single_line(flat), Cow::Borrowed(_)));
+        assert!(matches!(single_line("{\"a\": 1}"), Cow::Borrowed(_)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn compaction_keeps_the_value_and_leaves_one_line(
+            value in proptest::collection::btree_map(
+                "[ -~é\\\\\"\n\t]{0,12}",
+                proptest::collection::vec(("[ -~é\\\\\"\t]{0,12}", proptest::arbitrary::any::<i32>()), 0..4),
+                0..5,
+            )
+        ) {
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            let compact = single_line(&pretty);
+            proptest::prop_assert!(!compact.contains('\n'));
+            let before: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+            let after: serde_json::Value = serde_json::from_str(&compact).unwrap();
+            proptest::prop_assert_eq!(before, after);
+        }
+    }
+
+    #[test]
+    fn the_payload_is_spliced_in_as_the_last_member() {
+        let facts = EventFacts::new(EventType::Unmapped, "x");
+        let origin = Origin {
+            provider: ProviderKind::Linxo,
+            source_name: "l",
+            ingress: Ingress::Webhook,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let envelope = Envelope::new(
+            &origin,
+            facts,
+            b"[1, {\"k\": \"v\"}]",
+            "[1, {\"k\": \"v\"}]",
+        );
+        let json: serde_json::Value = serde_json::from_slice(&envelope.to_json()).unwrap();
+        assert_eq!(json["data"], serde_json::json!([1, {"k": "v"}]));
+        assert_eq!(json["type"], "io.finhook.unmapped");
     }
 
     #[test]
@@ -354,7 +432,7 @@ mod tests {
         let mut facts = EventFacts::new(EventType::Test, "TEST_EVENT");
         facts.unique_per_delivery = true;
         facts.fallback_key = Some("test".to_owned());
-        let raw: &RawValue = serde_json::from_str("{}").unwrap();
+        let raw = "{}";
         let at = |seconds| Origin {
             provider: ProviderKind::Bridge,
             source_name: "b",

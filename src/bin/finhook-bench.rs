@@ -269,8 +269,7 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
                 if let Some(authorization) = &authorization {
                     request = request.header("authorization", authorization);
                 }
-                let status = match request.body(body).send().await
-                {
+                let status = match request.body(body).send().await {
                     Ok(response) => {
                         let status = response.status().as_u16();
                         let _ = response.bytes().await;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{id_string, number, parse_object, text, unix_time, EventFacts, NormalizeError};
+use super::{id_string, number, object, parse_object, text, unix_time, EventFacts, NormalizeError};
 use crate::config::Secret;
 use crate::envelope::EventType;
 
@@ -106,7 +106,7 @@ struct BridgeEvent {
     event_type: Option<String>,
     #[serde(default, deserialize_with = "number")]
     timestamp: Option<f64>,
-    #[serde(default, deserialize_with = "content_object")]
+    #[serde(default, deserialize_with = "object")]
     content: Option<BridgeContent>,
 }
 
@@ -124,21 +124,6 @@ struct BridgeContent {
     payment_link_id: Option<String>,
     #[serde(default, deserialize_with = "id_string")]
     payment_transaction_id: Option<String>,
-}
-
-fn content_object<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<BridgeContent>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Content {
-        Object(BridgeContent),
-        Other(serde::de::IgnoredAny),
-    }
-    Ok(match Option::<Content>::deserialize(deserializer)? {
-        Some(Content::Object(content)) => Some(content),
-        _ => None,
-    })
 }
 
 /// Reads a Bridge webhook body. `type` and an object `content` are required; an unknown `type`

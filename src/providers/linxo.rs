@@ -4,11 +4,11 @@
 //! "resource": {connection, "account_count", "accounts"}, ...}`. Linxo signs nothing: the
 //! caller is authenticated by the source's shared secret (see `http::auth`).
 
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::{
-    boolean, id_string, number, parse_object, text, unix_time, EventFacts, NormalizeError,
+    boolean, count, id_string, list, number, object, parse_object, text, unix_time, EventFacts,
+    NormalizeError,
 };
 use crate::envelope::EventType;
 
@@ -34,12 +34,12 @@ struct LinxoEvent {
     creation_date: Option<f64>,
     #[serde(default, deserialize_with = "id_string")]
     channel_definition_id: Option<String>,
-    #[serde(default, deserialize_with = "resource_object")]
+    #[serde(default, deserialize_with = "object")]
     resource: Option<LinxoResource>,
     /// Documented at the top level; the seed's example carries it in `connection_updated`.
     #[serde(default, deserialize_with = "boolean")]
     new_transactions: Option<bool>,
-    #[serde(default, deserialize_with = "connection_updated_object")]
+    #[serde(default, deserialize_with = "object")]
     connection_updated: Option<ConnectionUpdated>,
 }
 
@@ -61,9 +61,9 @@ struct LinxoResource {
     #[serde(default, deserialize_with = "number")]
     account_count: Option<f64>,
     /// Only the length matters; the accounts themselves stay in `data`, untouched.
-    #[serde(default)]
-    accounts: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
+    accounts: Option<u64>,
+    #[serde(default, deserialize_with = "list")]
     channels: Option<Vec<LinxoChannel>>,
 }
 
@@ -86,36 +86,6 @@ struct LinxoChannel {
     channel_definition_id: Option<String>,
     #[serde(default, deserialize_with = "text")]
     status: Option<String>,
-}
-
-fn resource_object<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<LinxoResource>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Resource {
-        Object(LinxoResource),
-        Other(IgnoredAny),
-    }
-    Ok(match Option::<Resource>::deserialize(deserializer)? {
-        Some(Resource::Object(resource)) => Some(resource),
-        _ => None,
-    })
-}
-
-fn connection_updated_object<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<ConnectionUpdated>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Updated {
-        Object(ConnectionUpdated),
-        Other(IgnoredAny),
-    }
-    Ok(match Option::<Updated>::deserialize(deserializer)? {
-        Some(Updated::Object(updated)) => Some(updated),
-        _ => None,
-    })
 }
 
 /// The resource type of connection events, the only one Linxo documents today.
@@ -170,7 +140,7 @@ pub fn normalize(body: &[u8]) -> Result<EventFacts, NormalizeError> {
             facts.account_count = resource.account_count.map(|count| count.max(0.0) as u64);
             // Linxo leaves `accounts` empty above 100 accounts while `account_count` says how
             // many there are: flag it, so consumers never read that as "no accounts".
-            let listed = resource.accounts.as_ref().map_or(0, Vec::len) as u64;
+            let listed = resource.accounts.unwrap_or(0);
             facts.accounts_truncated = facts.account_count.map(|count| count > listed);
         }
     }
@@ -237,7 +207,7 @@ struct QueueEvent {
     channel_definition_id: Option<String>,
     #[serde(default, deserialize_with = "id_string")]
     connection_id: Option<String>,
-    #[serde(default, deserialize_with = "resource_object")]
+    #[serde(default, deserialize_with = "object")]
     resource: Option<LinxoResource>,
 }
 

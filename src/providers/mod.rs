@@ -4,11 +4,14 @@
 //! [`normalize_webhook`], its fixtures and its configuration.
 
 pub mod bridge;
+mod lenient;
 pub mod linxo;
+
+pub(crate) use self::lenient::{boolean, count, id_string, list, number, object, text};
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use serde_json::value::RawValue;
@@ -156,8 +159,10 @@ pub fn webhook_envelope<'a>(
     body: &'a [u8],
 ) -> Result<Envelope<'a>, NormalizeError> {
     let facts = normalize_webhook(origin.provider, body)?;
-    // The normalizer parsed the body, so it is valid JSON and this cannot fail in practice.
-    let data = serde_json::from_slice::<&RawValue>(body).map_err(NormalizeError::from_serde)?;
+    // The normalizer parsed all of the body, so its syntax is valid JSON; serde_json does not
+    // check the UTF-8 of strings it skips, so that is checked here, once, at memory speed.
+    let data = std::str::from_utf8(body)
+        .map_err(|error| NormalizeError::InvalidJson(format!("not UTF-8: {error}")))?;
     Ok(Envelope::new(origin, facts, body, data))
 }
 
@@ -173,7 +178,7 @@ pub fn queue_envelope<'a>(
     let mut facts = linxo::normalize_queue_event(bytes)?;
     facts.user_id = Some(user_id.to_owned());
     facts.fallback_key = Some(format!("user:{user_id}"));
-    Ok(Envelope::new(origin, facts, bytes, raw))
+    Ok(Envelope::new(origin, facts, bytes, raw.get()))
 }
 
 /// Splits an Oxlin queue page into its events: a top-level array, or an object holding an
@@ -202,72 +207,6 @@ pub fn split_queue_page(body: &[u8]) -> Result<Vec<&RawValue>, NormalizeError> {
             Err(error) => Err(NormalizeError::InvalidJson(error.to_string())),
         },
     }
-}
-
-/// Providers write ids as strings or numbers; the envelope always carries strings.
-pub(crate) fn id_string<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Text(String),
-        Integer(i64),
-        Unsigned(u64),
-        Other(serde::de::IgnoredAny),
-    }
-    Ok(match Option::<Id>::deserialize(deserializer)? {
-        Some(Id::Text(text)) if !text.is_empty() => Some(text),
-        Some(Id::Integer(number)) => Some(number.to_string()),
-        Some(Id::Unsigned(number)) => Some(number.to_string()),
-        _ => None,
-    })
-}
-
-/// A string field read leniently: any other JSON type, and the empty string, read as absent
-/// rather than failing the whole event, so that validation can name the field (and no envelope
-/// attribute is ever empty).
-pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        Text(String),
-        Other(serde::de::IgnoredAny),
-    }
-    Ok(match Option::<Text>::deserialize(deserializer)? {
-        Some(Text::Text(text)) if !text.is_empty() => Some(text),
-        _ => None,
-    })
-}
-
-/// A boolean field read leniently, like [`text`].
-pub(crate) fn boolean<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<bool>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Boolean {
-        Boolean(bool),
-        Other(serde::de::IgnoredAny),
-    }
-    Ok(match Option::<Boolean>::deserialize(deserializer)? {
-        Some(Boolean::Boolean(value)) => Some(value),
-        _ => None,
-    })
-}
-
-/// A number field read leniently, like [`text`].
-pub(crate) fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Number {
-        Number(f64),
-        Other(serde::de::IgnoredAny),
-    }
-    Ok(match Option::<Number>::deserialize(deserializer)? {
-        Some(Number::Number(number)) => Some(number),
-        _ => None,
-    })
 }
 
 /// Provider timestamps are Unix seconds, or milliseconds (Bridge's events, but not its test

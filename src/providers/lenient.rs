@@ -1,0 +1,333 @@
+//! Lenient field readers for provider events: a field of an unexpected JSON type reads as absent
+//! instead of failing the whole event, so that validation can name the field that is missing.
+//!
+//! Each is a visitor on the value as it streams by: nothing is buffered (serde's
+//! `#[serde(untagged)]` would copy every nested object, a Linxo resource with a hundred accounts
+//! included, into an intermediate tree before trying it), and a value of the wrong type is
+//! skipped in place.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Implements the visitor methods for every JSON type a reader does not want: the value is
+/// consumed and read as absent.
+macro_rules! absent_otherwise {
+    ($($method:ident($type:ty)),* $(,)?) => {
+        $(fn $method<E: serde::de::Error>(self, _: $type) -> Result<Self::Value, E> {
+            Ok(None)
+        })*
+    };
+}
+
+macro_rules! skip_containers {
+    () => {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    };
+    (maps) => {
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            IgnoredAny.visit_map(map)?;
+            Ok(None)
+        }
+    };
+    (seqs) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            IgnoredAny.visit_seq(seq)?;
+            Ok(None)
+        }
+    };
+}
+
+/// A non-empty string.
+pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| value.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then_some(value))
+        }
+        absent_otherwise!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64)
+        );
+        skip_containers!();
+        skip_containers!(maps);
+        skip_containers!(seqs);
+    }
+    deserializer.deserialize_any(Text)
+}
+
+/// An id written as a non-empty string or an integer; the envelope always carries strings.
+pub(crate) fn id_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    struct Id;
+    impl<'de> Visitor<'de> for Id {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| value.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then_some(value))
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        absent_otherwise!(visit_bool(bool), visit_f64(f64));
+        skip_containers!();
+        skip_containers!(maps);
+        skip_containers!(seqs);
+    }
+    deserializer.deserialize_any(Id)
+}
+
+/// A number.
+pub(crate) fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    struct Number;
+    impl<'de> Visitor<'de> for Number {
+        type Value = Option<f64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value as f64))
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value as f64))
+        }
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+        absent_otherwise!(visit_bool(bool), visit_str(&str));
+        skip_containers!();
+        skip_containers!(maps);
+        skip_containers!(seqs);
+    }
+    deserializer.deserialize_any(Number)
+}
+
+/// A boolean.
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    struct Boolean;
+    impl<'de> Visitor<'de> for Boolean {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+        absent_otherwise!(
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+        skip_containers!();
+        skip_containers!(maps);
+        skip_containers!(seqs);
+    }
+    deserializer.deserialize_any(Boolean)
+}
+
+/// A nested object read into `T` as it streams by (every field of `T` lenient too).
+pub(crate) fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    deserializer.deserialize_any(ObjectVisitor(PhantomData))
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+    absent_otherwise!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_str(&str)
+    );
+    skip_containers!();
+    skip_containers!(seqs);
+}
+
+/// An array of objects, each read into `T`; elements of another type are skipped.
+pub(crate) fn list<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct List<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<Lenient<T>>()? {
+                items.extend(item.0);
+            }
+            Ok(Some(items))
+        }
+        absent_otherwise!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+        skip_containers!();
+        skip_containers!(maps);
+    }
+    deserializer.deserialize_any(List(PhantomData))
+}
+
+/// One array element read as an object, or skipped.
+struct Lenient<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(Lenient)
+    }
+}
+
+/// The length of an array, its elements skipped unread.
+pub(crate) fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    struct Count;
+    impl<'de> Visitor<'de> for Count {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut length = 0u64;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                length += 1;
+            }
+            Ok(Some(length))
+        }
+        absent_otherwise!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64),
+            visit_str(&str)
+        );
+        skip_containers!();
+        skip_containers!(maps);
+    }
+    deserializer.deserialize_any(Count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Inner {
+        #[serde(default, deserialize_with = "text")]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "count")]
+        items: Option<u64>,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Outer {
+        #[serde(default, deserialize_with = "id_string")]
+        id: Option<String>,
+        #[serde(default, deserialize_with = "object")]
+        inner: Option<Inner>,
+        #[serde(default, deserialize_with = "list")]
+        all: Option<Vec<Inner>>,
+        #[serde(default, deserialize_with = "number")]
+        n: Option<f64>,
+        #[serde(default, deserialize_with = "boolean")]
+        b: Option<bool>,
+    }
+
+    #[test]
+    fn wrong_types_read_as_absent_and_right_ones_are_read() {
+        let read: Outer = serde_json::from_str(
+            r#"{"id":7,"inner":{"name":"x","items":[1,{"a":[2]},3]},"all":[{"name":""},4,{"name":"y"}],"n":1.5,"b":true}"#,
+        )
+        .unwrap();
+        assert_eq!(read.id.as_deref(), Some("7"));
+        assert_eq!(
+            read.inner,
+            Some(Inner {
+                name: Some("x".into()),
+                items: Some(3)
+            })
+        );
+        assert_eq!(
+            read.all,
+            Some(vec![
+                Inner {
+                    name: None,
+                    items: None
+                },
+                Inner {
+                    name: Some("y".into()),
+                    items: None
+                }
+            ])
+        );
+        assert_eq!((read.n, read.b), (Some(1.5), Some(true)));
+        let wrong: Outer = serde_json::from_str(
+            r#"{"id":{"x":[1]},"inner":[{"name":"x"}],"all":"no","n":"1","b":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            wrong,
+            Outer {
+                id: None,
+                inner: None,
+                all: None,
+                n: None,
+                b: None
+            }
+        );
+        let nested_wrong: Outer =
+            serde_json::from_str(r#"{"inner":{"name":["a"],"items":{"k":1}}}"#).unwrap();
+        assert_eq!(
+            nested_wrong.inner,
+            Some(Inner {
+                name: None,
+                items: None
+            })
+        );
+    }
+}
