@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # finhook's benchmarks, in one command (see BENCHMARKS.md):
 #   benches/run.sh                  # everything: webhooks, ceilings, resources, poller scale
-#   SECONDS_PER_RUN=5 SKIP_POLLER=1 benches/run.sh   # a quicker pass
+#   SECONDS_PER_RUN=5 SKIP_POLLER=1 SKIP_BODIES=1 benches/run.sh   # a quicker pass
 #
 # Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
 # cluster: `finhook-sim kafka`), finhook, and the two ceilings, and drives them with
@@ -107,6 +107,11 @@ for c in sorted(finhook):
     f, h, k = finhook[c], http[c], kafka[c]
     print(f"{c:>5} {f['answered_per_second']:>10.0f} {f['latency_ms']['p99']:>7.2f} {h['answered_per_second']:>10.0f} {k['answered_per_second']:>10.0f} {k['latency_ms']['p99']:>7.2f} {f['answered_per_second'] / k['answered_per_second']:>13.0%}")
 PY
+
+if [ -z "${SKIP_BODIES:-}" ]; then
+  echo "== the providers' real bodies against the ceilings (wrk)"
+  SECONDS_PER_RUN=$seconds benches/bodies.sh
+fi
 
 if [ -z "${SKIP_POLLER:-}" ]; then
   echo "== poller scale (default interval)"

@@ -485,27 +485,18 @@ fn the_readme_layout_names_every_source_module_and_test_tier() {
     let readme = read("README.md");
     let layout_start = readme.find("## Layout").expect("a Layout section");
     let layout = &readme[layout_start..];
-    for name in entries("src") {
-        let shown = if name.ends_with(".rs") {
-            name.clone()
-        } else {
-            format!("{name}/")
-        };
-        assert!(
-            layout.contains(&shown),
-            "README's layout misses src/{shown}"
-        );
-    }
-    for name in entries("tests") {
-        let shown = if name.ends_with(".rs") {
-            name.clone()
-        } else {
-            format!("{name}/")
-        };
-        assert!(
-            layout.contains(&shown),
-            "README's layout misses tests/{shown}"
-        );
+    for directory in ["src", "tests"] {
+        for name in entries(directory) {
+            let shown = if name.ends_with(".rs") {
+                name.clone()
+            } else {
+                format!("{name}/")
+            };
+            assert!(
+                layout.contains(&shown),
+                "README's layout misses {directory}/{shown}"
+            );
+        }
     }
     for name in entries("schemas").into_iter().chain(entries("docs")) {
         assert!(layout.contains(&name), "README's layout misses {name}");

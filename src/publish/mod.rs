@@ -269,28 +269,13 @@ impl Publisher {
         key: &str,
         value: Option<&[u8]>,
     ) -> Result<(), PublishError> {
-        if !self.health.is_ready() {
-            return Err(PublishError::NotReady);
-        }
-        let started = Instant::now();
         let mut record = FutureRecord::<str, [u8]>::to(topic)
             .key(key)
             .partition(partition);
         if let Some(value) = value {
             record = record.payload(value);
         }
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(error, _record)| PublishError::from_kafka(error, started.elapsed()))?;
-        match tokio::time::timeout(self.ack_timeout, delivery).await {
-            Err(_elapsed) => Err(PublishError::Timeout(self.ack_timeout)),
-            Ok(Err(_canceled)) => Err(PublishError::Broker(KafkaError::Canceled)),
-            Ok(Ok(Err((error, _message)))) => {
-                Err(PublishError::from_kafka(error, started.elapsed()))
-            }
-            Ok(Ok(Ok(_))) => Ok(()),
-        }
+        self.deliver(record).await.map(drop)
     }
 
     /// Writes input that was authenticated but not understood to the dead-letter topic.
@@ -337,14 +322,22 @@ impl Publisher {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<(Acknowledged, Duration), PublishError> {
-        if !self.health.is_ready() {
-            return Err(PublishError::NotReady);
-        }
-        let started = Instant::now();
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
             .headers(headers);
+        self.deliver(record).await
+    }
+
+    /// Sends `record` and waits (up to the ack timeout) for the broker's acknowledgement.
+    async fn deliver(
+        &self,
+        record: FutureRecord<'_, str, [u8]>,
+    ) -> Result<(Acknowledged, Duration), PublishError> {
+        if !self.health.is_ready() {
+            return Err(PublishError::NotReady);
+        }
+        let started = Instant::now();
         // `send_result` never waits for queue space: a full local queue is an immediate 503,
         // which keeps memory bounded when the broker cannot keep up.
         let delivery = self

@@ -185,21 +185,23 @@ fn python(script: &str, input: &str) -> Option<String> {
         eprintln!("SKIPPED: python3 with the cryptography package is not installed");
         return None;
     }
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut python = Command::new("python3");
+    python.args(["-c", script]);
+    let output = run_with_stdin(python, input.as_bytes());
     assert!(output.status.success(), "python failed");
     Some(String::from_utf8(output.stdout).unwrap())
+}
+
+/// Runs `command` with `input` on its stdin; returns what it printed.
+fn run_with_stdin(mut command: Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The documented format, as a service in another language implements it with its standard
