@@ -158,13 +158,28 @@ struct OwnedPartition {
     /// What the registry wants polled (enabled users of known pollers).
     wanted: HashMap<String, RegisteredUser>,
     running: HashMap<String, RunningUser>,
+    /// Loops told to stop (user removed, disabled or changed) that may still be handing off.
+    stopping: HashMap<String, (RegisteredUser, JoinHandle<Option<Url>>)>,
 }
 
 impl OwnedPartition {
     fn restored(&self) -> bool {
         self.caught_up && self.queue_states.is_some()
     }
+
+    /// Every loop of the partition, running or stopping, for a handoff.
+    fn into_tasks(self) -> impl Iterator<Item = UserTask> {
+        let running = self
+            .running
+            .into_values()
+            .map(|user| (Some(user.stop), user.task));
+        let stopping = self.stopping.into_values().map(|(_, task)| (None, task));
+        running.chain(stopping)
+    }
 }
+
+/// A user loop to stop (its token, unless already stopped) and wait for.
+type UserTask = (Option<CancellationToken>, JoinHandle<Option<Url>>);
 
 /// The registry-mode supervisor of every poller of this process.
 pub struct RegistryPolling {
@@ -197,11 +212,19 @@ impl RegistryPolling {
             .set("enable.partition.eof", "true")
             .set("allow.auto.create.topics", "false")
             .set("session.timeout.ms", session_ms)
-            .set("heartbeat.interval.ms", heartbeat_ms);
+            .set("heartbeat.interval.ms", heartbeat_ms)
+            // The rebalance callback blocks for a handoff: stay a member meanwhile.
+            .set(
+                "max.poll.interval.ms",
+                (self.handoff_limit() + Duration::from_secs(60))
+                    .as_millis()
+                    .max(300_000)
+                    .to_string(),
+            );
         let context = GroupContext {
             topic: registry.users_topic.clone(),
             events,
-            handoff_timeout: self.grace + Duration::from_secs(5),
+            handoff_timeout: self.handoff_limit() + Duration::from_secs(5),
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
         consumer.subscribe(&[&registry.users_topic])?;
@@ -266,6 +289,7 @@ impl RegistryPolling {
                                     queue_states: None,
                                     wanted: HashMap::new(),
                                     running: HashMap::new(),
+                                    stopping: HashMap::new(),
                                 });
                                 self.load_queue_states(partition, states_tx.clone());
                             }
@@ -276,7 +300,7 @@ impl RegistryPolling {
                             let mut stopping = Vec::new();
                             for partition in &partitions {
                                 if let Some(entry) = owned.remove(partition) {
-                                    stopping.extend(entry.running.into_values());
+                                    stopping.extend(entry.into_tasks());
                                 }
                             }
                             self.stop_users(stopping).await;
@@ -297,9 +321,9 @@ impl RegistryPolling {
             self.report_owned(&owned);
         }
         tracing::info!("registry mode: stopping every user, then leaving the group");
-        let stopping: Vec<RunningUser> = owned
+        let stopping: Vec<UserTask> = owned
             .into_values()
-            .flat_map(|entry| entry.running.into_values())
+            .flat_map(OwnedPartition::into_tasks)
             .collect();
         self.stop_users(stopping).await;
         // Revocations raised while leaving find nobody listening and return at once.
@@ -429,9 +453,13 @@ impl RegistryPolling {
                 return;
             }
         }
-        let replaced = entry.running.remove(user_id);
-        if let Some(running) = &replaced {
+        // Loops stopped earlier and now finished need no waiting for.
+        entry.stopping.retain(|_, (_, task)| !task.is_finished());
+        if let Some(running) = entry.running.remove(user_id) {
             running.stop.cancel();
+            entry
+                .stopping
+                .insert(user_id.to_owned(), (running.user, running.task));
         }
         let Some(user) = wanted.cloned() else {
             return;
@@ -439,6 +467,14 @@ impl RegistryPolling {
         let Some(poller) = self.pollers.get(&user.poller) else {
             return;
         };
+        // A loop of this user still stopping (changed, or removed and put back): the new one
+        // starts once it has handed off, so the two never poll together.
+        let previous = entry.stopping.remove(user_id);
+        // Its live queue still holds what reached it since its last poll: keep polling it when
+        // nothing else changed about the queue (same poller, same registry queue reference).
+        let keep_previous_queue = previous
+            .as_ref()
+            .is_some_and(|(before, _)| before.poller == user.poller && before.queue == user.queue);
         let resume = self.queue_to_resume(poller, &user, previous_state);
         let stop = CancellationToken::new();
         let mut user_loop = poller.user_loop(&user.id, user.credentials.clone(), first_poll_delay);
@@ -453,16 +489,15 @@ impl RegistryPolling {
             interval: self.kafka.config.state_interval,
         });
         let loop_stop = stop.clone();
-        let same_poller = replaced
-            .as_ref()
-            .is_some_and(|previous| previous.user.poller == user.poller);
+        let own_queue = poller.client().origin();
         let task = tokio::spawn(async move {
-            // A changed user restarts once its previous loop has handed off, on the same queue
-            // (events that reached it since its last poll are still there).
-            if let Some(previous) = replaced {
-                let previous_queue = previous.task.await.ok().flatten();
-                if same_poller && user_loop.resume.is_none() {
-                    user_loop.resume = previous_queue;
+            if let Some((_, task)) = previous {
+                let previous_queue = task.await.ok().flatten();
+                if keep_previous_queue {
+                    if let Some(queue) = previous_queue.filter(|queue| queue.origin() == own_queue)
+                    {
+                        user_loop.resume = Some(queue);
+                    }
                 }
             }
             user_loop.run(loop_stop).await
@@ -484,14 +519,23 @@ impl RegistryPolling {
             let resumable = state.is_resumable(SystemTime::now());
             self.metrics.users_registry.handed_off(resumable);
             if resumable {
-                if let Ok(url) = Url::parse(&state.queue) {
-                    return Some(url);
+                match Url::parse(&state.queue) {
+                    Ok(url) if url.origin() == poller.client().origin() => return Some(url),
+                    // The user's token goes with every poll: never to another host than the
+                    // provider's API, whatever a topic says.
+                    _ => {
+                        tracing::warn!(user = %user.id, "queue state names no queue of the provider's API; ignored")
+                    }
                 }
             }
         }
         let reference = user.queue.as_deref()?;
         match poller.client().queue_reference(reference) {
-            Ok(url) => Some(url),
+            Ok(url) if url.origin() == poller.client().origin() => Some(url),
+            Ok(_) => {
+                tracing::warn!(user = %user.id, "the registry's queue is not on the provider's API; subscribing");
+                None
+            }
             Err(error) => {
                 tracing::warn!(user = %user.id, %error, "the registry's queue reference is unusable; subscribing");
                 None
@@ -501,17 +545,48 @@ impl RegistryPolling {
 
     /// Stops users and waits (up to the grace period) for each to publish what it holds and
     /// save its queue state.
-    async fn stop_users(&self, users: Vec<RunningUser>) {
-        for user in &users {
-            user.stop.cancel();
+    ///
+    /// A loop still running at the end of [`Self::handoff_limit`] is aborted: the partition is
+    /// about to be polled by another replica, and two pollers of one queue would reorder its
+    /// events. What that loop held is lost (logged): the limit covers a poll, the grace period
+    /// and two acknowledgements, so only a broker outage longer than that gets there.
+    async fn stop_users(&self, users: Vec<UserTask>) {
+        let mut aborts = Vec::with_capacity(users.len());
+        let mut tasks = Vec::with_capacity(users.len());
+        for (stop, task) in users {
+            if let Some(stop) = stop {
+                stop.cancel();
+            }
+            aborts.push(task.abort_handle());
+            tasks.push(task);
         }
-        let tasks = futures::future::join_all(users.into_iter().map(|user| user.task));
-        if tokio::time::timeout(self.grace + Duration::from_secs(1), tasks)
+        let limit = self.handoff_limit();
+        if tokio::time::timeout(limit, futures::future::join_all(tasks))
             .await
             .is_err()
         {
-            tracing::warn!(grace = ?self.grace, "users still stopping at the end of the grace period");
+            let unfinished = aborts.iter().filter(|abort| !abort.is_finished()).count();
+            for abort in aborts {
+                abort.abort();
+            }
+            tracing::error!(
+                ?limit,
+                unfinished,
+                "users still stopping at the handoff limit were aborted; events they held are lost"
+            );
         }
+    }
+
+    /// The longest a handoff may take: a poll in flight, the grace period for what is held, two
+    /// acknowledgements (the last events, the queue state).
+    fn handoff_limit(&self) -> Duration {
+        let request_timeout = self
+            .pollers
+            .values()
+            .map(Poller::request_timeout)
+            .max()
+            .unwrap_or_default();
+        request_timeout + self.grace + self.publisher.ack_timeout() * 2
     }
 
     fn report_owned(&self, owned: &HashMap<i32, OwnedPartition>) {

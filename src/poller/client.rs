@@ -155,6 +155,11 @@ impl OxlinClient {
         }
     }
 
+    /// The provider API's origin (scheme, host, port): the only place a user's token is sent.
+    pub fn origin(&self) -> url::Origin {
+        self.api.origin()
+    }
+
     /// The poller's subscription topics (a user may have its own).
     pub fn topics(&self) -> &[String] {
         &self.topics

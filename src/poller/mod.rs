@@ -84,6 +84,11 @@ impl Poller {
         &self.name
     }
 
+    /// The longest one request to the provider may take.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.config.request_timeout
+    }
+
     /// The wait between polls of an empty queue.
     pub(crate) fn interval(&self) -> Duration {
         self.settings.interval

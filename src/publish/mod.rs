@@ -162,6 +162,11 @@ impl Publisher {
         }))
     }
 
+    /// How long a send waits for the broker's acknowledgement.
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
+    }
+
     pub fn health(&self) -> &KafkaHealth {
         &self.health
     }
@@ -238,8 +243,12 @@ impl Publisher {
         match self.publish_dead_letter_or_digest(&letter).await {
             Ok(true) => Ok(Delivered::DeadLettered { reason }),
             Ok(false) => Ok(Delivered::DigestOnly),
-            // Nothing is stored: whoever sent it must send it again.
-            Err(_) => Err(refusal),
+            // Nothing is stored: whoever sent it must send it again. The dead-letter topic's
+            // own failure is the one to report (a refusal there needs an operator).
+            Err(dead_letter_error) => {
+                tracing::error!(id = %envelope.id, event_error = %refusal, error = %dead_letter_error, "the dead-letter topic refused the diverted event too; it is not stored");
+                Err(dead_letter_error)
+            }
         }
     }
 

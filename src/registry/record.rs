@@ -148,10 +148,16 @@ pub fn decode(
     let Some(value) = value else {
         return Ok(RegistryEntry::Removed(id));
     };
-    // serde's messages name fields and positions, never the values (all of which are sealed
-    // or public anyway).
-    let record: UserRecord =
-        serde_json::from_slice(value).map_err(|error| RecordError::Format(error.to_string()))?;
+    // Only the kind of error and its position: serde's messages can quote a value (a token a
+    // producer mistakenly wrote in clear, say), and this one is logged.
+    let record: UserRecord = serde_json::from_slice(value).map_err(|error| {
+        RecordError::Format(format!(
+            "{:?} error at line {} column {}",
+            error.classify(),
+            error.line(),
+            error.column()
+        ))
+    })?;
     if record.version != RECORD_VERSION {
         return Err(RecordError::Format(format!(
             "version {} is not {RECORD_VERSION}",
@@ -254,6 +260,14 @@ mod tests {
             "credentials": {"kid": "k", "alg": "A256GCM", "nonce": "AAAAAAAAAAAAAAAA",
             "ciphertext": "AAAAAAAAAAAAAAAAAAAAAAAA"}});
         assert!(!validator.is_valid(&wrong_version));
+    }
+
+    #[test]
+    fn a_malformed_record_never_quotes_its_values_in_the_error() {
+        let value = br#"{"version":1,"poller":"oxlin","credentials":"plain-token-1234"}"#;
+        let error = decode(Some(b"321"), Some(value), &ring()).unwrap_err();
+        assert_eq!(error.reason(), "invalid_record");
+        assert!(!error.to_string().contains("plain-token"), "{error}");
     }
 
     #[test]

@@ -179,3 +179,22 @@ async fn unreadable_records_are_skipped_and_counted_and_the_rest_runs() {
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn a_queue_on_another_host_is_never_polled_with_the_users_token() {
+    let oxlin = FakeOxlin::start().await;
+    let app = spawn_app(&registry_toml(&oxlin)).await;
+    let mut redirected = user("dave");
+    // Anyone who can write to the topic could point a sealed record at their own host.
+    redirected.queue = Some("http://127.0.0.1:9/queues/stolen".to_owned());
+    put(&app, "dave", Some(record::encode(&redirected, &keyring()))).await;
+    eventually("dave polled", Duration::from_secs(20), || {
+        oxlin.polls_of("dave") > 0
+    })
+    .await;
+    assert_eq!(
+        oxlin.subscriptions_of("dave"),
+        1,
+        "subscribed on the provider instead"
+    );
+}
