@@ -340,8 +340,15 @@ impl RegistryPolling {
         let kafka = self.kafka.clone();
         let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
-            if let Ok(count) = kafka.partition_count(&kafka.config.users_topic) {
-                metrics.users_registry.set_partitions(count);
+            let Ok(count) = kafka.partition_count(&kafka.config.users_topic) else {
+                return;
+            };
+            metrics.users_registry.set_partitions(count);
+            // Partition p of the state topic holds the state of partition p's users.
+            if let Ok(state) = kafka.partition_count(&kafka.config.state_topic) {
+                if state != count {
+                    tracing::error!(users = count, state, "the registry's users and state topics have different partition counts; queue state cannot follow its users (recreate the state topic with as many partitions)");
+                }
             }
         });
     }
@@ -449,7 +456,8 @@ impl RegistryPolling {
     ) {
         let wanted = entry.wanted.get(user_id);
         if let Some(running) = entry.running.get(user_id) {
-            if Some(&running.user) == wanted {
+            // A loop that ended on its own (a panic) is started again.
+            if Some(&running.user) == wanted && !running.task.is_finished() {
                 return;
             }
         }
