@@ -51,13 +51,13 @@ fn tansu_binary() -> PathBuf {
 }
 
 /// Whether this tier can run. Without tansu a developer's `cargo test` skips it, saying so;
-/// with `FINHOOK_REQUIRE_TANSU` set (as .ci/run does) a missing tansu fails instead.
+/// with `REQUIRE_TANSU` set (as .ci/run does) a missing tansu fails instead.
 pub fn tansu_installed_or_skip(test: &str) -> bool {
     if find_tansu().is_some() {
         return true;
     }
-    if std::env::var_os("FINHOOK_REQUIRE_TANSU").is_some() {
-        panic!("FINHOOK_REQUIRE_TANSU is set but tansu is not installed: {INSTALL_TANSU}");
+    if std::env::var_os("REQUIRE_TANSU").is_some() {
+        panic!("REQUIRE_TANSU is set but tansu is not installed: {INSTALL_TANSU}");
     }
     eprintln!("SKIPPED {test}: the real-broker tier needs tansu ({INSTALL_TANSU})");
     false
