@@ -25,19 +25,9 @@ fn sign_prints_the_bridge_header_for_a_file_and_for_stdin() {
     assert!(output.status.success());
     assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), expected);
 
-    let mut child = finhook()
-        .args(["sign", "--secret", secret, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&fixture("bridge/item-refreshed.json"))
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut sign = finhook();
+    sign.args(["sign", "--secret", secret, "-"]);
+    let output = run_with_stdin(sign, &fixture("bridge/item-refreshed.json"));
     assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), expected);
 }
 
@@ -225,30 +215,15 @@ print(json.dumps({"version": 1, "poller": "oxlin", "credentials": {"kid": "k1", 
 fn users_encrypt_writes_records_another_language_can_read_and_write() {
     let directory = tempfile::tempdir().unwrap();
     let config = registry_config(directory.path());
-    let mut child = finhook()
-        .args([
-            "users",
-            "encrypt",
-            "321",
-            "--poller",
-            "oxlin",
-            "--credentials",
-            "-",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"username": "jean@example.com", "password": "hunter2"}"#)
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut encrypt = finhook();
+    encrypt
+        .args(["users", "encrypt", "321", "--poller", "oxlin"])
+        .args(["--credentials", "-", "--config"])
+        .arg(&config);
+    let output = run_with_stdin(
+        encrypt,
+        br#"{"username": "jean@example.com", "password": "hunter2"}"#,
+    );
     assert!(
         output.status.success(),
         "{}",
