@@ -39,6 +39,12 @@ use crate::registry::crypto::Keyring;
 use crate::registry::record::{self, RegisteredUser, RegistryEntry};
 use crate::registry::state::QueueState;
 
+/// How many times a state partition is read before its users start without their queues.
+const STATE_LOAD_ATTEMPTS: u32 = 3;
+
+/// A state partition's queue states, for the assignment (generation) they were read for.
+type LoadedStates = (i32, u64, HashMap<String, QueueState>);
+
 /// How often the users topic's partition count is read again.
 const PARTITION_RECOUNT: Duration = Duration::from_secs(60);
 
@@ -150,6 +156,9 @@ struct RunningUser {
 
 /// A registry partition this replica owns.
 struct OwnedPartition {
+    /// Which assignment this is: a queue-state load started for an earlier assignment of the
+    /// same partition (revoked and assigned again meanwhile) is stale and ignored.
+    generation: u64,
     assigned_at: Instant,
     /// Set once the partition was read to its end after assignment.
     caught_up: bool,
@@ -260,8 +269,8 @@ impl RegistryPolling {
         drop(events_tx);
         self.report_partition_count();
         let mut recount = tokio::time::interval(PARTITION_RECOUNT);
-        let (states_tx, mut states) =
-            mpsc::unbounded_channel::<(i32, HashMap<String, QueueState>)>();
+        let (states_tx, mut states) = mpsc::unbounded_channel::<LoadedStates>();
+        let mut generations = 0u64;
         let mut owned: HashMap<i32, OwnedPartition> = HashMap::new();
         tracing::info!(group = %self.kafka.config.group_id, topic = %self.kafka.config.users_topic, "registry mode: waiting for partitions");
         loop {
@@ -270,8 +279,8 @@ impl RegistryPolling {
                 // The topic may have been created (or grown) since: keep the gauge current for
                 // the "partitions nobody owns" alert.
                 _ = recount.tick() => self.report_partition_count(),
-                Some((partition, loaded)) = states.recv() => {
-                    if let Some(entry) = owned.get_mut(&partition) {
+                Some((partition, generation, loaded)) = states.recv() => {
+                    if let Some(entry) = owned.get_mut(&partition).filter(|entry| entry.generation == generation) {
                         entry.queue_states = Some(loaded);
                         self.start_if_restored(partition, entry);
                     }
@@ -283,7 +292,9 @@ impl RegistryPolling {
                             self.metrics.users_registry.rebalanced("assigned");
                             tracing::info!(?partitions, "registry partitions assigned");
                             for partition in partitions {
+                                generations += 1;
                                 owned.insert(partition, OwnedPartition {
+                                    generation: generations,
                                     assigned_at: Instant::now(),
                                     caught_up: false,
                                     queue_states: None,
@@ -291,7 +302,7 @@ impl RegistryPolling {
                                     running: HashMap::new(),
                                     stopping: HashMap::new(),
                                 });
-                                self.load_queue_states(partition, states_tx.clone());
+                                self.load_queue_states(partition, generations, states_tx.clone());
                             }
                         }
                         GroupEvent::Revoked { partitions, lost, done } => {
@@ -353,30 +364,41 @@ impl RegistryPolling {
         });
     }
 
-    /// Reads the state topic's partition in the background; the result comes back on `done`.
+    /// Reads the state topic's partition in the background (three tries); the result comes
+    /// back on `done`, tagged with the assignment it was read for.
     fn load_queue_states(
         &self,
         partition: i32,
-        done: mpsc::UnboundedSender<(i32, HashMap<String, QueueState>)>,
+        generation: u64,
+        done: mpsc::UnboundedSender<LoadedStates>,
     ) {
         let kafka = self.kafka.clone();
         tokio::task::spawn_blocking(move || {
             let topic = kafka.config.state_topic.clone();
-            let states = match kafka.read_to_end(&topic, Some(&[partition])) {
-                Ok(records) => RegistryKafka::latest_by_key(records)
-                    .into_iter()
-                    .filter_map(|(key, record)| {
-                        let id = String::from_utf8(key).ok()?;
-                        Some((id, QueueState::decode(record.value.as_deref()?)?))
-                    })
-                    .collect(),
-                Err(error) => {
-                    // Users then subscribe anew: nothing published is lost.
-                    tracing::warn!(partition, error = %format!("{error:#}"), "queue state not restored");
-                    HashMap::new()
+            let mut states = None;
+            for attempt in 1..=STATE_LOAD_ATTEMPTS {
+                match kafka.read_to_end(&topic, Some(&[partition])) {
+                    Ok(records) => {
+                        states = Some(
+                            RegistryKafka::latest_by_key(records)
+                                .into_iter()
+                                .filter_map(|(key, record)| {
+                                    let id = String::from_utf8(key).ok()?;
+                                    Some((id, QueueState::decode(record.value.as_deref()?)?))
+                                })
+                                .collect(),
+                        );
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(partition, attempt, error = %format!("{error:#}"), "queue state not read");
+                        std::thread::sleep(Duration::from_secs(attempt.into()));
+                    }
                 }
-            };
-            let _ = done.send((partition, states));
+            }
+            // Still nothing: users subscribe anew. Nothing published is lost, but events left
+            // in the previous owner's queues are (logged above).
+            let _ = done.send((partition, generation, states.unwrap_or_default()));
         });
     }
 

@@ -200,7 +200,11 @@ impl RegistryKafka {
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     pending.remove(&partition);
                 }
-                Some(Err(error)) => return Err(error).context(format!("reading {topic}")),
+                // librdkafka retries what it can (a lost connection, a leader moving): keep
+                // reading until the deadline.
+                Some(Err(error)) => {
+                    tracing::debug!(%topic, %error, "reading on after a consumer error");
+                }
                 Some(Ok(message)) => records.push(StoredRecord {
                     partition: message.partition(),
                     offset: message.offset(),
