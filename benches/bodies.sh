@@ -17,21 +17,9 @@ connections=(${CONNECTIONS:-16 64 256})
 bodies=(${BODIES:-bridge linxo linxo-110})
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --quiet --bins
-bin=$PWD/target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-published() { curl -s "127.0.0.1:$ops_port/metrics" | awk '/^finhook_events_published_total/ {sum += $2} END {print sum + 0}'; }
-
+source benches/lib.sh
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(rustc --version); $(wrk --version 2>&1 | head -1)"
-"$bin/finhook-sim" kafka --topic finhook.events --topic bench.ceiling --partitions 32 > "$work/kafka.out" 2>/dev/null &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
-brokers=$(head -1 "$work/kafka.out")
+start_broker finhook.events bench.ceiling
 
 webhook_port=$(free_port); ops_port=$(free_port); http_port=$(free_port); kafka_port=$(free_port)
 cat > "$work/finhook.toml" <<TOML

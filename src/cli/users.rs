@@ -102,7 +102,7 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
     let keyring = config.registry.keyring()?;
     if let UsersCommand::Encrypt { user } = &command {
         let user = user.read()?;
-        check_poller(config, &user)?;
+        check_poller(config, &user.poller)?;
         println!("{}", String::from_utf8(record::encode(&user, &keyring))?);
         return Ok(());
     }
@@ -127,7 +127,7 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
         match command {
             UsersCommand::Put { user } => {
                 let user = user.read()?;
-                check_poller(config, &user)?;
+                check_poller(config, &user.poller)?;
                 let producer = kafka.producer()?;
                 let value = record::encode(&user, &keyring);
                 let (partition, _) =
@@ -149,11 +149,11 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
     })
 }
 
-fn check_poller(config: &Config, user: &RegisteredUser) -> anyhow::Result<()> {
-    if !config.pollers.contains_key(&user.poller) {
+fn check_poller(config: &Config, poller: &str) -> anyhow::Result<()> {
+    if !config.pollers.contains_key(poller) {
         bail!(
             "no [pollers.{}] in the configuration (configured: {})",
-            user.poller,
+            poller,
             config
                 .pollers
                 .keys()
@@ -173,6 +173,7 @@ async fn import(
     poller: &str,
 ) -> anyhow::Result<()> {
     let users = crate::config::poller::read_users_file(file)?;
+    check_poller(config, poller)?;
     let producer = kafka.producer()?;
     let mut written = 0usize;
     let sends = users.into_iter().map(|(id, credentials)| {
@@ -187,7 +188,6 @@ async fn import(
         let producer = &producer;
         let topic = &kafka.config.users_topic;
         async move {
-            check_poller(config, &user)?;
             let value = record::encode(&user, keyring);
             RegistryKafka::put(producer, topic, &user.id, Some(&value)).await
         }

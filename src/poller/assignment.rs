@@ -31,7 +31,6 @@ use url::Url;
 use super::backoff::jitter;
 use super::user::StateSink;
 use super::Poller;
-use crate::config::UserCredentials;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::registry::admin::{RegistryKafka, StoredRecord};
@@ -632,17 +631,5 @@ impl RegistryPolling {
         for (name, count) in per_poller {
             self.metrics.poller.set_users(name, count);
         }
-    }
-}
-
-/// The credentials of a registry user (for tests and tools that build users by hand).
-pub fn registered(id: &str, poller: &str, credentials: UserCredentials) -> RegisteredUser {
-    RegisteredUser {
-        id: id.to_owned(),
-        poller: poller.to_owned(),
-        enabled: true,
-        topics: None,
-        queue: None,
-        credentials,
     }
 }

@@ -124,6 +124,8 @@ pub trait QueueApi: Send + Sync + 'static {
 pub struct OxlinClient {
     http: reqwest::Client,
     api: Url,
+    /// `{api}queues/subscribe`: subscriptions go there, and `Location`s resolve against it.
+    subscribe_url: Url,
     token_url: Url,
     client_id: String,
     client_secret: Option<Secret>,
@@ -144,6 +146,10 @@ impl OxlinClient {
         Self {
             http,
             api: config.api_url(),
+            subscribe_url: config
+                .api_url()
+                .join("queues/subscribe")
+                .expect("a relative path joins"),
             token_url: config.token_url(),
             client_id: config.client_id.clone(),
             client_secret,
@@ -168,13 +174,8 @@ impl OxlinClient {
     /// The URL of a queue named by an id (`abc`), a path (`/queues/abc`) or a URL, as a
     /// provider's widget flow hands it out.
     pub fn queue_reference(&self, reference: &str) -> Result<Url, PollError> {
-        let reference = reference.trim();
-        let subscribe = self
-            .api
-            .join("queues/subscribe")
-            .expect("a relative path joins");
         // A bare id resolves beside `queues/subscribe`: `queues/{id}`.
-        queue_url(&self.api, &subscribe, reference)
+        queue_url(&self.api, &self.subscribe_url, reference.trim())
     }
 
     /// The HTTP client every poller shares: one connection pool, rustls.
@@ -245,13 +246,9 @@ impl QueueApi for OxlinClient {
     /// `POST /queues/subscribe` → 201 with `Location: /queues/{id}`; returns the queue URL.
     async fn subscribe(&self, token: &Secret, topics: &[String]) -> Result<Url, PollError> {
         let _permit = self.in_flight.acquire().await.expect("never closed");
-        let url = self
-            .api
-            .join("queues/subscribe")
-            .expect("a relative path joins");
         let response = self
             .http
-            .post(url.clone())
+            .post(self.subscribe_url.clone())
             .timeout(self.request_timeout)
             .header(AUTHORIZATION, bearer(token))
             .json(&json!({ "topics": topics }))
@@ -268,7 +265,7 @@ impl QueueApi for OxlinClient {
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| PollError::Protocol("subscribe answered without Location".to_owned()))?;
-        queue_url(&self.api, &url, location)
+        queue_url(&self.api, &self.subscribe_url, location)
     }
 
     /// `GET /queues/{id}`: 204 → empty, 200 → a page of events.

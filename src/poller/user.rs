@@ -176,7 +176,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
         let last_query_at = clock.last_query_at.unwrap_or(subscribed_at);
         let state = QueueState::new(queue.as_str(), subscribed_at, last_query_at);
-        match sink
+        let saved = sink
             .publisher
             .publish_state(
                 &sink.topic,
@@ -184,11 +184,15 @@ impl<Api: QueueApi> UserLoop<Api> {
                 &self.user_id,
                 Some(&state.encode()),
             )
-            .await
-        {
-            Ok(()) => clock.saved_at = Some(Instant::now()),
-            Err(error) => {
-                tracing::warn!(poller = %self.poller, user = %self.user_id, %error, "queue state not saved")
+            .await;
+        // Tried again after the interval either way: an outage must not add a write (and a
+        // warning) per poll.
+        clock.saved_at = Some(Instant::now());
+        if let Err(error) = saved {
+            if last {
+                tracing::warn!(poller = %self.poller, user = %self.user_id, %error, "queue state not saved at handoff; the next owner subscribes anew");
+            } else {
+                tracing::debug!(poller = %self.poller, user = %self.user_id, %error, "queue state not saved");
             }
         }
     }

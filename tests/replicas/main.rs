@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use finhook::registry::admin::RegistryKafka;
@@ -474,5 +473,4 @@ async fn replicas_share_registry_users_and_hand_them_off_without_losing_events()
         "lost: {:?}",
         &missing[..missing.len().min(10)]
     );
-    drop(Arc::clone(&counters));
 }
