@@ -340,8 +340,6 @@ fn queue_fixtures_read_their_codes_statuses_and_connection() {
         assert_eq!(event["partitionkey"], "linxo:123");
         assert_eq!(event["userid"], "321");
         assert_eq!(event["ingress"], "queue");
-        // The bank's name in the resource is never the event's type.
-        assert_ne!(event["providertype"], "WBX Test Bank");
     }
     let end = queue_page_envelopes("poll-page-2-wrapped.json", "321");
     assert_eq!(end[0]["type"], "io.finhook.connection.sync.succeeded");

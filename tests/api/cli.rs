@@ -281,6 +281,11 @@ fn users_commands_take_credentials_from_files_never_from_arguments() {
         .output()
         .unwrap();
     assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unexpected argument '--password'"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // An unknown poller is refused with the configured ones named.
     let credentials = directory.path().join("credentials.json");
     std::fs::write(&credentials, r#"{"access_token": "t"}"#).unwrap();

@@ -95,6 +95,15 @@ impl FakeOxlin {
         self.with(|state| state.subscriptions.iter().filter(|id| *id == user).count())
     }
 
+    /// A queue made for `user` outside a subscription, as the provider's widget flow does.
+    pub fn create_queue(&self, user: &str, queue: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .queues
+            .insert(queue.to_owned(), user.to_owned());
+    }
+
     pub fn release(&self) {
         self.state.lock().unwrap().released = true;
     }

@@ -154,7 +154,8 @@ async fn stop_turns_readiness_off_lets_in_flight_requests_finish_and_refuses_new
 
 #[tokio::test]
 async fn a_request_head_over_the_limit_is_answered_431_and_a_normal_one_passes() {
-    let app = spawn_app("[server]\nmax_header_bytes = 16384").await;
+    // The shipped default (32 KiB), not a limit set by the test.
+    let app = spawn_app("").await;
     let body = fixture("bridge/test-event.json");
     let signature = crate::helpers::bridge_signature(&body);
     // 200 KB of headers used to be read and answered 200.
@@ -176,7 +177,7 @@ async fn a_request_head_over_the_limit_is_answered_431_and_a_normal_one_passes()
     let response = app
         .post("bridge")
         .header("BridgeApi-Signature", signature)
-        .header("x-padding", "p".repeat(12_000))
+        .header("x-padding", "p".repeat(24_000))
         .body(body)
         .send()
         .await

@@ -363,6 +363,16 @@ async fn empty_pages_wait_the_interval_like_an_empty_queue() {
         metrics.contains(r#"finhook_polls_total{outcome="events",poller="oxlin"} 0"#),
         "empty pages count as empty polls: {metrics}"
     );
+    let empty = metrics
+        .lines()
+        .find(|line| line.starts_with(r#"finhook_polls_total{outcome="empty",poller="oxlin"}"#))
+        .and_then(|line| line.rsplit(' ').next()?.parse::<usize>().ok())
+        .unwrap();
+    assert!(
+        empty >= times.len() - 1,
+        "{empty} empty polls of {}",
+        times.len()
+    );
 }
 
 #[tokio::test]

@@ -57,12 +57,14 @@ fn kafka(app: &TestApp) -> RegistryKafka {
     }
 }
 
-async fn put(app: &TestApp, id: &str, value: Option<Vec<u8>>) {
+/// Writes a registry record; returns its partition.
+async fn put(app: &TestApp, id: &str, value: Option<Vec<u8>>) -> i32 {
     let kafka = kafka(app);
     let producer = kafka.producer().unwrap();
     RegistryKafka::put(&producer, &kafka.config.users_topic, id, value.as_deref())
         .await
-        .unwrap();
+        .unwrap()
+        .0
 }
 
 async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
@@ -83,7 +85,7 @@ async fn registry_users_are_polled_and_a_tombstone_stops_them() {
         ))],
     );
     let app = spawn_app(&registry_toml(&oxlin)).await;
-    put(
+    let alice_partition = put(
         &app,
         "alice",
         Some(record::encode(&user("alice"), &keyring())),
@@ -112,7 +114,11 @@ async fn registry_users_are_polled_and_a_tombstone_stops_them() {
     let bob = oxlin.polls_of("bob");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(oxlin.polls_of("bob"), bob, "a tombstone stops the user");
-    assert!(oxlin.polls_of("alice") > 0);
+    let alice = oxlin.polls_of("alice");
+    eventually("alice still polled", Duration::from_secs(5), || {
+        oxlin.polls_of("alice") > alice
+    })
+    .await;
 
     // The queue state is on the state topic, in the partition of the user's record.
     let kafka = kafka(&app);
@@ -128,6 +134,10 @@ async fn registry_users_are_polled_and_a_tombstone_stops_them() {
         .rev()
         .find(|record| record.key.as_deref() == Some(b"alice"))
         .expect("alice's queue state");
+    assert_eq!(
+        alice.partition, alice_partition,
+        "state sits with its user's partition"
+    );
     let state = QueueState::decode(alice.value.as_deref().unwrap()).unwrap();
     assert!(state.queue.contains("/queues/"), "{state:?}");
     let metrics = app.metrics().await;
@@ -196,5 +206,58 @@ async fn a_queue_on_another_host_is_never_polled_with_the_users_token() {
         oxlin.subscriptions_of("dave"),
         1,
         "subscribed on the provider instead"
+    );
+}
+
+#[tokio::test]
+async fn a_widget_queue_is_polled_and_a_changed_user_keeps_its_queue() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.create_queue("erin", "widget-erin");
+    oxlin.script(
+        "erin",
+        vec![Step::Page(crate::common::fixture(
+            "oxlin-queue/poll-page-2-wrapped.json",
+        ))],
+    );
+    let app = spawn_app(&registry_toml(&oxlin)).await;
+    let mut erin = user("erin");
+    erin.queue = Some("widget-erin".to_owned());
+    put(&app, "erin", Some(record::encode(&erin, &keyring()))).await;
+    let events = read_topic(
+        &app.bootstrap,
+        app.default_topic(),
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(events[0].json()["id"], "q-0004", "the widget queue's event");
+    assert_eq!(
+        oxlin.subscriptions_of("erin"),
+        0,
+        "no subscription of its own"
+    );
+
+    // A change that does not touch the queue: the new loop goes on with the live queue.
+    erin.topics = Some(vec!["connections".to_owned(), "accounts".to_owned()]);
+    put(&app, "erin", Some(record::encode(&erin, &keyring()))).await;
+    let before = oxlin.polls_of("erin");
+    eventually(
+        "erin polled after the change",
+        Duration::from_secs(10),
+        || oxlin.polls_of("erin") > before + 1,
+    )
+    .await;
+    assert_eq!(oxlin.subscriptions_of("erin"), 0, "the queue was kept");
+
+    // Disabled: it stops.
+    erin.enabled = false;
+    put(&app, "erin", Some(record::encode(&erin, &keyring()))).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped = oxlin.polls_of("erin");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        oxlin.polls_of("erin"),
+        stopped,
+        "a disabled user is not polled"
     );
 }

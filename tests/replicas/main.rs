@@ -468,6 +468,8 @@ async fn replicas_share_registry_users_and_hand_them_off_without_losing_events()
         missing.len()
     );
     assert!(!served.is_empty());
+    // Handoffs (SIGTERM, rebalances) hand each queue over once: nothing published twice.
+    assert_eq!(duplicates, 0, "events published twice");
     assert!(
         missing.is_empty(),
         "lost: {:?}",
