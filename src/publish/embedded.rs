@@ -16,6 +16,7 @@ enum Command {
     RoundTripTime(i32, std::time::Duration),
     CreateTopic(String, i32),
     TopicError(String, rdkafka::types::RDKafkaRespErr),
+    ProduceErrors(Vec<rdkafka::types::RDKafkaRespErr>),
     Stop,
 }
 
@@ -53,6 +54,10 @@ impl EmbeddedKafka {
                             cluster.create_topic(&topic, partitions, 1)
                         }
                         Command::TopicError(topic, error) => cluster.topic_error(&topic, error),
+                        Command::ProduceErrors(errors) => {
+                            cluster.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &errors);
+                            Ok(())
+                        }
                         Command::Stop => break,
                     };
                     let _ = reply.send(result);
@@ -105,6 +110,15 @@ impl EmbeddedKafka {
         error: rdkafka::types::RDKafkaRespErr,
     ) -> Result<(), KafkaError> {
         self.command(Command::TopicError(topic.to_owned(), error))
+    }
+
+    /// Makes the next produce requests fail with `errors`, one each, as a broker refusing
+    /// records does (e.g. a topic whose `max.message.bytes` is below the producer's).
+    pub fn fail_next_produce_requests(
+        &self,
+        errors: Vec<rdkafka::types::RDKafkaRespErr>,
+    ) -> Result<(), KafkaError> {
+        self.command(Command::ProduceErrors(errors))
     }
 
     fn command(&self, command: Command) -> Result<(), KafkaError> {

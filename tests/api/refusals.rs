@@ -133,3 +133,23 @@ async fn a_topic_kafka_refuses_diverts_events_to_the_dead_letter_topic() {
     // Bridge events are routed elsewhere and still go through.
     app.assert_still_serving().await;
 }
+
+#[tokio::test]
+async fn a_broker_refusing_a_record_as_too_large_gets_it_dead_lettered() {
+    // The producer would take it; the broker (a topic with a smaller max.message.bytes) does not.
+    let app = spawn_app("").await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .fail_next_produce_requests(vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE])
+        .unwrap();
+    let body = crate::common::fixture("linxo/connection-updated-2-accounts.json");
+    let response = app.post_linxo(&body).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    assert_eq!(answer["reason"], "record_too_large");
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters[0].value, body);
+    app.assert_still_serving().await;
+}
