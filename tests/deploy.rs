@@ -646,3 +646,23 @@ fn the_charts_registry_environment_is_read_by_finhook() {
     assert!(printed.contains("enabled = true"), "{printed}");
     assert!(printed.contains("key_id = \"1\""), "{printed}");
 }
+
+#[test]
+fn the_docs_describe_what_is_built_not_what_was_planned() {
+    // Server TLS and mutual TLS are implemented (src/http/tls.rs).
+    for file in [
+        "deploy/helm/finhook/values.yaml",
+        "deploy/helm/finhook/README.md",
+    ] {
+        let text = read(file).to_lowercase();
+        assert!(
+            !text.contains("future release") && !text.contains("is planned"),
+            "{file} still calls a built feature planned"
+        );
+    }
+    // Unmapped queue events are published as io.finhook.unmapped; only unreadable ones are
+    // dead-lettered (src/providers/linxo.rs).
+    let queue_readme = read("tests/fixtures/oxlin-queue/README.md");
+    assert!(queue_readme.contains("io.finhook.unmapped"));
+    assert!(!queue_readme.contains("cannot map to the dead-letter"));
+}

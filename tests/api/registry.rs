@@ -261,3 +261,35 @@ async fn a_widget_queue_is_polled_and_a_changed_user_keeps_its_queue() {
         "a disabled user is not polled"
     );
 }
+
+#[tokio::test]
+async fn a_replica_cut_off_from_kafka_past_the_session_timeout_stops_polling_its_users() {
+    let oxlin = FakeOxlin::start().await;
+    let app = spawn_app(&registry_toml(&oxlin)).await;
+    put(
+        &app,
+        "frank",
+        Some(record::encode(&user("frank"), &keyring())),
+    )
+    .await;
+    eventually("frank polled", Duration::from_secs(20), || {
+        oxlin.polls_of("frank") > 0
+    })
+    .await;
+    // The group gives frank to another replica after the session timeout (3 s): this one must
+    // not go on polling him meanwhile.
+    app.kafka.as_ref().unwrap().broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after_timeout = oxlin.polls_of("frank");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        oxlin.polls_of("frank"),
+        after_timeout,
+        "still polling a lost user"
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"finhook_registry_rebalances_total{kind="lost"} 1"#));
+    app.kafka.as_ref().unwrap().broker_up(1).unwrap();
+}
