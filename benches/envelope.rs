@@ -5,15 +5,17 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use finhook::envelope::{Ingress, Origin};
-use finhook::providers::{self, ProviderKind};
+use finhook::envelope::Origin;
+use finhook::ingest;
+use finhook::vocabulary::Ingress;
+use finhook::vocabulary::ProviderKind;
 
 fn bodies() -> Vec<(String, ProviderKind, Vec<u8>)> {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut bodies = Vec::new();
     for (provider, folder) in [
-        (ProviderKind::Bridge, "bridge"),
-        (ProviderKind::Linxo, "linxo"),
+        (ProviderKind::new("bridge"), "bridge"),
+        (ProviderKind::new("linxo"), "linxo"),
     ] {
         let mut files: Vec<_> = std::fs::read_dir(format!("{root}/tests/fixtures/{folder}"))
             .unwrap()
@@ -31,7 +33,7 @@ fn bodies() -> Vec<(String, ProviderKind, Vec<u8>)> {
     }
     bodies.push((
         "linxo/110-accounts".to_owned(),
-        ProviderKind::Linxo,
+        ProviderKind::new("linxo"),
         std::fs::read(format!("{root}/benches/bodies/linxo-110-accounts.json")).unwrap(),
     ));
     bodies
@@ -46,10 +48,12 @@ fn normalize_and_encode(criterion: &mut Criterion) {
             ingress: Ingress::Webhook,
             received_at: time::OffsetDateTime::UNIX_EPOCH,
         };
+        let headers = http::HeaderMap::new();
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(&name, |bencher| {
             bencher.iter(|| {
-                let envelope = providers::webhook_envelope(&origin, black_box(&body)).unwrap();
+                let envelope =
+                    ingest::envelope_with_defaults(&origin, black_box(&body), &headers).unwrap();
                 black_box(envelope.to_json())
             })
         });

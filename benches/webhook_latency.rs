@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use figment::providers::{Format, Toml};
 use figment::Figment;
 use finhook::app::App;
-use finhook::config::{Config, Secret, DEFAULT_TOML};
+use finhook::config::{Config, DEFAULT_TOML};
 use finhook::providers::bridge;
+use finhook::secret::Secret;
 use tokio::net::TcpListener;
 
 const SECRET: &str = "bench-secret";

@@ -10,7 +10,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthMode, Config, UserCredentials};
+use crate::config::{Config, UserCredentials};
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::tls::ReloadingTls;
 use crate::http::{ops_router, webhook_router, AppState};
@@ -47,10 +47,8 @@ impl App {
     pub fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new(Registry::new()).context("registering metrics")?;
         let sources = Sources::from_config(config)?;
-        for (name, source) in &config.sources {
-            if source.auth == Some(AuthMode::None) && !source.client_cert_required {
-                tracing::warn!(source = %name, "webhook source accepts unauthenticated requests (auth = \"none\")");
-            }
+        for source in sources.iter().filter(|source| source.is_open()) {
+            tracing::warn!(source = %source.name, "webhook source accepts unauthenticated requests (auth = \"none\")");
         }
         let embedded_kafka = if config.kafka.embedded {
             let embedded =

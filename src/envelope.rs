@@ -9,107 +9,13 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::providers::{EventFacts, ProviderKind};
+use crate::vocabulary::{EventFacts, EventType, Ingress, ProviderKind};
 
 /// `content-type` of a structured-mode record.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
 /// Provider payloads are JSON, carried unchanged in `data`.
 pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub const SPEC_VERSION: &str = "1.0";
-
-/// Canonical, provider-neutral event types. All share the `io.finhook.` prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    ConnectionCreated,
-    ConnectionUpdated,
-    ConnectionDeleted,
-    ConnectionSyncSucceeded,
-    ConnectionSyncFailed,
-    ConnectionActionRequired,
-    AccountCreated,
-    AccountUpdated,
-    AccountDeleted,
-    UserDeleted,
-    PaymentTransactionCreated,
-    PaymentTransactionUpdated,
-    PaymentLinkUpdated,
-    PaymentTransferCreated,
-    PaymentTransferUpdated,
-    PaymentTransferAccountCreated,
-    PaymentTransferAccountUpdated,
-    Test,
-    /// A provider event finhook has no canonical name for: still published, never dropped.
-    Unmapped,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 19] = [
-        EventType::ConnectionCreated,
-        EventType::ConnectionUpdated,
-        EventType::ConnectionDeleted,
-        EventType::ConnectionSyncSucceeded,
-        EventType::ConnectionSyncFailed,
-        EventType::ConnectionActionRequired,
-        EventType::AccountCreated,
-        EventType::AccountUpdated,
-        EventType::AccountDeleted,
-        EventType::UserDeleted,
-        EventType::PaymentTransactionCreated,
-        EventType::PaymentTransactionUpdated,
-        EventType::PaymentLinkUpdated,
-        EventType::PaymentTransferCreated,
-        EventType::PaymentTransferUpdated,
-        EventType::PaymentTransferAccountCreated,
-        EventType::PaymentTransferAccountUpdated,
-        EventType::Test,
-        EventType::Unmapped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::ConnectionCreated => "io.finhook.connection.created",
-            EventType::ConnectionUpdated => "io.finhook.connection.updated",
-            EventType::ConnectionDeleted => "io.finhook.connection.deleted",
-            EventType::ConnectionSyncSucceeded => "io.finhook.connection.sync.succeeded",
-            EventType::ConnectionSyncFailed => "io.finhook.connection.sync.failed",
-            EventType::ConnectionActionRequired => "io.finhook.connection.action_required",
-            EventType::AccountCreated => "io.finhook.account.created",
-            EventType::AccountUpdated => "io.finhook.account.updated",
-            EventType::AccountDeleted => "io.finhook.account.deleted",
-            EventType::UserDeleted => "io.finhook.user.deleted",
-            EventType::PaymentTransactionCreated => "io.finhook.payment.transaction.created",
-            EventType::PaymentTransactionUpdated => "io.finhook.payment.transaction.updated",
-            EventType::PaymentLinkUpdated => "io.finhook.payment.link.updated",
-            EventType::PaymentTransferCreated => "io.finhook.payment.transfer.created",
-            EventType::PaymentTransferUpdated => "io.finhook.payment.transfer.updated",
-            EventType::PaymentTransferAccountCreated => {
-                "io.finhook.payment.transfer_account.created"
-            }
-            EventType::PaymentTransferAccountUpdated => {
-                "io.finhook.payment.transfer_account.updated"
-            }
-            EventType::Test => "io.finhook.test",
-            EventType::Unmapped => "io.finhook.unmapped",
-        }
-    }
-}
-
-/// How an event reached finhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Ingress {
-    Webhook,
-    Queue,
-}
-
-impl Ingress {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Ingress::Webhook => "webhook",
-            Ingress::Queue => "queue",
-        }
-    }
-}
 
 /// Where an event came from: known before its body is read.
 #[derive(Debug, Clone, Copy)]
@@ -322,10 +228,10 @@ mod tests {
 
     #[test]
     fn derived_id_depends_on_provider_and_every_byte() {
-        let one = derived_id(ProviderKind::Bridge, b"{}");
-        assert_eq!(one, derived_id(ProviderKind::Bridge, b"{}"));
-        assert_ne!(one, derived_id(ProviderKind::Linxo, b"{}"));
-        assert_ne!(one, derived_id(ProviderKind::Bridge, b"{} "));
+        let one = derived_id(ProviderKind::new("bridge"), b"{}");
+        assert_eq!(one, derived_id(ProviderKind::new("bridge"), b"{}"));
+        assert_ne!(one, derived_id(ProviderKind::new("linxo"), b"{}"));
+        assert_ne!(one, derived_id(ProviderKind::new("bridge"), b"{} "));
     }
 
     #[test]
@@ -363,7 +269,7 @@ mod tests {
     fn the_payload_is_spliced_in_as_the_last_member() {
         let facts = EventFacts::new(EventType::Unmapped, "x");
         let origin = Origin {
-            provider: ProviderKind::Linxo,
+            provider: ProviderKind::new("linxo"),
             source_name: "l",
             ingress: Ingress::Webhook,
             received_at: OffsetDateTime::UNIX_EPOCH,
@@ -386,7 +292,7 @@ mod tests {
         facts.fallback_key = Some("test".to_owned());
         let raw = "{}";
         let at = |seconds| Origin {
-            provider: ProviderKind::Bridge,
+            provider: ProviderKind::new("bridge"),
             source_name: "b",
             ingress: Ingress::Webhook,
             received_at: OffsetDateTime::from_unix_timestamp(seconds).unwrap(),
@@ -394,7 +300,7 @@ mod tests {
         let first = Envelope::new(&at(1), facts.clone(), b"{}", raw);
         let second = Envelope::new(&at(2), facts, b"{}", raw);
         assert_ne!(first.id, second.id);
-        assert_ne!(first.id, derived_id(ProviderKind::Bridge, b"{}"));
+        assert_ne!(first.id, derived_id(ProviderKind::new("bridge"), b"{}"));
         assert_eq!(first.partitionkey, "bridge:test");
         assert_eq!(first.subject, None);
     }

@@ -1,14 +1,15 @@
-//! The webhook pipeline after extraction, free of HTTP types: verify → normalize → publish.
-//! A body that is authenticated but not understood goes to the dead-letter topic instead.
+//! The one ingest path, free of HTTP types: an event read by its provider becomes an envelope
+//! or, when it cannot be read, a dead letter ([`item`]); either is then delivered to Kafka
+//! ([`deliver`]). Webhooks and polled queue pages both go through these two functions.
 
 use http::HeaderMap;
-use time::OffsetDateTime;
 
-use crate::envelope::{Ingress, Origin};
+use crate::auth::{self, AuthError, Request};
+use crate::envelope::{Envelope, Origin};
 use crate::metrics::Metrics;
-use crate::providers;
 use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
-use crate::sources::{AuthError, Source};
+use crate::sources::Source;
+use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
 
 /// What happened to an accepted webhook; both are answered 200.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,49 +33,147 @@ pub enum IngestError {
     TooLargeForKafka { id: String },
 }
 
-/// Handles one webhook body whose request already passed [`Source::authenticate_request`].
+/// One event on its way to Kafka: its envelope (with the bytes it was made from, for the
+/// dead-letter topic should Kafka refuse it), or a dead letter when it could not be read.
+pub enum Item<'a> {
+    Event {
+        envelope: Box<Envelope<'a>>,
+        origin: Origin<'a>,
+        raw: &'a [u8],
+    },
+    DeadLetter(DeadLetter<'a>),
+}
+
+impl Item<'_> {
+    /// The envelope id, or the dead letter's.
+    pub fn id(&self) -> &str {
+        match self {
+            Item::Event { envelope, .. } => &envelope.id,
+            Item::DeadLetter(letter) => &letter.id,
+        }
+    }
+
+    /// What orders it: the envelope's partition key, or the dead letter's own id.
+    pub fn ordering_key(&self) -> &str {
+        match self {
+            Item::Event { envelope, .. } => &envelope.partitionkey,
+            Item::DeadLetter(letter) => &letter.id,
+        }
+    }
+}
+
+/// Builds the item for one event whose exact bytes are `raw`, from what its provider read out
+/// of them. `headers` are the request's (kept on a dead letter, credentials removed).
+pub fn item<'a>(
+    origin: &Origin<'a>,
+    facts: Result<EventFacts, NormalizeError>,
+    raw: &'a [u8],
+    headers: &HeaderMap,
+) -> Item<'a> {
+    match envelope(origin, facts, raw) {
+        Ok(envelope) => Item::Event {
+            envelope: Box::new(envelope),
+            origin: *origin,
+            raw,
+        },
+        Err(error) => {
+            let reason = error.reason_code();
+            let letter = DeadLetter::new(*origin, reason, error.to_string(), raw, headers);
+            tracing::warn!(source = %origin.source_name, reason, %error, id = %letter.id, "event dead-lettered");
+            Item::DeadLetter(letter)
+        }
+    }
+}
+
+/// The envelope of one event whose exact bytes are `raw`, or why it has none.
+pub fn envelope<'a>(
+    origin: &Origin<'_>,
+    facts: Result<EventFacts, NormalizeError>,
+    raw: &'a [u8],
+) -> Result<Envelope<'a>, NormalizeError> {
+    // The provider parsed all of the event, so its syntax is valid JSON; serde_json does not
+    // check the UTF-8 of strings it skips, so that is checked here, once, at memory speed.
+    let facts = facts?;
+    let data = std::str::from_utf8(raw)
+        .map_err(|error| NormalizeError::InvalidJson(format!("not UTF-8: {error}")))?;
+    Ok(Envelope::new(origin, facts, raw, data))
+}
+
+/// Reads `body` as `origin.provider` with that provider's default settings, then builds its
+/// envelope: for tests, benches and tools that hold bytes but no configured source.
+pub fn envelope_with_defaults<'a>(
+    origin: &Origin<'_>,
+    body: &'a [u8],
+    headers: &HeaderMap,
+) -> Result<Envelope<'a>, NormalizeError> {
+    let facts = crate::providers::read_with_defaults(
+        origin.provider,
+        &crate::auth::Verified::assume(body, headers),
+    );
+    envelope(origin, facts, body)
+}
+
+/// Puts an item on Kafka: the envelope on its topic (diverted to the dead-letter topic if Kafka
+/// refuses it for good), or the dead letter. Counts dead letters under `label` (the source or
+/// poller name). Only retryable failures come back as errors.
+pub async fn deliver(
+    publisher: &Publisher,
+    metrics: &Metrics,
+    label: &str,
+    item: &Item<'_>,
+    headers: &HeaderMap,
+) -> Result<Delivered, PublishError> {
+    let delivered = match item {
+        Item::Event {
+            envelope,
+            origin,
+            raw,
+        } => {
+            publisher
+                .publish_or_divert(envelope, *origin, raw, headers)
+                .await?
+        }
+        Item::DeadLetter(letter) => match publisher.publish_dead_letter_or_digest(letter).await? {
+            true => Delivered::DeadLettered {
+                reason: letter.reason,
+            },
+            false => Delivered::DigestOnly,
+        },
+    };
+    match delivered {
+        Delivered::Event => {}
+        Delivered::DeadLettered { reason } => metrics.dead_lettered(label, reason),
+        Delivered::DigestOnly => metrics.dead_lettered(label, RECORD_TOO_LARGE),
+    }
+    Ok(delivered)
+}
+
+/// Handles one webhook body whose request head already passed
+/// [`Source::authenticate_request`]: verify, read, deliver.
 pub async fn ingest_webhook(
     publisher: &Publisher,
     metrics: &Metrics,
     source: &Source,
-    headers: &HeaderMap,
-    body: &[u8],
-    received_at: OffsetDateTime,
+    request: &Request<'_>,
 ) -> Result<Ingested, IngestError> {
-    source.authenticate_body(headers, body)?;
+    let verified = auth::verify(source.verifier(), request).await?;
     let origin = Origin {
         provider: source.kind,
         source_name: &source.name,
         ingress: Ingress::Webhook,
-        received_at,
+        received_at: request.received_at,
     };
-    let (id, delivered) = match providers::webhook_envelope(&origin, body) {
-        Ok(envelope) => {
-            let delivered = publisher
-                .publish_or_divert(&envelope, origin, body, headers)
-                .await?;
-            (envelope.id, delivered)
-        }
-        Err(error) => {
-            let reason = error.reason_code();
-            let letter = DeadLetter::new(origin, reason, error.to_string(), body, headers);
-            tracing::warn!(source = %source.name, reason, %error, id = %letter.id, "webhook dead-lettered");
-            let delivered = match publisher.publish_dead_letter_or_digest(&letter).await? {
-                true => Delivered::DeadLettered { reason },
-                false => Delivered::DigestOnly,
-            };
-            (letter.id, delivered)
-        }
-    };
+    let item = item(
+        &origin,
+        source.read(&verified),
+        verified.body(),
+        verified.headers(),
+    );
+    let delivered = deliver(publisher, metrics, &source.name, &item, request.headers).await?;
+    let id = item.id().to_owned();
     match delivered {
         Delivered::Event => Ok(Ingested::Published { id }),
-        Delivered::DeadLettered { reason } => {
-            metrics.dead_lettered(&source.name, reason);
-            Ok(Ingested::DeadLettered { id, reason })
-        }
-        Delivered::DigestOnly => {
-            metrics.dead_lettered(&source.name, RECORD_TOO_LARGE);
-            Err(IngestError::TooLargeForKafka { id })
-        }
+        Delivered::DeadLettered { reason } => Ok(Ingested::DeadLettered { id, reason }),
+        Delivered::DigestOnly => Err(IngestError::TooLargeForKafka { id }),
     }
 }

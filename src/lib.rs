@@ -30,6 +30,7 @@
 //! - [`app`]: wiring; [`cli`] and [`tail`]: the command line.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod envelope;
@@ -40,8 +41,10 @@ pub mod poller;
 pub mod providers;
 pub mod publish;
 pub mod registry;
+pub mod secret;
 pub mod shutdown;
 pub mod simulator;
 pub mod sources;
 pub mod tail;
 pub mod telemetry;
+pub mod vocabulary;

@@ -1,55 +1,25 @@
-//! Webhook sources at run time: configuration resolved (secret files read) into what a request
-//! is checked against — the caller's credentials or signature, and its address.
+//! Webhook sources at run time: configuration resolved (secret files read, verifiers built) into
+//! what a request is checked against — its address, its client certificate, and its provider's
+//! verification.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use base64::Engine;
-use http::HeaderMap;
-use subtle::ConstantTimeEq;
+use http::request::Parts;
 
-use crate::config::{AuthMode, Config, ConfigError, IpRange, Secret};
+use crate::auth::{AuthError, Verified, Verify};
+use crate::config::{Config, ConfigError, IpRange};
 use crate::http::tls::ClientCertificate;
-use crate::providers::{bridge, ProviderKind};
-
-/// How a source's callers prove who they are.
-#[derive(Debug)]
-pub enum SourceAuth {
-    /// Bridge: `BridgeApi-Signature` over the body, under any of these secrets.
-    BridgeSignature(Vec<Secret>),
-    /// HTTP Basic with this user name and any of these passwords.
-    Basic {
-        username: String,
-        secrets: Vec<Secret>,
-    },
-    /// `Authorization: Bearer` with any of these tokens.
-    Bearer(Vec<Secret>),
-    /// Anyone (configured explicitly).
-    None,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("the client address is not allowed for this source")]
-    AddressNotAllowed,
-    #[error("credentials are missing")]
-    MissingCredentials,
-    #[error("credentials do not match")]
-    WrongCredentials,
-    #[error(transparent)]
-    Signature(#[from] bridge::VerifyError),
-    #[error("this source requires a client certificate")]
-    ClientCertificateRequired,
-    #[error("the client certificate's names are not accepted for this source")]
-    ClientCertificateNotAccepted,
-}
+use crate::providers::{self, BuildContext};
+use crate::vocabulary::{EventFacts, NormalizeError, ProviderKind};
 
 #[derive(Debug)]
 pub struct Source {
     pub name: String,
     pub kind: ProviderKind,
-    pub auth: SourceAuth,
+    verifier: Box<dyn Verify>,
+    settings: Arc<dyn providers::Settings>,
     pub allowed_ips: Vec<IpRange>,
     pub body_limit: usize,
     pub client_cert_required: bool,
@@ -57,13 +27,14 @@ pub struct Source {
 }
 
 impl Source {
-    /// Checks the caller's address (when the source restricts it) and any credentials carried
-    /// in headers. Runs before the body is read, so strangers cannot make finhook read bodies.
+    /// Checks the caller's address (when the source restricts it), its client certificate, and
+    /// any credentials carried in the head. Runs before the body is read, so strangers cannot
+    /// make finhook read bodies.
     pub fn authenticate_request(
         &self,
         client: Option<IpAddr>,
         client_certificate: Option<&ClientCertificate>,
-        headers: &HeaderMap,
+        head: &Parts,
     ) -> Result<(), AuthError> {
         if !self.allowed_ips.is_empty() {
             let allowed = client.is_some_and(|address| {
@@ -83,68 +54,23 @@ impl Source {
             }
             _ => {}
         }
-        match &self.auth {
-            SourceAuth::BridgeSignature(_) | SourceAuth::None => Ok(()),
-            SourceAuth::Basic { username, secrets } => {
-                let presented = credentials(headers, "Basic")?;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(presented)
-                    .map_err(|_| AuthError::WrongCredentials)?;
-                let matched = secrets
-                    .iter()
-                    .fold(subtle::Choice::from(0), |matched, secret| {
-                        let expected = format!("{username}:{}", secret.expose());
-                        matched | decoded.as_slice().ct_eq(expected.as_bytes())
-                    });
-                bool::from(matched)
-                    .then_some(())
-                    .ok_or(AuthError::WrongCredentials)
-            }
-            SourceAuth::Bearer(secrets) => {
-                let presented = credentials(headers, "Bearer")?;
-                let matched = secrets
-                    .iter()
-                    .fold(subtle::Choice::from(0), |matched, secret| {
-                        matched | presented.ct_eq(secret.expose().as_bytes())
-                    });
-                bool::from(matched)
-                    .then_some(())
-                    .ok_or(AuthError::WrongCredentials)
-            }
-        }
+        self.verifier.admit(head)
     }
 
-    /// Checks what needs the body: Bridge's signature over the exact bytes.
-    pub fn authenticate_body(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
-        match &self.auth {
-            SourceAuth::BridgeSignature(secrets) => {
-                let values = headers
-                    .get_all(bridge::SIGNATURE_HEADER)
-                    .iter()
-                    .map(|value| value.as_bytes());
-                bridge::verify_signature(values, body, secrets)?;
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+    /// The provider's verification, for [`crate::auth::verify`].
+    pub fn verifier(&self) -> &dyn Verify {
+        self.verifier.as_ref()
     }
-}
 
-/// The credentials after `scheme ` in the Authorization header.
-fn credentials<'h>(headers: &'h HeaderMap, scheme: &str) -> Result<&'h [u8], AuthError> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or(AuthError::MissingCredentials)?
-        .as_bytes();
-    let (given_scheme, rest) = value
-        .iter()
-        .position(|byte| *byte == b' ')
-        .map(|space| (&value[..space], &value[space + 1..]))
-        .ok_or(AuthError::WrongCredentials)?;
-    if !given_scheme.eq_ignore_ascii_case(scheme.as_bytes()) {
-        return Err(AuthError::WrongCredentials);
+    /// Reads the event a verified body holds, as this source's provider and settings say.
+    pub fn read(&self, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
+        self.settings.read(body)
     }
-    Ok(rest.trim_ascii())
+
+    /// Whether anyone may post (no credentials, no client certificate).
+    pub fn is_open(&self) -> bool {
+        self.verifier.is_open() && !self.client_cert_required
+    }
 }
 
 /// The configured sources by name.
@@ -152,24 +78,24 @@ fn credentials<'h>(headers: &'h HeaderMap, scheme: &str) -> Result<&'h [u8], Aut
 pub struct Sources(HashMap<String, Arc<Source>>);
 
 impl Sources {
-    /// Resolves every source's secrets (reading `*_file` paths).
+    /// Resolves every source: secret files read, verifiers built (keys parsed, HTTP client
+    /// shared for key fetches).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let context = BuildContext::new();
         let mut sources = HashMap::new();
         for (name, source) in &config.sources {
             let secrets = source.resolve_secrets(name)?;
-            let auth = match (source.kind, source.auth) {
-                (ProviderKind::Bridge, _) => SourceAuth::BridgeSignature(secrets),
-                (_, Some(AuthMode::Basic)) => SourceAuth::Basic {
-                    username: source.username.clone().unwrap_or_default(),
-                    secrets,
-                },
-                (_, Some(AuthMode::Bearer)) => SourceAuth::Bearer(secrets),
-                (_, Some(AuthMode::None) | None) => SourceAuth::None,
-            };
+            let verifier = source
+                .settings
+                .verifier(secrets, &context)
+                .map_err(|problem| {
+                    ConfigError::Invalid(vec![format!("sources.{name}: {problem}")])
+                })?;
             let resolved = Source {
                 name: name.clone(),
                 kind: source.kind,
-                auth,
+                verifier,
+                settings: Arc::clone(&source.settings),
                 allowed_ips: source.allowed_ips.clone(),
                 body_limit: source
                     .body_limit_bytes
@@ -198,91 +124,36 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::credentials::Credentials;
+    use crate::providers::Provider;
 
-    fn linxo(auth: SourceAuth) -> Source {
+    fn open_source(allowed_ips: Vec<IpRange>) -> Source {
         Source {
             name: "linxo".into(),
-            kind: ProviderKind::Linxo,
-            auth,
-            allowed_ips: vec![],
+            kind: providers::linxo::Linxo::KIND,
+            verifier: Box::new(Credentials::Anyone),
+            settings: providers::entry("linxo").unwrap().default_settings(),
+            allowed_ips,
             body_limit: 1024,
             client_cert_required: false,
             client_cert_names: vec![],
         }
     }
 
-    fn with_authorization(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::AUTHORIZATION, value.parse().unwrap());
-        headers
-    }
-
-    #[test]
-    fn basic_auth_accepts_current_and_previous_password_only() {
-        let source = linxo(SourceAuth::Basic {
-            username: "linxo".into(),
-            secrets: vec![Secret::new("new"), Secret::new("old")],
-        });
-        let encode = |pair: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
-        };
-        for good in ["linxo:new", "linxo:old"] {
-            assert_eq!(
-                source.authenticate_request(None, None, &with_authorization(&encode(good))),
-                Ok(())
-            );
-        }
-        for bad in ["linxo:nope", "other:new", "linxo:new "] {
-            assert_eq!(
-                source.authenticate_request(None, None, &with_authorization(&encode(bad))),
-                Err(AuthError::WrongCredentials)
-            );
-        }
-        assert_eq!(
-            source.authenticate_request(None, None, &HeaderMap::new()),
-            Err(AuthError::MissingCredentials)
-        );
-    }
-
-    #[test]
-    fn bearer_requires_the_scheme_and_the_token() {
-        let source = linxo(SourceAuth::Bearer(vec![Secret::new("tok")]));
-        assert_eq!(
-            source.authenticate_request(None, None, &with_authorization("Bearer tok")),
-            Ok(())
-        );
-        assert_eq!(
-            source.authenticate_request(None, None, &with_authorization("bearer tok")),
-            Ok(())
-        );
-        assert_eq!(
-            source.authenticate_request(None, None, &with_authorization("Basic tok")),
-            Err(AuthError::WrongCredentials)
-        );
-        assert_eq!(
-            source.authenticate_request(None, None, &with_authorization("Bearer tok2")),
-            Err(AuthError::WrongCredentials)
-        );
-    }
-
     #[test]
     fn allowlist_refuses_unknown_and_missing_addresses() {
-        let mut source = linxo(SourceAuth::None);
-        source.allowed_ips = vec!["63.32.31.5".parse().unwrap()];
-        let headers = HeaderMap::new();
+        let source = open_source(vec!["63.32.31.5".parse().unwrap()]);
+        let head = http::Request::post("/").body(()).unwrap().into_parts().0;
         assert_eq!(
-            source.authenticate_request(Some("63.32.31.5".parse().unwrap()), None, &headers),
+            source.authenticate_request(Some("63.32.31.5".parse().unwrap()), None, &head),
             Ok(())
         );
         assert_eq!(
-            source.authenticate_request(Some("1.2.3.4".parse().unwrap()), None, &headers),
+            source.authenticate_request(Some("1.2.3.4".parse().unwrap()), None, &head),
             Err(AuthError::AddressNotAllowed)
         );
         assert_eq!(
-            source.authenticate_request(None, None, &headers),
+            source.authenticate_request(None, None, &head),
             Err(AuthError::AddressNotAllowed)
         );
     }

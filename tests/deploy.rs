@@ -250,7 +250,7 @@ async fn every_metric_of_the_dashboard_and_alerts_is_exported_by_a_running_finho
     let client = reqwest::Client::new();
     // A refused and a published webhook fill the series that only exist once used.
     let body = br#"{"type":"TEST_EVENT","timestamp":1611681789,"content":{"item_id":1}}"#;
-    let signature = finhook::providers::bridge::sign(&finhook::config::Secret::new("s"), body);
+    let signature = finhook::providers::bridge::sign(&finhook::secret::Secret::new("s"), body);
     let refused = client.post(&webhook_url).body("{}").send().await.unwrap();
     assert_eq!(refused.status(), 401);
     let mut published = false;
@@ -536,7 +536,7 @@ fn the_runbooks_name_every_webhook_outcome_and_publish_failure() {
         );
         assert!(readme.contains(&name), "README misses {name}");
     }
-    for reason in finhook::publish::PublishError::REASONS {
+    for reason in finhook::metrics::PUBLISH_FAILURE_REASONS {
         let name = format!("`{reason}`");
         assert!(
             operations.contains(&name),

@@ -6,14 +6,18 @@
 
 mod common;
 
-use finhook::config::Secret;
-use finhook::envelope::{EventType, Ingress, Origin};
-use finhook::providers::bridge::{self, VerifyError};
-use finhook::providers::{self, ProviderKind};
+use finhook::auth::AuthError;
+use finhook::auth::Verified;
+use finhook::envelope::Origin;
+use finhook::ingest;
+use finhook::providers::bridge;
+use finhook::providers::{self, linxo, ProviderKind};
+use finhook::secret::Secret;
+use finhook::vocabulary::{EventType, Ingress};
 use serde_json::Value;
 use time::macros::datetime;
 
-use common::{fixture, fixtures_dir, webhook_fixtures, EnvelopeSchema};
+use common::{fixture, fixtures_dir, webhook_fixtures, EnvelopeSchema, Fixture};
 
 fn origin(provider: ProviderKind) -> Origin<'static> {
     Origin {
@@ -25,8 +29,16 @@ fn origin(provider: ProviderKind) -> Origin<'static> {
 }
 
 fn envelope_json(provider: ProviderKind, body: &[u8]) -> Value {
-    let envelope =
-        providers::webhook_envelope(&origin(provider), body).expect("fixture normalizes");
+    envelope_of(provider, &Fixture::bare(body))
+}
+
+/// A fixture read as its provider reads a request for it (headers, URL event), with default
+/// settings.
+fn envelope_of(provider: ProviderKind, fixture: &Fixture) -> Value {
+    let origin = origin(provider);
+    let verified = fixture.verified();
+    let facts = providers::read_with_defaults(provider, &verified);
+    let envelope = ingest::envelope(&origin, facts, &fixture.body).expect("fixture normalizes");
     serde_json::from_slice(&envelope.to_json()).unwrap()
 }
 
@@ -36,12 +48,18 @@ fn every_fixture_matches_its_golden_envelope_and_the_schema() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut created = Vec::new();
     let mut checked = 0;
-    for provider in ProviderKind::ALL {
-        for (name, body) in webhook_fixtures(provider.as_str()) {
-            let actual = envelope_json(provider, &body);
+    for provider in providers::kinds() {
+        let fixtures = webhook_fixtures(provider.as_str());
+        assert!(
+            !fixtures.is_empty(),
+            "{provider} has no fixtures in tests/fixtures/{provider}/"
+        );
+        for fixture in fixtures {
+            let (name, body) = (&fixture.name, &fixture.body);
+            let actual = envelope_of(provider, &fixture);
             schema.assert_valid(&actual, &name);
             // `data` is the provider payload, unchanged.
-            let original: Value = serde_json::from_slice(&body).unwrap();
+            let original: Value = serde_json::from_slice(body).unwrap();
             assert_eq!(
                 actual["data"], original,
                 "{name}: data must be the payload as sent"
@@ -73,7 +91,52 @@ fn every_fixture_matches_its_golden_envelope_and_the_schema() {
         created.is_empty() || update,
         "golden envelopes were missing and have been written; review and commit them: {created:#?}"
     );
-    assert!(update || checked >= 11, "only {checked} fixtures checked");
+    assert!(update || checked >= 50, "only {checked} fixtures checked");
+}
+
+#[test]
+fn schema_takes_provider_names_from_the_catalogue_and_lists_none() {
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/envelope.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let provider = &schema["properties"]["provider"];
+    assert!(
+        provider.get("enum").is_none(),
+        "a provider list would go stale"
+    );
+    let pattern = regex_lite(provider["pattern"].as_str().unwrap());
+    for kind in providers::kinds() {
+        assert!(
+            pattern(kind.as_str()),
+            "{kind} must match the schema's provider pattern"
+        );
+        assert!(
+            provider["description"]
+                .as_str()
+                .unwrap()
+                .contains(kind.as_str()),
+            "the schema's description names {kind}"
+        );
+    }
+}
+
+/// The schema's provider pattern, `^[a-z][a-z0-9_]{0,31}$`, checked by hand (no regex crate).
+fn regex_lite(pattern: &str) -> impl Fn(&str) -> bool {
+    assert_eq!(
+        pattern, "^[a-z][a-z0-9_]{0,31}$",
+        "update the test's reading of the pattern"
+    );
+    |name: &str| {
+        (1..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
 }
 
 #[test]
@@ -135,7 +198,7 @@ fn bridge_fixtures_map_to_the_documented_canonical_types() {
     ];
     for (name, event_type, key) in expected {
         let envelope = envelope_json(
-            ProviderKind::Bridge,
+            ProviderKind::new("bridge"),
             &fixture(&format!("bridge/{name}.json")),
         );
         assert_eq!(envelope["type"], event_type, "{name}");
@@ -145,26 +208,35 @@ fn bridge_fixtures_map_to_the_documented_canonical_types() {
 
 #[test]
 fn bridge_time_accepts_milliseconds_and_seconds() {
-    let event = envelope_json(ProviderKind::Bridge, &fixture("bridge/item-created.json"));
+    let event = envelope_json(
+        ProviderKind::new("bridge"),
+        &fixture("bridge/item-created.json"),
+    );
     assert_eq!(event["time"], "2021-02-08T11:09:48.323Z");
-    let test_event = envelope_json(ProviderKind::Bridge, &fixture("bridge/test-event.json"));
+    let test_event = envelope_json(
+        ProviderKind::new("bridge"),
+        &fixture("bridge/test-event.json"),
+    );
     assert_eq!(test_event["time"], "2021-01-26T17:23:09Z");
 }
 
 #[test]
 fn bridge_id_is_derived_from_the_bytes_so_retries_share_it() {
     let body = fixture("bridge/item-created.json");
-    let first = envelope_json(ProviderKind::Bridge, &body);
-    let retry = envelope_json(ProviderKind::Bridge, &body);
+    let first = envelope_json(ProviderKind::new("bridge"), &body);
+    let retry = envelope_json(ProviderKind::new("bridge"), &body);
     assert_eq!(first["id"], retry["id"]);
-    let other = envelope_json(ProviderKind::Bridge, &fixture("bridge/item-deleted.json"));
+    let other = envelope_json(
+        ProviderKind::new("bridge"),
+        &fixture("bridge/item-deleted.json"),
+    );
     assert_ne!(first["id"], other["id"]);
 }
 
 #[test]
 fn linxo_keeps_its_event_id_and_flags_truncated_accounts() {
     let small = envelope_json(
-        ProviderKind::Linxo,
+        ProviderKind::new("linxo"),
         &fixture("linxo/connection-updated-2-accounts.json"),
     );
     assert_eq!(small["id"], "abc123456");
@@ -177,7 +249,7 @@ fn linxo_keeps_its_event_id_and_flags_truncated_accounts() {
     assert_eq!(small["accountstruncated"], false);
 
     let large = envelope_json(
-        ProviderKind::Linxo,
+        ProviderKind::new("linxo"),
         &fixture("linxo/connection-updated-102-accounts.json"),
     );
     assert_eq!(large["accountcount"], 102);
@@ -205,6 +277,16 @@ fn vectors() -> Vectors {
     }
 }
 
+/// Bridge's scheme over one `BridgeApi-Signature` value.
+fn verify_bridge(value: &[u8], body: &[u8], secrets: &[Secret]) -> Result<(), AuthError> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        bridge::SIGNATURE_HEADER,
+        http::HeaderValue::from_bytes(value).unwrap(),
+    );
+    bridge::scheme(secrets).verify(&headers, body, time::OffsetDateTime::UNIX_EPOCH)
+}
+
 fn header(vectors: &Vectors, name: &str) -> Vec<u8> {
     vectors.vectors[name].as_str().unwrap().as_bytes().to_vec()
 }
@@ -214,7 +296,7 @@ fn signature_vector_current_secret_verifies_and_sign_reproduces_it() {
     let v = vectors();
     let value = header(&v, "header_value_current");
     assert_eq!(
-        bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)),
+        verify_bridge(&value, &v.body, std::slice::from_ref(&v.secret)),
         Ok(())
     );
     assert_eq!(
@@ -232,14 +314,11 @@ fn signature_vector_rotation_pair_verifies_with_either_secret() {
         vec![v.previous.clone()],
         vec![Secret::new("other"), v.previous.clone()],
     ] {
-        assert_eq!(
-            bridge::verify_signature([value.as_slice()], &v.body, &secrets),
-            Ok(())
-        );
+        assert_eq!(verify_bridge(&value, &v.body, &secrets), Ok(()));
     }
     assert_eq!(
-        bridge::verify_signature([value.as_slice()], &v.body, &[Secret::new("neither")]),
-        Err(VerifyError::Mismatch)
+        verify_bridge(&value, &v.body, &[Secret::new("neither")]),
+        Err(AuthError::SignatureMismatch)
     );
 }
 
@@ -248,8 +327,8 @@ fn signature_vector_unknown_scheme_only_is_refused() {
     let v = vectors();
     let value = header(&v, "header_value_unknown_scheme_only");
     assert_eq!(
-        bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)),
-        Err(VerifyError::NoSupportedSignature)
+        verify_bridge(&value, &v.body, std::slice::from_ref(&v.secret)),
+        Err(AuthError::NoSupportedSignature)
     );
 }
 
@@ -258,7 +337,7 @@ fn signature_vector_lowercase_hex_verifies() {
     let v = vectors();
     let value = header(&v, "header_value_lowercase_hex");
     assert_eq!(
-        bridge::verify_signature([value.as_slice()], &v.body, std::slice::from_ref(&v.secret)),
+        verify_bridge(&value, &v.body, std::slice::from_ref(&v.secret)),
         Ok(())
     );
 }
@@ -271,39 +350,42 @@ fn signature_vector_over_a_tampered_body_is_refused() {
     let position = tampered.iter().position(|byte| *byte == b'0').unwrap();
     tampered[position] = b'1';
     assert_eq!(
-        bridge::verify_signature(
-            [value.as_slice()],
-            &tampered,
-            std::slice::from_ref(&v.secret)
-        ),
-        Err(VerifyError::Mismatch)
+        verify_bridge(&value, &tampered, std::slice::from_ref(&v.secret)),
+        Err(AuthError::SignatureMismatch)
     );
     // Even the trailing newline is part of what is signed.
     let trimmed = &v.body[..v.body.len() - 1];
     assert_eq!(
-        bridge::verify_signature([value.as_slice()], trimmed, std::slice::from_ref(&v.secret)),
-        Err(VerifyError::Mismatch)
+        verify_bridge(&value, trimmed, std::slice::from_ref(&v.secret)),
+        Err(AuthError::SignatureMismatch)
     );
 }
 
 fn queue_origin() -> Origin<'static> {
     Origin {
-        provider: ProviderKind::Linxo,
+        provider: ProviderKind::new("linxo"),
         source_name: "oxlin",
         ingress: Ingress::Queue,
         received_at: datetime!(2026-11-23 10:00:00.123 UTC),
     }
 }
 
+/// One queue event read the way the poller reads it.
+fn queue_envelope<'a>(raw: &'a [u8], user: &str) -> finhook::envelope::Envelope<'a> {
+    let headers = http::HeaderMap::new();
+    let facts = linxo::read_queue_event(&Verified::assume(raw, &headers), user);
+    ingest::envelope(&queue_origin(), facts, raw).unwrap()
+}
+
 /// Every event of a queue page fixture as its envelope JSON, schema-checked.
 fn queue_page_envelopes(file: &str, user: &str) -> Vec<Value> {
     let schema = EnvelopeSchema::load();
     let page = fixture(&format!("oxlin-queue/{file}"));
-    providers::split_queue_page(&page)
+    linxo::split_queue_page(&page)
         .unwrap()
         .into_iter()
         .map(|raw| {
-            let envelope = providers::queue_envelope(&queue_origin(), raw, user).unwrap();
+            let envelope = queue_envelope(raw.get().as_bytes(), user);
             let json: Value = serde_json::from_slice(&envelope.to_json()).unwrap();
             schema.assert_valid(&json, file);
             json
@@ -351,10 +433,8 @@ fn queue_fixtures_read_their_codes_statuses_and_connection() {
 
 #[test]
 fn queue_events_without_a_connection_are_keyed_by_the_polled_user() {
-    let raw: &serde_json::value::RawValue =
-        serde_json::from_str(r#"{"id":"q9","name":"LOGIN_STARTED","event_status":"RUNNING"}"#)
-            .unwrap();
-    let envelope = providers::queue_envelope(&queue_origin(), raw, "u-42").unwrap();
+    let raw = br#"{"id":"q9","name":"LOGIN_STARTED","event_status":"RUNNING"}"#;
+    let envelope = queue_envelope(raw, "u-42");
     assert_eq!(envelope.partitionkey, "linxo:user:u-42");
     assert_eq!(envelope.connectionid, None);
     assert_eq!(envelope.userid.as_deref(), Some("u-42"));
@@ -364,12 +444,12 @@ fn queue_events_without_a_connection_are_keyed_by_the_polled_user() {
 fn linxo_account_events_share_their_connection_key() {
     let body = br#"{"id":"e7","event_type":"UPDATED","resource_type":"ACCOUNTS",
         "resource":{"id":"222","connection_id":"123","user_id":"321"}}"#;
-    let event = envelope_json(ProviderKind::Linxo, body);
+    let event = envelope_json(ProviderKind::new("linxo"), body);
     assert_eq!(event["partitionkey"], "linxo:123");
     assert_eq!(event["connectionid"], "123");
     let without = br#"{"id":"e8","event_type":"UPDATED","resource_type":"ACCOUNTS",
         "resource":{"id":"222","user_id":"321"}}"#;
-    let event = envelope_json(ProviderKind::Linxo, without);
+    let event = envelope_json(ProviderKind::new("linxo"), without);
     assert_eq!(event["partitionkey"], "linxo:user:321");
     assert!(event.get("subject").is_none());
 }
@@ -379,12 +459,12 @@ fn empty_strings_never_reach_an_envelope() {
     let schema = EnvelopeSchema::load();
     let bridge_body =
         br#"{"type":"item.created","timestamp":1,"content":{"item_id":"","user_uuid":""}}"#;
-    let event = envelope_json(ProviderKind::Bridge, bridge_body);
+    let event = envelope_json(ProviderKind::new("bridge"), bridge_body);
     schema.assert_valid(&event, "bridge with empty strings");
     assert!(event.get("userid").is_none());
     let linxo_body = br#"{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS",
         "channel_definition_id":"","resource":{"id":"","user_id":"","channels":[]}}"#;
-    let event = envelope_json(ProviderKind::Linxo, linxo_body);
+    let event = envelope_json(ProviderKind::new("linxo"), linxo_body);
     schema.assert_valid(&event, "linxo with empty strings");
 }
 
@@ -393,10 +473,11 @@ fn bridge_test_deliveries_get_distinct_ids() {
     let body = fixture("bridge/test-event.json");
     let at = |second: u8| Origin {
         received_at: datetime!(2026-11-23 10:00:00 UTC) + time::Duration::seconds(second.into()),
-        ..origin(ProviderKind::Bridge)
+        ..origin(ProviderKind::new("bridge"))
     };
-    let first = providers::webhook_envelope(&at(0), &body).unwrap();
-    let second = providers::webhook_envelope(&at(1), &body).unwrap();
+    let headers = http::HeaderMap::new();
+    let first = ingest::envelope_with_defaults(&at(0), &body, &headers).unwrap();
+    let second = ingest::envelope_with_defaults(&at(1), &body, &headers).unwrap();
     assert_ne!(first.id, second.id);
     assert_eq!(first.subject, None);
     assert_eq!(first.partitionkey, "bridge:test");

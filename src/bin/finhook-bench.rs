@@ -16,9 +16,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use clap::{Parser, Subcommand};
-use finhook::config::Secret;
 use finhook::envelope::derived_id;
-use finhook::providers::{bridge, ProviderKind};
+use finhook::providers::{bridge, Provider};
+use finhook::secret::Secret;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -227,7 +227,7 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
 
     let fixed = plan.fixed_body.clone().map(|body| {
         let signature = bridge::sign(&plan.secret, &body);
-        let id = derived_id(ProviderKind::Bridge, &body);
+        let id = derived_id(bridge::Bridge::KIND, &body);
         (body, signature, id)
     });
     let authorization = plan.authorization.clone();
@@ -253,7 +253,7 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
                     None => {
                         let body = Bytes::from(body(number));
                         let signature = bridge::sign(&secret, &body);
-                        let id = derived_id(ProviderKind::Bridge, &body);
+                        let id = derived_id(bridge::Bridge::KIND, &body);
                         (body, signature, id)
                     }
                 };

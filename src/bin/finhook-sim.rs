@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use finhook::config::Secret;
+use finhook::secret::Secret;
 use finhook::simulator::oxlin::{self, OxlinSimulation};
 use finhook::simulator::webhooks::{self, WebhookSimulation};
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::providers::bridge;
+use crate::secret::Secret;
 use crate::sources::Sources;
 
 #[derive(Debug, Parser)]
@@ -45,9 +46,16 @@ enum Command {
     Probe { url: String },
     /// Print the BridgeApi-Signature header value for a body (a file, or `-` for stdin).
     Sign {
-        /// The Bridge webhook secret.
-        #[arg(long)]
-        secret: String,
+        /// Print the headers a sender would add for this configured source (any provider with
+        /// a shared secret: bridge, linxo, standard, hmac, tink, powens), one `Name: value` a line.
+        #[arg(long, required_unless_present = "secret")]
+        source: Option<String>,
+        #[arg(long, short, requires = "source")]
+        config: Option<PathBuf>,
+        /// Shorthand without a configuration: print the BridgeApi-Signature value under this
+        /// Bridge secret.
+        #[arg(long, conflicts_with = "source")]
+        secret: Option<String>,
         #[arg(default_value = "-")]
         file: String,
     },
@@ -88,7 +96,12 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config, skip_files } => check_config(config, skip_files),
         Command::Probe { url } => probe(&url),
-        Command::Sign { secret, file } => sign(&secret, &file),
+        Command::Sign {
+            source,
+            config,
+            secret,
+            file,
+        } => sign(source, config, secret, &file),
         Command::Users {
             config,
             brokers,
@@ -171,13 +184,39 @@ fn probe(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sign(secret: &str, file: &str) -> anyhow::Result<()> {
+fn sign(
+    source: Option<String>,
+    config: Option<PathBuf>,
+    secret: Option<String>,
+    file: &str,
+) -> anyhow::Result<()> {
     let mut body = Vec::new();
     if file == "-" {
         std::io::stdin().read_to_end(&mut body)?;
     } else {
         body = std::fs::read(file).map_err(|error| anyhow::anyhow!("reading {file}: {error}"))?;
     }
-    println!("{}", bridge::sign(&Secret::new(secret), &body));
+    if let Some(secret) = secret {
+        println!("{}", bridge::sign(&Secret::new(secret), &body));
+        return Ok(());
+    }
+    let name = source.expect("clap requires --source without --secret");
+    let config = load(config)?;
+    let sources = Sources::from_config(&config)?;
+    let source = sources
+        .get(&name)
+        .ok_or_else(|| anyhow::anyhow!("no source `{name}` in the configuration"))?;
+    let headers = source
+        .verifier()
+        .sign(&body, time::OffsetDateTime::now_utc())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} sources are signed with the provider's private key: finhook cannot sign for them",
+                source.kind
+            )
+        })?;
+    for (header, value) in headers {
+        println!("{header}: {value}");
+    }
     Ok(())
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::secret::{self, Secret};
 use super::ConfigError;
+use crate::secret::{self, Secret};
 
 /// Oxlin forgets a queue 15 minutes after its last query.
 pub const QUEUE_EXPIRY: Duration = Duration::from_secs(15 * 60);

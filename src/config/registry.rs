@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::secret::{self, Secret};
 use super::ConfigError;
 use crate::registry::crypto::{CryptoError, Keyring};
+use crate::secret::{self, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,10 +5,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::ingest::IngestError;
 use crate::metrics::WebhookOutcome;
 use crate::publish::PublishError;
-use crate::sources::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,6 +22,9 @@ pub enum ApiError {
     BadRequest(&'static str),
     #[error(transparent)]
     Auth(AuthError),
+    /// The provider's key server is unreachable: the request may be genuine, so retry.
+    #[error("{}", AuthError::KeysUnavailable)]
+    KeysUnavailable { retry_after_seconds: u32 },
     #[error("too many requests in flight; retry later")]
     Overloaded { retry_after_seconds: u32 },
     #[error("the body was not received in time")]
@@ -38,6 +41,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn from_ingest(error: IngestError, retry_after_seconds: u32) -> Self {
         match error {
+            IngestError::Auth(AuthError::KeysUnavailable) => ApiError::KeysUnavailable {
+                retry_after_seconds,
+            },
             IngestError::Auth(error) => ApiError::Auth(error),
             IngestError::Publish(error) => ApiError::Unavailable {
                 error,
@@ -57,7 +63,9 @@ impl ApiError {
             ApiError::BadRequest(_) => WebhookOutcome::BadRequest,
             ApiError::Auth(AuthError::AddressNotAllowed) => WebhookOutcome::Forbidden,
             ApiError::Auth(_) => WebhookOutcome::Unauthorized,
-            ApiError::Unavailable { .. } => WebhookOutcome::Unavailable,
+            ApiError::Unavailable { .. } | ApiError::KeysUnavailable { .. } => {
+                WebhookOutcome::Unavailable
+            }
             ApiError::Overloaded { .. } => WebhookOutcome::Overloaded,
             ApiError::RequestTimeout => WebhookOutcome::RequestTimeout,
         }
@@ -73,9 +81,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Auth(AuthError::AddressNotAllowed) => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Unavailable { .. } | ApiError::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable { .. }
+            | ApiError::KeysUnavailable { .. }
+            | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -94,6 +102,12 @@ impl IntoResponse for ApiError {
                 tracing::error!(outcome, %id, "webhook too large for kafka; only its digest is kept")
             }
             ApiError::Auth(error) => tracing::warn!(outcome, %error, "webhook refused"),
+            ApiError::KeysUnavailable { .. } => {
+                tracing::warn!(
+                    outcome,
+                    "webhook answered 503: verification keys unavailable"
+                )
+            }
             other => tracing::debug!(outcome, error = %other, "webhook refused"),
         }
         let body = Json(json!({ "error": outcome, "message": self.to_string() }));
@@ -105,6 +119,9 @@ impl IntoResponse for ApiError {
                 ..
             }
             | ApiError::Overloaded {
+                retry_after_seconds,
+            }
+            | ApiError::KeysUnavailable {
                 retry_after_seconds,
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));

@@ -42,11 +42,16 @@ impl AppState {
     }
 }
 
-/// `POST /webhooks/{source}`; any other method there is 405, any other path 404.
+/// `POST /webhooks/{source}` and `POST /webhooks/{source}/{event}` (for providers that register
+/// one URL per event kind); any other method there is 405, any other path 404.
 pub fn webhook_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/webhooks/{source}",
+            post(webhook::receive).fallback(webhook::wrong_method),
+        )
+        .route(
+            "/webhooks/{source}/{event}",
             post(webhook::receive).fallback(webhook::wrong_method),
         )
         .fallback(ops::not_found)

@@ -1,11 +1,12 @@
 //! `POST /webhooks/{source}`: a short adapter from HTTP to [`crate::ingest`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request as HttpRequest, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,17 +17,20 @@ use super::client_ip::client_address;
 use super::error::ApiError;
 use super::tls::ClientCertificate;
 use super::AppState;
+use crate::auth::Request;
 use crate::ingest::{ingest_webhook, Ingested};
 use crate::metrics::{WebhookOutcome, UNKNOWN_SOURCE};
 use crate::sources::Source;
 
 pub async fn receive(
     State(state): State<Arc<AppState>>,
-    Path(source_name): Path<String>,
-    request: Request,
+    Path(path): Path<HashMap<String, String>>,
+    request: HttpRequest,
 ) -> Response {
     let started = Instant::now();
-    let Some(source) = state.sources.get(&source_name).cloned() else {
+    let source = path.get("source").and_then(|name| state.sources.get(name));
+    let event = path.get("event").map(String::as_str);
+    let (Some(source), true) = (source.cloned(), event.is_none_or(is_valid_path_event)) else {
         return finish(
             &state,
             UNKNOWN_SOURCE,
@@ -41,18 +45,18 @@ pub async fn receive(
         };
         return finish(&state, &source.name, started, Err(overloaded));
     };
-    let result = handle(&state, &source, request).await;
+    let result = handle(&state, &source, event, request).await;
     finish(&state, &source.name, started, result)
 }
 
 /// Any method but POST on a webhook path.
 pub async fn wrong_method(
     State(state): State<Arc<AppState>>,
-    Path(source_name): Path<String>,
+    Path(path): Path<HashMap<String, String>>,
 ) -> Response {
-    let label = state
-        .sources
-        .get(&source_name)
+    let label = path
+        .get("source")
+        .and_then(|name| state.sources.get(name))
         .map_or(UNKNOWN_SOURCE, |source| source.name.as_str());
     finish(
         &state,
@@ -62,10 +66,19 @@ pub async fn wrong_method(
     )
 }
 
+/// The event segment of `/webhooks/{source}/{event}`: a name, never anything to interpret.
+fn is_valid_path_event(event: &str) -> bool {
+    (1..=64).contains(&event.len())
+        && event
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
 async fn handle(
     state: &AppState,
     source: &Arc<Source>,
-    request: Request,
+    path_event: Option<&str>,
+    request: HttpRequest,
 ) -> Result<Ingested, ApiError> {
     let received_at = OffsetDateTime::now_utc();
     let (parts, body) = request.into_parts();
@@ -76,7 +89,7 @@ async fn handle(
     let client = client_address(peer, &parts.headers, &state.trusted_proxies);
     let certificate = parts.extensions.get::<ClientCertificate>();
     source
-        .authenticate_request(client, certificate, &parts.headers)
+        .authenticate_request(client, certificate, &parts)
         .map_err(ApiError::Auth)?;
     let body = tokio::time::timeout(
         state.body_read_timeout,
@@ -84,16 +97,17 @@ async fn handle(
     )
     .await
     .map_err(|_elapsed| ApiError::RequestTimeout)??;
-    ingest_webhook(
-        &state.publisher,
-        &state.metrics,
-        source,
-        &parts.headers,
-        &body,
+    let request = Request {
+        method: &parts.method,
+        path: parts.uri.path(),
+        headers: &parts.headers,
+        body: &body,
         received_at,
-    )
-    .await
-    .map_err(|error| ApiError::from_ingest(error, state.retry_after_seconds))
+        path_event,
+    };
+    ingest_webhook(&state.publisher, &state.metrics, source, &request)
+        .await
+        .map_err(|error| ApiError::from_ingest(error, state.retry_after_seconds))
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without reading on.

@@ -15,11 +15,25 @@ use prometheus::{
 
 pub use self::poller::{PollOutcome, PollerMetrics};
 pub use self::registry::RegistryMetrics;
-use crate::envelope::{EventType, Ingress};
-use crate::providers::ProviderKind;
+use crate::vocabulary::{EventType, Ingress, NormalizeError, ProviderKind};
 
 /// Label value for requests to a path that names no configured source.
 pub const UNKNOWN_SOURCE: &str = "unknown";
+
+/// The `reason` label of `finhook_publish_failures_total`: every value
+/// `publish::PublishError::reason` gives.
+pub const PUBLISH_FAILURE_REASONS: [&str; 6] = [
+    "not_ready",
+    "timeout",
+    "queue_full",
+    "broker",
+    "too_large",
+    "refused",
+];
+
+/// Dead-letter reasons for records Kafka refused (beside the normalizers' reasons).
+pub const RECORD_TOO_LARGE: &str = "record_too_large";
+pub const KAFKA_REFUSED: &str = "kafka_refused";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -241,24 +255,18 @@ impl Metrics {
                 self.webhook_requests
                     .with_label_values(&[source, outcome.as_str()]);
             }
-            let refusals = [
-                crate::publish::RECORD_TOO_LARGE,
-                crate::publish::KAFKA_REFUSED,
-            ];
-            for reason in crate::providers::NormalizeError::REASON_CODES
-                .into_iter()
-                .chain(refusals)
-            {
+            let refusals = [RECORD_TOO_LARGE, KAFKA_REFUSED];
+            for reason in NormalizeError::REASON_CODES.into_iter().chain(refusals) {
                 self.dead_letters.with_label_values(&[source, reason]);
             }
         }
         for record in [RecordKind::Event, RecordKind::DeadLetter] {
-            for reason in crate::publish::PublishError::REASONS {
+            for reason in PUBLISH_FAILURE_REASONS {
                 self.publish_failures
                     .with_label_values(&[record.as_str(), reason]);
             }
         }
-        for provider in ProviderKind::ALL {
+        for provider in crate::providers::kinds() {
             for ingress in [Ingress::Webhook, Ingress::Queue] {
                 self.event_lag
                     .with_label_values(&[provider.as_str(), ingress.as_str()]);

@@ -15,8 +15,9 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::poller::TokenRequestFormat;
-use crate::config::{PollerConfig, Secret};
+use crate::config::PollerConfig;
 use crate::metrics::PollOutcome;
+use crate::secret::Secret;
 
 /// Oxlin's token endpoint wants to know which product the client belongs to.
 const TOKEN_PROVIDER: &str = "linxoConnect";

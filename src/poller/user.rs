@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,12 +23,17 @@ use url::Url;
 
 use super::backoff::{around, Backoff};
 use super::client::{PollError, Polled, QueueApi};
-use crate::config::{Secret, UserCredentials};
-use crate::envelope::{Envelope, Ingress, Origin};
+use crate::auth::Verified;
+use crate::config::UserCredentials;
+use crate::envelope::Origin;
+use crate::ingest::{self, Item};
 use crate::metrics::{Metrics, PollOutcome};
-use crate::providers::{queue_envelope, split_queue_page, NormalizeError, ProviderKind};
-use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
+use crate::providers::linxo::{self, Linxo};
+use crate::providers::Provider;
+use crate::publish::Publisher;
 use crate::registry::state::QueueState;
+use crate::secret::Secret;
+use crate::vocabulary::Ingress;
 
 /// A token is renewed this long before it expires (or at 90 % of its life if that is shorter).
 const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
@@ -347,7 +351,7 @@ impl<Api: QueueApi> UserLoop<Api> {
     async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
         let received_at = OffsetDateTime::now_utc();
         let origin = Origin {
-            provider: ProviderKind::Linxo,
+            provider: Linxo::KIND,
             source_name: &self.poller,
             ingress: Ingress::Queue,
             received_at,
@@ -360,7 +364,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         let mut chains: Vec<(String, Vec<&Item<'_>>)> = Vec::new();
         let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
         for item in &items {
-            let key = item.key();
+            let key = item.ordering_key();
             let index = *chain_of_key.entry(key).or_insert_with(|| {
                 chains.push((key.to_owned(), Vec::new()));
                 chains.len() - 1
@@ -398,25 +402,21 @@ impl<Api: QueueApi> UserLoop<Api> {
     }
 
     fn page_items<'p>(&self, origin: &Origin<'p>, page: &'p [u8]) -> Vec<Item<'p>> {
-        let events = match split_queue_page(page) {
+        let no_headers = HeaderMap::new();
+        let events = match linxo::split_queue_page(page) {
             Ok(events) => events,
-            Err(error) => return vec![Item::dead_letter(origin, error, page)],
+            Err(error) => return vec![ingest::item(origin, Err(error), page, &no_headers)],
         };
         events
             .into_iter()
-            .map(|raw| self.envelope(origin, raw))
+            .map(|raw| {
+                let raw = raw.get().as_bytes();
+                // The page came from the provider's API over TLS, with this user's token.
+                let facts =
+                    linxo::read_queue_event(&Verified::assume(raw, &no_headers), &self.user_id);
+                ingest::item(origin, facts, raw, &no_headers)
+            })
             .collect()
-    }
-
-    fn envelope<'p>(&self, origin: &Origin<'p>, raw: &'p RawValue) -> Item<'p> {
-        match queue_envelope(origin, raw, &self.user_id) {
-            Ok(envelope) => Item::Event {
-                envelope: Box::new(envelope),
-                origin: *origin,
-                raw: raw.get().as_bytes(),
-            },
-            Err(error) => Item::dead_letter(origin, error, raw.get().as_bytes()),
-        }
     }
 
     /// Returns whether the item is on Kafka; false only when the stop deadline passed.
@@ -426,30 +426,14 @@ impl<Api: QueueApi> UserLoop<Api> {
         loop {
             // An event Kafka refuses for good is diverted to the dead-letter topic by the
             // publisher, so it never jams the user's queue; only retryable failures come back.
-            let result: Result<(), PublishError> = match item {
-                Item::Event {
-                    envelope,
-                    origin,
-                    raw,
-                } => self
-                    .publisher
-                    .publish_or_divert(envelope, *origin, raw, &no_headers)
-                    .await
-                    .map(|delivered| match delivered {
-                        Delivered::Event => {}
-                        Delivered::DeadLettered { reason } => {
-                            self.metrics.dead_lettered(&self.poller, reason)
-                        }
-                        Delivered::DigestOnly => {
-                            self.metrics.dead_lettered(&self.poller, RECORD_TOO_LARGE)
-                        }
-                    }),
-                Item::DeadLetter(letter) => self
-                    .publisher
-                    .publish_dead_letter_or_digest(letter)
-                    .await
-                    .map(|_| self.metrics.dead_lettered(&self.poller, letter.reason)),
-            };
+            let result = ingest::deliver(
+                &self.publisher,
+                &self.metrics,
+                &self.poller,
+                item,
+                &no_headers,
+            )
+            .await;
             let Err(error) = result else {
                 return true;
             };
@@ -480,38 +464,7 @@ enum CycleResult {
 /// Whether a 200 page holds no event at all (an unreadable page is not empty: it is
 /// dead-lettered).
 fn page_is_empty(page: &[u8]) -> bool {
-    split_queue_page(page).is_ok_and(|events| events.is_empty())
-}
-
-/// A polled event ready to publish: its envelope (with the bytes it was made from, for the
-/// dead-letter topic should Kafka refuse it), or a dead letter when it cannot be read.
-enum Item<'p> {
-    Event {
-        envelope: Box<Envelope<'p>>,
-        origin: Origin<'p>,
-        raw: &'p [u8],
-    },
-    DeadLetter(DeadLetter<'p>),
-}
-
-impl<'p> Item<'p> {
-    fn dead_letter(origin: &Origin<'p>, error: NormalizeError, raw: &'p [u8]) -> Self {
-        let reason = error.reason_code();
-        Item::DeadLetter(DeadLetter::new(
-            *origin,
-            reason,
-            error.to_string(),
-            raw,
-            &HeaderMap::new(),
-        ))
-    }
-
-    fn key(&self) -> &str {
-        match self {
-            Item::Event { envelope, .. } => &envelope.partitionkey,
-            Item::DeadLetter(letter) => &letter.id,
-        }
-    }
+    linxo::split_queue_page(page).is_ok_and(|events| events.is_empty())
 }
 
 /// "Keep trying until stop, then for the grace period."

@@ -3,101 +3,92 @@
 //! Body: `{"type": "...", "timestamp": <ms or s>, "content": {...}}`. There is no event id, so
 //! the envelope id is derived from the body; the connection is `content.item_id`.
 
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use std::time::Duration;
 
-use super::{id_string, number, object, parse_object, text, unix_time, EventFacts, NormalizeError};
-use crate::config::Secret;
-use crate::envelope::EventType;
+use http::{HeaderMap, HeaderName};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    id_string, number, object, parse_object, text, unix_time, BuildContext, EventFacts,
+    NormalizeError, Provider, ProviderKind,
+};
+use crate::auth::hmac::{Algorithm, Encoding, HmacScheme, Layout, Template, TimestampSource};
+use crate::auth::{Verified, Verify};
+use crate::secret::Secret;
+use crate::vocabulary::EventType;
 
 /// The header carrying `v1=<hex>` entries, comma-separated.
 pub const SIGNATURE_HEADER: &str = "bridgeapi-signature";
-
-/// The only live scheme; any other (`v0`, a future `v2`) is ignored, never trusted.
-const SUPPORTED_SCHEME: &str = "v1";
 
 /// `item.refreshed` status codes that need the user to act (wrong or expired credentials, a
 /// strong-authentication challenge, a validation in Bridge's interface). Other non-zero codes
 /// are sync failures. Inferred from Bridge's item status documentation; see docs/envelope.md.
 const ACTION_REQUIRED_STATUS_CODES: &[i64] = &[402, 429, 430, 1010, 1100];
 
-type HmacSha256 = Hmac<Sha256>;
+pub struct Bridge;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum VerifyError {
-    #[error("the BridgeApi-Signature header is missing")]
-    MissingSignature,
-    #[error("the BridgeApi-Signature header holds no v1 signature")]
-    NoSupportedSignature,
-    #[error("no signature matches the body")]
-    Mismatch,
-}
+/// A Bridge source has no keys of its own: its `secret` is the webhook's signing secret, and
+/// `previous_secret` the one being rotated out (Bridge keeps it valid for 24 hours).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSettings {}
 
-/// Accepts when any `v1` entry of any header occurrence is the HMAC-SHA256 of `body` under any
-/// of `secrets` (current and previous during rotation). Hex is compared case-insensitively (it
-/// is decoded) and in constant time.
-pub fn verify_signature<'a>(
-    header_values: impl IntoIterator<Item = &'a [u8]>,
-    body: &[u8],
-    secrets: &[Secret],
-) -> Result<(), VerifyError> {
-    let mut saw_header = false;
-    let mut candidates: Vec<[u8; 32]> = Vec::new();
-    for value in header_values {
-        saw_header = true;
-        candidates.extend(v1_signatures(value));
-    }
-    if !saw_header {
-        return Err(VerifyError::MissingSignature);
-    }
-    if candidates.is_empty() {
-        return Err(VerifyError::NoSupportedSignature);
-    }
-    let expected: Vec<[u8; 32]> = secrets.iter().map(|secret| digest(secret, body)).collect();
-    // Every pair is compared, so the time taken does not tell which one matched.
-    let mut matched = subtle::Choice::from(0);
-    for candidate in &candidates {
-        for digest in &expected {
-            matched |= candidate.ct_eq(digest);
+impl Provider for Bridge {
+    const KIND: ProviderKind = ProviderKind::new("bridge");
+    const VERIFICATION: &'static str =
+        "`BridgeApi-Signature: v1=<hex>[,v1=…]`, HMAC-SHA256 of the raw body; current and previous secret";
+    type Settings = BridgeSettings;
+
+    fn validate(_: &BridgeSettings, key: &str, has_secret: bool, problems: &mut Vec<String>) {
+        if !has_secret {
+            problems.push(format!(
+                "{key}.secret: a bridge source needs its webhook secret (`secret` or `secret_file`)"
+            ));
         }
     }
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
+
+    fn verifier(
+        _: &BridgeSettings,
+        secrets: Vec<Secret>,
+        _: &BuildContext,
+    ) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(scheme(&secrets)))
+    }
+
+    fn read(_: &BridgeSettings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
+        normalize(body.body())
     }
 }
 
-/// The decoded `v1` signatures of one header value; malformed entries are skipped.
-fn v1_signatures(value: &[u8]) -> impl Iterator<Item = [u8; 32]> + '_ {
-    value.split(|byte| *byte == b',').filter_map(|entry| {
-        let entry = entry.trim_ascii();
-        let separator = entry.iter().position(|byte| *byte == b'=')?;
-        let (scheme, hex_value) = (&entry[..separator], &entry[separator + 1..]);
-        if !scheme.eq_ignore_ascii_case(SUPPORTED_SCHEME.as_bytes()) {
-            return None;
-        }
-        let mut decoded = [0u8; 32];
-        hex::decode_to_slice(hex_value.trim_ascii(), &mut decoded).ok()?;
-        Some(decoded)
-    })
-}
-
-fn digest(secret: &Secret, body: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+/// Bridge's signature: any `v1` entry of any header occurrence is the HMAC-SHA256 of the body
+/// under any of the secrets. Other schemes (`v0`, a future `v2`) are ignored, never trusted.
+/// Bridge signs nothing else, so there is no timestamp to check.
+pub fn scheme(secrets: &[Secret]) -> HmacScheme {
+    HmacScheme {
+        header: HeaderName::from_static(SIGNATURE_HEADER),
+        layout: Layout::List {
+            separator: ',',
+            prefix: "v1=".to_owned(),
+        },
+        algorithm: Algorithm::Sha256,
+        encoding: Encoding::HexUpper,
+        content: Template::body_only(),
+        timestamp: TimestampSource::None,
+        tolerance: Duration::ZERO,
+        keys: secrets
+            .iter()
+            .map(|secret| secret.expose().as_bytes().to_vec())
+            .collect(),
+    }
 }
 
 /// The `BridgeApi-Signature` value Bridge would send for `body` (uppercase hex, as Bridge does).
 pub fn sign(secret: &Secret, body: &[u8]) -> String {
-    format!(
-        "{SUPPORTED_SCHEME}={}",
-        hex::encode_upper(digest(secret, body))
-    )
+    scheme(std::slice::from_ref(secret))
+        .sign(&HeaderMap::new(), body, time::OffsetDateTime::UNIX_EPOCH)
+        .and_then(|headers| headers.into_iter().next())
+        .map(|(_, value)| value)
+        .expect("a scheme with a key always signs")
 }
 
 #[derive(Deserialize)]
@@ -213,6 +204,7 @@ fn canonical_type(provider_type: &str, status_code: Option<i64>) -> EventType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::AuthError;
 
     #[test]
     fn refreshed_status_codes_split_into_success_action_and_failure() {
@@ -297,16 +289,26 @@ mod tests {
         );
     }
 
+    fn verify(secrets: &[Secret], header: Option<&str>, body: &[u8]) -> Result<(), AuthError> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = header {
+            headers.insert(SIGNATURE_HEADER, value.parse().unwrap());
+        }
+        scheme(secrets).verify(&headers, body, time::OffsetDateTime::UNIX_EPOCH)
+    }
+
     #[test]
     fn signature_round_trips_through_sign() {
         let secret = Secret::new("s3cret");
         let header = sign(&secret, b"body");
-        assert!(
-            verify_signature([header.as_bytes()], b"body", std::slice::from_ref(&secret)).is_ok()
+        assert!(header.starts_with("v1=") && header[3..].chars().all(|c| !c.is_ascii_lowercase()));
+        assert_eq!(
+            verify(std::slice::from_ref(&secret), Some(&header), b"body"),
+            Ok(())
         );
         assert_eq!(
-            verify_signature([header.as_bytes()], b"other", &[secret]),
-            Err(VerifyError::Mismatch)
+            verify(&[secret], Some(&header.to_lowercase()), b"other"),
+            Err(AuthError::SignatureMismatch)
         );
     }
 
@@ -315,20 +317,19 @@ mod tests {
         let secret = Secret::new("s3cret");
         let good = sign(&secret, b"body");
         let header = format!("garbage, v1=zz, v1=ABC, {good}");
-        assert!(verify_signature([header.as_bytes()], b"body", &[secret]).is_ok());
+        assert_eq!(verify(&[secret], Some(&header), b"body"), Ok(()));
     }
 
     #[test]
     fn missing_header_and_empty_header_differ() {
         let secrets = [Secret::new("s")];
-        let none: [&[u8]; 0] = [];
         assert_eq!(
-            verify_signature(none, b"", &secrets),
-            Err(VerifyError::MissingSignature)
+            verify(&secrets, None, b""),
+            Err(AuthError::MissingSignature)
         );
         assert_eq!(
-            verify_signature([&b""[..]], b"", &secrets),
-            Err(VerifyError::NoSupportedSignature)
+            verify(&secrets, Some(""), b""),
+            Err(AuthError::NoSupportedSignature)
         );
     }
 }

@@ -2,15 +2,53 @@
 //!
 //! Body: `{"id", "event_type", "resource_type", "creation_date" (s), "channel_definition_id",
 //! "resource": {connection, "account_count", "accounts"}, ...}`. Linxo signs nothing: the
-//! caller is authenticated by the source's shared secret (see `http::auth`).
+//! caller is authenticated by the source's shared secret or mutual TLS
+//! ([`crate::auth::credentials`]).
+//!
+//! Oxlin also keeps per-user event queues that finhook polls (`crate::poller`): a queue page is
+//! read by [`split_queue_page`] and [`read_queue_event`], through the same ingest path.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::{
-    boolean, count, id_string, list, number, object, parse_object, text, unix_time, EventFacts,
-    NormalizeError,
+    boolean, count, id_string, list, number, object, parse_object, text, unix_time, BuildContext,
+    EventFacts, NormalizeError, Provider, ProviderKind,
 };
-use crate::envelope::EventType;
+use crate::auth::credentials::CredentialSettings;
+use crate::auth::{Verified, Verify};
+use crate::secret::Secret;
+use crate::vocabulary::EventType;
+
+pub struct Linxo;
+
+impl Provider for Linxo {
+    const KIND: ProviderKind = ProviderKind::new("linxo");
+    const VERIFICATION: &'static str =
+        "none by Linxo: HTTP Basic, bearer or query token on the URL, and/or mutual TLS (Linxo's documented option)";
+    type Settings = CredentialSettings;
+
+    fn validate(
+        settings: &CredentialSettings,
+        key: &str,
+        has_secret: bool,
+        problems: &mut Vec<String>,
+    ) {
+        settings.validate(key, "linxo", has_secret, problems);
+    }
+
+    fn verifier(
+        settings: &CredentialSettings,
+        secrets: Vec<Secret>,
+        _: &BuildContext,
+    ) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(settings.verifier(secrets)))
+    }
+
+    fn read(_: &CredentialSettings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
+        normalize(body.body())
+    }
+}
 
 /// Channel statuses that need the user: re-enter credentials, answer a challenge, ...
 /// The same names are Oxlin's queue event names for these situations.
@@ -274,6 +312,44 @@ pub fn normalize_queue_event(raw: &[u8]) -> Result<EventFacts, NormalizeError> {
         .and_then(|resource| connection_of(event.resource_type.as_deref(), resource))
         .or(event.connection_id);
     facts.user_id = event.resource.and_then(|resource| resource.user_id);
+    Ok(facts)
+}
+
+/// Splits an Oxlin queue page into its events: a top-level array, or an object holding an
+/// `events` array (other fields ignored). Each event stays raw, for its envelope or dead letter.
+pub fn split_queue_page(body: &[u8]) -> Result<Vec<&RawValue>, NormalizeError> {
+    #[derive(Deserialize)]
+    struct Wrapped<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    match first {
+        Some(b'[') => serde_json::from_slice(body).map_err(NormalizeError::from_serde),
+        Some(b'{') => {
+            let wrapped: Wrapped<'_> = serde_json::from_slice(body).map_err(|error| {
+                if error.is_data() {
+                    NormalizeError::MissingField("events")
+                } else {
+                    NormalizeError::InvalidJson(error.to_string())
+                }
+            })?;
+            Ok(wrapped.events)
+        }
+        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(NormalizeError::NotAnObject),
+            Err(error) => Err(NormalizeError::InvalidJson(error.to_string())),
+        },
+    }
+}
+
+/// Reads one event of a queue page polled for `user_id`. The poller knows the user whose queue
+/// it polls: it is the envelope's `userid`, and the ordering key of events that name no
+/// connection.
+pub fn read_queue_event(raw: &Verified<'_>, user_id: &str) -> Result<EventFacts, NormalizeError> {
+    let mut facts = normalize_queue_event(raw.body())?;
+    facts.user_id = Some(user_id.to_owned());
+    facts.fallback_key = Some(format!("user:{user_id}"));
     Ok(facts)
 }
 

@@ -1,132 +1,232 @@
-//! Providers: one file per aggregator, each turning its raw events into [`EventFacts`].
+//! Providers: one file per aggregator or signature family, each a [`Provider`]: its settings
+//! (the keys of its `[sources.<name>]` table), its verifier, and how it reads an event out of a
+//! verified body. [`CATALOGUE`] lists them; nothing else in finhook names a provider.
 //!
-//! Adding a provider means its own file here, a variant of [`ProviderKind`], one arm in
-//! [`normalize_webhook`], its fixtures and its configuration.
+//! # Adding a provider
+//!
+//! 1. Write `src/providers/<name>.rs`: a unit struct implementing [`Provider`]. Pick the
+//!    verification from [`crate::auth`] (credentials, [`crate::auth::hmac::HmacScheme`],
+//!    Standard Webhooks, a [`crate::auth::keys::KeyCache`] for fetched keys) rather than writing
+//!    a new one; read the body with the lenient readers below ([`text`], [`id_string`], …) so a
+//!    field of an unexpected type is absent, not fatal; map the provider's event names to
+//!    canonical [`EventType`]s, and keep unknown names as [`EventType::Unmapped`]. Say in the
+//!    doc comment which facts are confirmed by the provider's documentation and which inferred.
+//! 2. Add one line to [`CATALOGUE`].
+//! 3. Add fixtures under `tests/fixtures/<name>/` and their golden envelopes: the tests in
+//!    `tests/normalizers.rs` and `tests/api/providers.rs` iterate the catalogue, so a provider
+//!    without fixtures or without a config example fails them.
+//!
+//! The envelope schema, the configuration's `kind`, the metric labels and `finhook providers`
+//! take the names from the catalogue.
 
 pub mod bridge;
+pub mod hmac;
 mod lenient;
 pub mod linxo;
+pub mod plaid;
+pub mod powens;
+pub mod saltedge;
+pub mod standard;
+pub mod tink;
+pub mod truelayer;
 
 pub(crate) use self::lenient::{boolean, count, id_string, list, number, object, text};
 
 use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
 
+use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use serde_json::value::RawValue;
+use crate::auth::{Verified, Verify};
+use crate::secret::Secret;
+pub use crate::vocabulary::{EventFacts, EventType, NormalizeError, ProviderKind};
 
-use crate::envelope::{Envelope, EventType, Origin};
+/// Every provider finhook knows, one line each.
+pub static CATALOGUE: &[&dyn Entry] = &[
+    &Registered::<bridge::Bridge>(PhantomData),
+    &Registered::<linxo::Linxo>(PhantomData),
+    &Registered::<standard::Standard>(PhantomData),
+    &Registered::<hmac::GenericHmac>(PhantomData),
+    &Registered::<tink::Tink>(PhantomData),
+    &Registered::<plaid::Plaid>(PhantomData),
+    &Registered::<truelayer::TrueLayer>(PhantomData),
+    &Registered::<saltedge::SaltEdge>(PhantomData),
+    &Registered::<powens::Powens>(PhantomData),
+];
 
-/// The kinds of webhook source finhook understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Bridge,
-    Linxo,
+/// What finhook gives a provider when it builds a source's verifier.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The shared HTTP client for key fetches, with finhook's timeouts.
+    pub http: reqwest::Client,
 }
 
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::Bridge, ProviderKind::Linxo];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Bridge => "bridge",
-            ProviderKind::Linxo => "linxo",
-        }
+impl BuildContext {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("finhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a rustls client with timeouts always builds");
+        Self { http }
     }
 }
 
-impl fmt::Display for ProviderKind {
+impl Default for BuildContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One provider: what its sources are configured with, how their requests are verified, and
+/// how an event is read out of a verified body.
+pub trait Provider: 'static {
+    /// `kind` in configuration, `provider` in the envelope, the prefix of its Kafka keys.
+    const KIND: ProviderKind;
+    /// How requests are verified, in a few words (docs/providers.md, `finhook providers`).
+    const VERIFICATION: &'static str;
+    /// The keys of a source's table besides the common ones (`kind`, `secret`,
+    /// `previous_secret` and their `_file` forms, `allowed_ips`, `body_limit_bytes`,
+    /// `client_cert_required`, `client_cert_names`). Unknown keys must be refused
+    /// (`#[serde(deny_unknown_fields)]`) and `None`s skipped when serializing.
+    type Settings: DeserializeOwned + Serialize + fmt::Debug + Clone + Default + Send + Sync;
+
+    /// Checks the settings without IO; every problem names its key under `key`.
+    /// `has_secret`: whether the source gives `secret` or `secret_file`.
+    fn validate(settings: &Self::Settings, key: &str, has_secret: bool, problems: &mut Vec<String>);
+
+    /// Builds the verifier from valid settings and the source's secrets (current first).
+    fn verifier(
+        settings: &Self::Settings,
+        secrets: Vec<Secret>,
+        context: &BuildContext,
+    ) -> Result<Box<dyn Verify>, String>;
+
+    /// Reads the event a verified webhook body holds.
+    fn read(settings: &Self::Settings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError>;
+}
+
+/// A provider in the catalogue, with its type erased.
+pub trait Entry: Sync {
+    fn kind(&self) -> ProviderKind;
+    fn verification(&self) -> &'static str;
+    /// Reads a source's provider-specific keys.
+    fn settings(&self, table: serde_json::Value) -> Result<Arc<dyn Settings>, String>;
+    /// The settings every key left out gives (for tests, benches and tools that read bodies
+    /// without a configured source).
+    fn default_settings(&self) -> Arc<dyn Settings>;
+}
+
+/// A source's provider-specific settings, with the provider's functions bound to them.
+pub trait Settings: fmt::Debug + Send + Sync {
+    fn kind(&self) -> ProviderKind;
+    fn validate(&self, key: &str, has_secret: bool, problems: &mut Vec<String>);
+    fn verifier(
+        &self,
+        secrets: Vec<Secret>,
+        context: &BuildContext,
+    ) -> Result<Box<dyn Verify>, String>;
+    fn read(&self, body: &Verified<'_>) -> Result<EventFacts, NormalizeError>;
+    /// The settings as configuration keys (secrets redacted), for `check-config`.
+    fn to_json(&self) -> serde_json::Value;
+}
+
+struct Registered<P>(PhantomData<fn() -> P>);
+
+impl<P: Provider> Entry for Registered<P> {
+    fn kind(&self) -> ProviderKind {
+        P::KIND
+    }
+
+    fn verification(&self) -> &'static str {
+        P::VERIFICATION
+    }
+
+    fn settings(&self, table: serde_json::Value) -> Result<Arc<dyn Settings>, String> {
+        let settings: P::Settings =
+            serde_json::from_value(table).map_err(|error| error.to_string())?;
+        Ok(Arc::new(Typed::<P>(settings)))
+    }
+
+    fn default_settings(&self) -> Arc<dyn Settings> {
+        Arc::new(Typed::<P>(P::Settings::default()))
+    }
+}
+
+struct Typed<P: Provider>(P::Settings);
+
+impl<P: Provider> fmt::Debug for Typed<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
-/// What a provider reads out of one event; [`crate::envelope::Envelope::new`] adds the rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventFacts {
-    /// The provider's own event id, when it has one (Linxo does, Bridge does not).
-    pub provider_event_id: Option<String>,
-    pub event_type: EventType,
-    /// The provider's name for the event, kept verbatim.
-    pub provider_type: String,
-    /// When the provider says the event happened.
-    pub time: Option<OffsetDateTime>,
-    pub connection_id: Option<String>,
-    pub user_id: Option<String>,
-    /// Linxo's `channel_definition_id`.
-    pub channel_id: Option<String>,
-    /// Ordering key for events without a connection, e.g. `user:<uuid>`.
-    pub fallback_key: Option<String>,
-    /// Why a sync failed or needs the user (a provider status code or name).
-    pub reason: Option<String>,
-    /// Linxo: accounts on the connection, and whether the event's list left them out (>100).
-    pub account_count: Option<u64>,
-    pub accounts_truncated: Option<bool>,
-    /// Linxo: whether the synchronization brought new transactions.
-    pub new_transactions: Option<bool>,
-    /// The provider's status for what the event is about (Oxlin's `event_status`, a Linxo
-    /// channel's status), verbatim.
-    pub provider_status: Option<String>,
-    /// The event is a test delivery: its id is unique per delivery rather than derived from
-    /// its bytes alone, so a deduplicating consumer does not drop the second test.
-    pub unique_per_delivery: bool,
-}
+impl<P: Provider> Settings for Typed<P> {
+    fn kind(&self) -> ProviderKind {
+        P::KIND
+    }
 
-impl EventFacts {
-    pub fn new(event_type: EventType, provider_type: impl Into<String>) -> Self {
-        Self {
-            provider_event_id: None,
-            event_type,
-            provider_type: provider_type.into(),
-            time: None,
-            connection_id: None,
-            user_id: None,
-            channel_id: None,
-            fallback_key: None,
-            reason: None,
-            account_count: None,
-            accounts_truncated: None,
-            new_transactions: None,
-            provider_status: None,
-            unique_per_delivery: false,
-        }
+    fn validate(&self, key: &str, has_secret: bool, problems: &mut Vec<String>) {
+        P::validate(&self.0, key, has_secret, problems)
+    }
+
+    fn verifier(
+        &self,
+        secrets: Vec<Secret>,
+        context: &BuildContext,
+    ) -> Result<Box<dyn Verify>, String> {
+        P::verifier(&self.0, secrets, context)
+    }
+
+    fn read(&self, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
+        P::read(&self.0, body)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or(serde_json::Value::Null)
     }
 }
 
-/// Why an authenticated body could not be understood; it goes to the dead-letter topic.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NormalizeError {
-    #[error("body is not valid JSON: {0}")]
-    InvalidJson(String),
-    #[error("body is not a JSON object")]
-    NotAnObject,
-    #[error("required field `{0}` is missing or has the wrong type")]
-    MissingField(&'static str),
+/// The catalogue's entry for `name`.
+pub fn entry(name: &str) -> Option<&'static dyn Entry> {
+    CATALOGUE
+        .iter()
+        .copied()
+        .find(|entry| entry.kind().as_str() == name)
 }
 
-impl NormalizeError {
-    /// A metric label and dead-letter header value from a fixed set.
-    pub fn reason_code(&self) -> &'static str {
-        match self {
-            NormalizeError::InvalidJson(_) => "invalid_json",
-            NormalizeError::NotAnObject => "not_an_object",
-            NormalizeError::MissingField(_) => "missing_field",
-        }
-    }
+/// Every provider's kind, in catalogue order.
+pub fn kinds() -> impl Iterator<Item = ProviderKind> {
+    CATALOGUE.iter().map(|entry| entry.kind())
+}
 
-    pub const REASON_CODES: [&'static str; 3] = ["invalid_json", "not_an_object", "missing_field"];
-    /// Turns a serde error into the right variant. Provider structs read every field leniently
-    /// (see [`id_string`], [`text`]), so a data error can only mean the top level is not an
-    /// object. Serde's syntax messages give a position, never the input's values.
-    pub(crate) fn from_serde(error: serde_json::Error) -> Self {
-        if error.is_data() {
-            NormalizeError::NotAnObject
-        } else {
-            NormalizeError::InvalidJson(error.to_string())
-        }
+/// A provider name in configuration (`kind`, a route's `provider`) must be in the catalogue.
+impl<'de> Deserialize<'de> for ProviderKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        entry(&name).map(|entry| entry.kind()).ok_or_else(|| {
+            let known: Vec<&str> = kinds().map(ProviderKind::as_str).collect();
+            serde::de::Error::custom(format!(
+                "unknown provider `{name}`; one of {}",
+                known.join(", ")
+            ))
+        })
     }
+}
+
+/// Reads a body as `kind` with default settings: for tests, benches and tools.
+pub fn read_with_defaults(
+    kind: ProviderKind,
+    body: &Verified<'_>,
+) -> Result<EventFacts, NormalizeError> {
+    entry(kind.as_str())
+        .expect("a ProviderKind names a catalogue entry")
+        .default_settings()
+        .read(body)
 }
 
 /// Parses a JSON object into a provider struct. Serde would read a JSON array into a struct by
@@ -145,67 +245,44 @@ pub(crate) fn parse_object<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<
     serde_json::from_slice(body).map_err(NormalizeError::from_serde)
 }
 
-/// Reads a webhook body from a source of `kind`.
-pub fn normalize_webhook(kind: ProviderKind, body: &[u8]) -> Result<EventFacts, NormalizeError> {
-    match kind {
-        ProviderKind::Bridge => bridge::normalize(body),
-        ProviderKind::Linxo => linxo::normalize(body),
-    }
+/// Parses a body whose top level must be an object into a JSON value, for providers that read
+/// fields by path (Standard Webhooks, generic HMAC, Tink, Plaid, TrueLayer, Salt Edge, Powens).
+/// These bodies are small; the Bridge and Linxo readers stream instead.
+pub(crate) fn parse_value(body: &[u8]) -> Result<serde_json::Value, NormalizeError> {
+    let value: serde_json::Map<String, serde_json::Value> = parse_object(body)?;
+    Ok(serde_json::Value::Object(value))
 }
 
-/// Reads a webhook body into its envelope: `data` borrows `body`, unchanged.
-pub fn webhook_envelope<'a>(
-    origin: &Origin<'_>,
-    body: &'a [u8],
-) -> Result<Envelope<'a>, NormalizeError> {
-    let facts = normalize_webhook(origin.provider, body)?;
-    // The normalizer parsed all of the body, so its syntax is valid JSON; serde_json does not
-    // check the UTF-8 of strings it skips, so that is checked here, once, at memory speed.
-    let data = std::str::from_utf8(body)
-        .map_err(|error| NormalizeError::InvalidJson(format!("not UTF-8: {error}")))?;
-    Ok(Envelope::new(origin, facts, body, data))
+/// The value at a dotted path (`data.object.id`, `accounts.0.id`), if any.
+pub fn at<'v>(value: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    path.split('.')
+        .filter(|segment| !segment.is_empty())
+        .try_fold(value, |current, segment| match current {
+            serde_json::Value::Object(map) => map.get(segment),
+            serde_json::Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
+            _ => None,
+        })
 }
 
-/// Reads one event of an Oxlin queue page into its envelope. The poller knows the user whose
-/// queue it polls: it is the envelope's `userid`, and the ordering key of events that name no
-/// connection.
-pub fn queue_envelope<'a>(
-    origin: &Origin<'_>,
-    raw: &'a RawValue,
-    user_id: &str,
-) -> Result<Envelope<'a>, NormalizeError> {
-    let bytes = raw.get().as_bytes();
-    let mut facts = linxo::normalize_queue_event(bytes)?;
-    facts.user_id = Some(user_id.to_owned());
-    facts.fallback_key = Some(format!("user:{user_id}"));
-    Ok(Envelope::new(origin, facts, bytes, raw.get()))
-}
-
-/// Splits an Oxlin queue page into its events: a top-level array, or an object holding an
-/// `events` array (other fields ignored). Each event stays raw, for its envelope or dead letter.
-pub fn split_queue_page(body: &[u8]) -> Result<Vec<&RawValue>, NormalizeError> {
-    #[derive(Deserialize)]
-    struct Wrapped<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a RawValue>,
-    }
-    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
-    match first {
-        Some(b'[') => serde_json::from_slice(body).map_err(NormalizeError::from_serde),
-        Some(b'{') => {
-            let wrapped: Wrapped<'_> = serde_json::from_slice(body).map_err(|error| {
-                if error.is_data() {
-                    NormalizeError::MissingField("events")
-                } else {
-                    NormalizeError::InvalidJson(error.to_string())
-                }
-            })?;
-            Ok(wrapped.events)
+/// A string (non-empty) or integer at `path`, as text: ids are either, depending on the provider.
+pub(crate) fn text_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    match at(value, path)? {
+        serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
+        serde_json::Value::Number(number) if number.is_i64() || number.is_u64() => {
+            Some(number.to_string())
         }
-        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            Ok(_) => Err(NormalizeError::NotAnObject),
-            Err(error) => Err(NormalizeError::InvalidJson(error.to_string())),
-        },
+        _ => None,
+    }
+}
+
+/// A time written as RFC 3339 text or as Unix seconds or milliseconds.
+pub(crate) fn time_of(value: Option<&serde_json::Value>) -> Option<OffsetDateTime> {
+    match value? {
+        serde_json::Value::String(text) => {
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+        }
+        serde_json::Value::Number(number) => number.as_f64().and_then(unix_time),
+        _ => None,
     }
 }
 

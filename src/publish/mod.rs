@@ -47,16 +47,7 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    pub const REASONS: [&'static str; 6] = [
-        "not_ready",
-        "timeout",
-        "queue_full",
-        "broker",
-        "too_large",
-        "refused",
-    ];
-
-    /// A metric label from a fixed set.
+    /// A metric label from [`crate::metrics::PUBLISH_FAILURE_REASONS`].
     pub fn reason(&self) -> &'static str {
         match self {
             PublishError::NotReady => "not_ready",
@@ -107,9 +98,7 @@ pub enum Delivered {
     DigestOnly,
 }
 
-/// Dead-letter reasons for records Kafka refused (beside the normalizers' reasons).
-pub const RECORD_TOO_LARGE: &str = "record_too_large";
-pub const KAFKA_REFUSED: &str = "kafka_refused";
+pub use crate::metrics::{KAFKA_REFUSED, RECORD_TOO_LARGE};
 
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! else the default topic.
 
 use crate::config::RouteConfig;
-use crate::envelope::EventType;
-use crate::providers::ProviderKind;
+use crate::vocabulary::EventType;
+use crate::vocabulary::ProviderKind;
 
 #[derive(Debug, Clone)]
 pub struct Routing {
@@ -60,28 +60,28 @@ mod tests {
             &[
                 route(
                     Some("io.finhook.payment."),
-                    Some(ProviderKind::Bridge),
+                    Some(ProviderKind::new("bridge")),
                     "payments",
                 ),
                 route(Some("io.finhook.connection."), None, "connections"),
-                route(None, Some(ProviderKind::Linxo), "linxo-other"),
+                route(None, Some(ProviderKind::new("linxo")), "linxo-other"),
             ],
             "events",
         );
         assert_eq!(
-            routing.topic_for(EventType::PaymentLinkUpdated, ProviderKind::Bridge),
+            routing.topic_for(EventType::PaymentLinkUpdated, ProviderKind::new("bridge")),
             "payments"
         );
         assert_eq!(
-            routing.topic_for(EventType::ConnectionSyncFailed, ProviderKind::Linxo),
+            routing.topic_for(EventType::ConnectionSyncFailed, ProviderKind::new("linxo")),
             "connections"
         );
         assert_eq!(
-            routing.topic_for(EventType::Unmapped, ProviderKind::Linxo),
+            routing.topic_for(EventType::Unmapped, ProviderKind::new("linxo")),
             "linxo-other"
         );
         assert_eq!(
-            routing.topic_for(EventType::AccountCreated, ProviderKind::Bridge),
+            routing.topic_for(EventType::AccountCreated, ProviderKind::new("bridge")),
             "events"
         );
     }

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{CryptoError, Keyring, Sealed};
-use crate::config::{Secret, UserCredentials};
+use crate::config::UserCredentials;
+use crate::secret::Secret;
 
 pub const RECORD_VERSION: u32 = 1;
 

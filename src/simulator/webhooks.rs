@@ -8,8 +8,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::json;
 
-use crate::config::Secret;
 use crate::providers::bridge;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct WebhookSimulation {

@@ -249,7 +249,7 @@ fn users_encrypt_writes_records_another_language_can_read_and_write() {
     let written = lines.next().unwrap();
     let keyring = finhook::registry::crypto::Keyring::new(
         "k1",
-        &finhook::config::Secret::new(crate::registry::REGISTRY_KEY),
+        &finhook::secret::Secret::new(crate::registry::REGISTRY_KEY),
     )
     .unwrap();
     let read = finhook::registry::record::decode(Some(b"321"), Some(written.as_bytes()), &keyring)
@@ -309,7 +309,7 @@ fn users_commands_take_credentials_from_files_never_from_arguments() {
     let output = finhook().args(["users", "keygen"]).output().unwrap();
     let key = String::from_utf8(output.stdout).unwrap();
     assert!(
-        finhook::registry::crypto::parse_key("new", &finhook::config::Secret::new(key.trim()))
+        finhook::registry::crypto::parse_key("new", &finhook::secret::Secret::new(key.trim()))
             .is_ok()
     );
 }

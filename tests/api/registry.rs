@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use finhook::config::{Secret, UserCredentials};
+use finhook::config::UserCredentials;
 use finhook::registry::admin::RegistryKafka;
 use finhook::registry::crypto::Keyring;
 use finhook::registry::record::{self, RegisteredUser};
 use finhook::registry::state::QueueState;
+use finhook::secret::Secret;
 
 use crate::fake_oxlin::{FakeOxlin, Step};
 use crate::helpers::{read_topic, spawn_app, TestApp};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use finhook::config::Secret;
+use finhook::secret::Secret;
 use finhook::simulator::oxlin::{self, OxlinSimulation};
 use finhook::simulator::webhooks::{self, WebhookSimulation};
 

@@ -16,7 +16,8 @@ async fn every_fixture_is_published_once_keyed_by_connection_with_cloudevents_he
     let schema = EnvelopeSchema::load();
     let mut answered: HashMap<String, (String, Vec<u8>)> = HashMap::new();
     for provider in ["bridge", "linxo"] {
-        for (name, body) in webhook_fixtures(provider) {
+        for fixture in webhook_fixtures(provider) {
+            let (name, body) = (fixture.name, fixture.body);
             let response = match provider {
                 "bridge" => app.post_bridge(&body).await,
                 _ => app.post_linxo(&body).await,

@@ -270,7 +270,7 @@ pub async fn load(
         let url = format!("{webhooks}/webhooks/bridge");
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-            let secret = finhook::config::Secret::new(SECRET);
+            let secret = finhook::secret::Secret::new(SECRET);
             let mut sequence = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let body = format!(

@@ -82,7 +82,7 @@ async fn broker_killed_and_restarted_mid_load_loses_nothing_answered_2xx() {
         .header(
             "BridgeApi-Signature",
             finhook::providers::bridge::sign(
-                &finhook::config::Secret::new(harness::SECRET),
+                &finhook::secret::Secret::new(harness::SECRET),
                 b"{\"type\":\"TEST_EVENT\",\"content\":{}}",
             ),
         )

@@ -14,26 +14,71 @@ pub fn fixture(relative: &str) -> Vec<u8> {
         .unwrap_or_else(|error| panic!("{relative}: {error}"))
 }
 
-/// Every webhook body fixture of a provider: (file name, bytes).
-pub fn webhook_fixtures(provider: &str) -> Vec<(String, Vec<u8>)> {
-    let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(fixtures_dir().join(provider))
-        .unwrap()
+/// A webhook body fixture and what a real request for it carries besides the body: headers and
+/// the URL's event segment (`/webhooks/<source>/<event>`), from the provider folder's optional
+/// `requests.json` (`{"<name>": {"path_event": "...", "headers": {"name": "value"}}}`).
+pub struct Fixture {
+    pub name: String,
+    pub body: Vec<u8>,
+    pub path_event: Option<String>,
+    pub headers: http::HeaderMap,
+}
+
+impl Fixture {
+    pub fn bare(body: &[u8]) -> Self {
+        Fixture {
+            name: String::new(),
+            body: body.to_vec(),
+            path_event: None,
+            headers: http::HeaderMap::new(),
+        }
+    }
+
+    pub fn verified(&self) -> finhook::auth::Verified<'_> {
+        match &self.path_event {
+            Some(event) => finhook::auth::Verified::assume_at(&self.body, &self.headers, event),
+            None => finhook::auth::Verified::assume(&self.body, &self.headers),
+        }
+    }
+}
+
+/// Every webhook body fixture of a provider, by name.
+pub fn webhook_fixtures(provider: &str) -> Vec<Fixture> {
+    let folder = fixtures_dir().join(provider);
+    let requests: Value = std::fs::read(folder.join("requests.json"))
+        .map(|bytes| serde_json::from_slice(&bytes).expect("requests.json parses"))
+        .unwrap_or(Value::Null);
+    let Ok(entries) = std::fs::read_dir(&folder) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Fixture> = entries
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .filter(|path| {
-            !path
-                .file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("signature-")
+            let file = path.file_name().unwrap().to_str().unwrap();
+            !file.starts_with("signature-") && file != "requests.json"
         })
         .map(|path| {
             let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-            (name, std::fs::read(&path).unwrap())
+            let request = &requests[&name];
+            let mut headers = http::HeaderMap::new();
+            if let Some(pairs) = request["headers"].as_object() {
+                for (header, value) in pairs {
+                    headers.insert(
+                        http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+                        value.as_str().unwrap().parse().unwrap(),
+                    );
+                }
+            }
+            Fixture {
+                path_event: request["path_event"].as_str().map(str::to_owned),
+                body: std::fs::read(&path).unwrap(),
+                name,
+                headers,
+            }
         })
         .collect();
-    found.sort();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
     found
 }
 
