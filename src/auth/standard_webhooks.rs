@@ -227,6 +227,74 @@ mod tests {
     }
 
     #[test]
+    fn the_published_vectors_verify() {
+        // standard-webhooks' libraries (HMAC) and svix-webhooks (ed25519); see
+        // tests/fixtures/vectors/README: id, timestamp, payload, key, signature.
+        let hmac: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/vectors/standard-webhooks.json"
+        ))
+        .unwrap();
+        let ed25519: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/vectors/standard-webhooks-ed25519.json"
+        ))
+        .unwrap();
+        let vectors = hmac
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(ed25519.as_array().unwrap())
+            .collect::<Vec<_>>();
+        assert!(vectors.len() >= 3);
+        for vector in vectors {
+            let (secrets, public_keys) = match vector.get("secret") {
+                Some(secret) => (
+                    vec![decode_secret(&Secret::new(secret.as_str().unwrap())).unwrap()],
+                    vec![],
+                ),
+                None => (
+                    vec![],
+                    vec![decode_public_key(vector["public_key"].as_str().unwrap()).unwrap()],
+                ),
+            };
+            let scheme = StandardWebhooks::new(secrets, public_keys, DEFAULT_TOLERANCE);
+            let timestamp = vector["timestamp"].as_i64().unwrap();
+            let request = headers(&[
+                (
+                    HeaderName::from_static(ID_HEADER),
+                    vector["id"].as_str().unwrap().into(),
+                ),
+                (
+                    HeaderName::from_static(TIMESTAMP_HEADER),
+                    timestamp.to_string(),
+                ),
+                (
+                    HeaderName::from_static(SIGNATURE_HEADER),
+                    vector["signature"].as_str().unwrap().into(),
+                ),
+            ]);
+            let payload = vector["payload"].as_str().unwrap().as_bytes();
+            assert_eq!(
+                scheme.verify(&request, payload, at(timestamp + 1)),
+                Ok(()),
+                "{vector}"
+            );
+            assert_eq!(
+                scheme.verify(&request, b"{}", at(timestamp + 1)),
+                Err(AuthError::SignatureMismatch)
+            );
+        }
+        // finhook's own signing reproduces the HMAC vectors.
+        let first = &hmac[0];
+        let signed = sign_with(
+            &decode_secret(&Secret::new(first["secret"].as_str().unwrap())).unwrap(),
+            first["id"].as_str().unwrap(),
+            &first["timestamp"].to_string(),
+            first["payload"].as_str().unwrap().as_bytes(),
+        );
+        assert_eq!(signed[2].1, first["signature"].as_str().unwrap());
+    }
+
+    #[test]
     fn keys_are_read_as_the_spec_writes_them() {
         assert_eq!(
             decode_secret(&Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))

@@ -287,7 +287,142 @@ impl Verify for PlaidVerifier {
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, Method};
+    use time::OffsetDateTime;
+
     use super::*;
+
+    const VECTORS: &str = include_str!("../../tests/fixtures/vectors/plaid.json");
+
+    /// A verifier whose cache already holds `key_response`'s key (no key server).
+    async fn seeded(key_response: &serde_json::Value) -> PlaidVerifier {
+        let verifier = PlaidVerifier {
+            key_url: "http://127.0.0.1:9/webhook_verification_key/get"
+                .parse()
+                .unwrap(),
+            client_id: "client".into(),
+            secret: Secret::new("secret"),
+            max_age: DEFAULT_MAX_AGE,
+            http: reqwest::Client::new(),
+            keys: KeyCache::new(CachePolicy::default()),
+        };
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(key_response["key"].clone()).unwrap();
+        let kid = key_response["key"]["kid"].as_str().unwrap().to_owned();
+        let key = PlaidKey {
+            key: Arc::new(DecodingKey::from_jwk(&jwk).unwrap()),
+            expired: !key_response["key"]["expired_at"].is_null(),
+        };
+        verifier
+            .keys
+            .get(&kid, || async { Ok(vec![(kid.clone(), key)]) })
+            .await
+            .unwrap();
+        verifier
+    }
+
+    async fn check(
+        verifier: &PlaidVerifier,
+        token: &str,
+        body: &[u8],
+        received_at: i64,
+    ) -> Result<(), AuthError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(VERIFICATION_HEADER, token.parse().unwrap());
+        let request = Request {
+            method: &Method::POST,
+            path: "/webhooks/plaid",
+            headers: &headers,
+            body,
+            received_at: OffsetDateTime::from_unix_timestamp(received_at).unwrap(),
+            path_event: None,
+        };
+        verifier.check(&request).await
+    }
+
+    #[tokio::test]
+    async fn plaids_published_webhook_verifies_and_every_change_is_refused() {
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let vector = &vectors[0];
+        let token = vector["plaid_verification"].as_str().unwrap();
+        let body = vector["body"].as_str().unwrap().as_bytes();
+        let iat = vector["jwt_claims"]["iat"].as_i64().unwrap();
+        let verifier = seeded(&vector["key_response"]).await;
+        assert_eq!(check(&verifier, token, body, iat + 10).await, Ok(()));
+        // The body is hashed as received: one byte more and it is another body.
+        let mut changed = body.to_vec();
+        changed.push(b'\n');
+        assert_eq!(
+            check(&verifier, token, &changed, iat + 10).await,
+            Err(AuthError::SignatureMismatch)
+        );
+        // Older than five minutes: a replay.
+        assert_eq!(
+            check(&verifier, token, body, iat + 301).await,
+            Err(AuthError::StaleTimestamp)
+        );
+        // A signature byte changed.
+        let mut forged = token.to_owned();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(
+            check(&verifier, &forged, body, iat + 10).await,
+            Err(AuthError::SignatureMismatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn alg_none_and_hs256_with_the_public_key_are_refused_before_any_key_is_used() {
+        use base64::Engine;
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let vector = &vectors[0];
+        let verifier = seeded(&vector["key_response"]).await;
+        let kid = vector["key_response"]["key"]["kid"].as_str().unwrap();
+        let body = vector["body"].as_str().unwrap().as_bytes();
+        let iat = vector["jwt_claims"]["iat"].as_i64().unwrap();
+        let encode = |json: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+        };
+        let claims = encode(vector["jwt_claims"].clone());
+        // `alg: none`, no signature.
+        let none = format!(
+            "{}.{claims}.",
+            encode(serde_json::json!({"alg": "none", "kid": kid, "typ": "JWT"}))
+        );
+        assert!(check(&verifier, &none, body, iat).await.is_err());
+        // HS256 keyed with the public key's coordinates (the classic confusion).
+        let header = encode(serde_json::json!({"alg": "HS256", "kid": kid, "typ": "JWT"}));
+        let key = vector["key_response"]["key"]["x"].as_str().unwrap();
+        let signature = crate::auth::hmac::mac(
+            crate::auth::hmac::Algorithm::Sha256,
+            key.as_bytes(),
+            &[header.as_bytes(), b".", claims.as_bytes()],
+        );
+        let hs256 = format!(
+            "{header}.{claims}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        );
+        assert_eq!(
+            check(&verifier, &hs256, body, iat).await,
+            Err(AuthError::AlgorithmNotAllowed)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_key_is_refused() {
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let vector = &vectors[0];
+        let mut key_response = vector["key_response"].clone();
+        key_response["key"]["expired_at"] = serde_json::json!(1_600_000_000);
+        let verifier = seeded(&key_response).await;
+        let token = vector["plaid_verification"].as_str().unwrap();
+        let body = vector["body"].as_str().unwrap().as_bytes();
+        let iat = vector["jwt_claims"]["iat"].as_i64().unwrap();
+        assert_eq!(
+            check(&verifier, token, body, iat).await,
+            Err(AuthError::UnknownKey)
+        );
+    }
 
     #[test]
     fn codes_map_to_outcomes() {

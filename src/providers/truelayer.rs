@@ -128,14 +128,21 @@ impl Provider for TrueLayer {
             facts.reason = reason;
         }
         facts.provider_event_id = text_at(&value, "event_id");
-        facts.fallback_key = ["payment", "payout", "refund", "mandate", "payment_link"]
-            .iter()
-            .find_map(|resource| {
-                let field = format!("{resource}_id");
-                text_at(&value, &field)
-                    .or_else(|| text_at(&value, &format!("event_body.{field}")))
-                    .map(|id| format!("{resource}:{id}"))
-            });
+        facts.fallback_key = [
+            "payment",
+            "payout",
+            "refund",
+            "mandate",
+            "payment_link",
+            "transaction",
+        ]
+        .iter()
+        .find_map(|resource| {
+            let field = format!("{resource}_id");
+            text_at(&value, &field)
+                .or_else(|| text_at(&value, &format!("event_body.{field}")))
+                .map(|id| format!("{resource}:{id}"))
+        });
         facts.user_id = text_at(&value, "user_id");
         facts.time = [
             "executed_at",
@@ -221,6 +228,10 @@ impl TrueLayerVerifier {
     }
 
     async fn check(&self, request: &Request<'_>) -> Result<(), AuthError> {
+        if !self.webhook_path.starts_with('/') {
+            // Refused by validation; never reach the library, which panics on such a path.
+            return Err(AuthError::MalformedSignature("no registered webhook path"));
+        }
         let signature =
             header_text(request.headers, SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
         let header = truelayer_signing::extract_jws_header(signature)
@@ -268,7 +279,93 @@ impl Verify for TrueLayerVerifier {
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, Method};
+
     use super::*;
+
+    const JWKS: &str = include_str!("../../tests/fixtures/vectors/truelayer/jwks.json");
+    const SIGNATURE: &str =
+        include_str!("../../tests/fixtures/vectors/truelayer/webhook-signature.txt");
+    const BODY: &str =
+        r#"{"event_type":"example","event_id":"18b2842b-a57b-4887-a0a6-d3c7c36f1020"}"#;
+    const PRODUCTION_JKU: &str = "https://webhooks.truelayer.com/.well-known/jwks";
+    const KID: &str = "45fc75cf-5649-4134-84b3-192c2c78e990";
+
+    async fn seeded(allowed_jku: Vec<String>) -> TrueLayerVerifier {
+        let verifier = TrueLayerVerifier {
+            webhook_path: "/tl-webhook".into(),
+            allowed_jku,
+            tolerance: DEFAULT_TOLERANCE,
+            http: reqwest::Client::new(),
+            keys: KeyCache::new(CachePolicy::default()),
+        };
+        let id = format!("{PRODUCTION_JKU} {KID}");
+        let document = Arc::new(JWKS.as_bytes().to_vec());
+        verifier
+            .keys
+            .get(&id, || async { Ok(vec![(id.clone(), document)]) })
+            .await
+            .unwrap();
+        verifier
+    }
+
+    async fn check(
+        verifier: &TrueLayerVerifier,
+        timestamp: &str,
+        received_at: &str,
+    ) -> Result<(), AuthError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(SIGNATURE_HEADER, SIGNATURE.trim().parse().unwrap());
+        headers.insert(TIMESTAMP_HEADER, timestamp.parse().unwrap());
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let request = Request {
+            method: &Method::POST,
+            path: "/webhooks/truelayer",
+            headers: &headers,
+            body: BODY.as_bytes(),
+            received_at: OffsetDateTime::parse(received_at, &Rfc3339).unwrap(),
+            path_event: None,
+        };
+        verifier.check(&request).await
+    }
+
+    #[tokio::test]
+    async fn truelayers_published_webhook_signature_verifies_at_the_registered_path() {
+        let verifier = seeded(vec![PRODUCTION_JKU.to_owned()]).await;
+        assert_eq!(
+            check(&verifier, "2021-11-29T11:42:55Z", "2021-11-29T11:43:00Z").await,
+            Ok(())
+        );
+        // The timestamp is signed: another one fails (TrueLayer's own negative case).
+        assert_eq!(
+            check(&verifier, "2021-12-02T14:18:00Z", "2021-12-02T14:18:05Z").await,
+            Err(AuthError::SignatureMismatch)
+        );
+        // Genuine but too old for finhook's tolerance.
+        assert_eq!(
+            check(&verifier, "2021-11-29T11:42:55Z", "2021-11-29T11:48:56Z").await,
+            Err(AuthError::StaleTimestamp)
+        );
+        // Checked against another registered path, the same request fails.
+        let mut elsewhere = seeded(vec![PRODUCTION_JKU.to_owned()]).await;
+        elsewhere.webhook_path = "/other".into();
+        assert_eq!(
+            check(&elsewhere, "2021-11-29T11:42:55Z", "2021-11-29T11:43:00Z").await,
+            Err(AuthError::SignatureMismatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_jku_outside_the_allow_list_is_refused_without_a_fetch() {
+        let verifier = seeded(vec![
+            "https://webhooks.truelayer-sandbox.com/.well-known/jwks".into(),
+        ])
+        .await;
+        assert_eq!(
+            check(&verifier, "2021-11-29T11:42:55Z", "2021-11-29T11:43:00Z").await,
+            Err(AuthError::KeyUrlNotAllowed)
+        );
+    }
 
     #[test]
     fn event_types_map_by_resource() {
