@@ -54,8 +54,9 @@ struct Cached<K> {
 pub struct KeyCache<K> {
     policy: CachePolicy,
     keys: RwLock<HashMap<String, Cached<K>>>,
-    /// Serializes fetches; holds when the last fetch for an unknown id happened.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes fetches; holds when the last fetch for an unknown id happened and whether
+    /// it reached the key server.
+    fetching: tokio::sync::Mutex<Option<MissFetch>>,
 }
 
 impl<K> std::fmt::Debug for KeyCache<K> {
@@ -66,6 +67,12 @@ impl<K> std::fmt::Debug for KeyCache<K> {
             .field("cached", &cached)
             .finish()
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MissFetch {
+    at: Instant,
+    reached_server: bool,
 }
 
 /// Keys cached at most; past it the oldest are dropped (a provider has a handful).
@@ -98,15 +105,26 @@ impl<K: Clone> KeyCache<K> {
         if let (Some(key), false) = (&cached, stale) {
             return Ok(Some(key.clone()));
         }
-        if cached.is_none()
-            && last_miss_fetch.is_some_and(|at| at.elapsed() < self.policy.miss_interval)
-        {
-            return Ok(None);
-        }
         if cached.is_none() {
-            *last_miss_fetch = Some(Instant::now());
+            if let Some(last) = *last_miss_fetch {
+                if last.at.elapsed() < self.policy.miss_interval {
+                    // Too soon to ask again. If the server could not be reached, the request
+                    // may still be genuine: keep answering 503 so the provider retries.
+                    return match last.reached_server {
+                        true => Ok(None),
+                        false => Err(AuthError::KeysUnavailable),
+                    };
+                }
+            }
         }
-        match fetch().await {
+        let result = fetch().await;
+        if cached.is_none() {
+            *last_miss_fetch = Some(MissFetch {
+                at: Instant::now(),
+                reached_server: result.is_ok(),
+            });
+        }
+        match result {
             Ok(found) => {
                 let now = Instant::now();
                 let mut keys = self
@@ -213,6 +231,16 @@ mod tests {
         let down = || async { Err(FetchError("connection refused".into())) };
         assert_eq!(cache.get("k1", down).await, Ok(Some(1)));
         assert_eq!(cache.get("k2", down).await, Err(AuthError::KeysUnavailable));
+    }
+
+    #[tokio::test]
+    async fn while_throttled_after_an_outage_unknown_ids_still_answer_503() {
+        let cache = KeyCache::<u8>::new(policy(60_000, 60_000));
+        let down = || async { Err(FetchError("connection refused".into())) };
+        assert_eq!(cache.get("k", down).await, Err(AuthError::KeysUnavailable));
+        // No second fetch within the interval, and no 401 for a possibly genuine request.
+        let never = || async { panic!("throttled: no fetch") };
+        assert_eq!(cache.get("k", never).await, Err(AuthError::KeysUnavailable));
     }
 
     #[tokio::test]

@@ -1,10 +1,9 @@
 //! The command line, run as a process: sign, check-config, tail.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::common::{fixture, fixtures_dir};
-use crate::helpers::spawn_app;
+use crate::helpers::{python, run_with_stdin, spawn_app};
 
 fn finhook() -> Command {
     crate::common::binary(env!("CARGO_BIN_EXE_finhook"))
@@ -160,40 +159,6 @@ fn registry_config(directory: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// Runs python3 with `script`; `None` when python3 or its `cryptography` package is missing
-/// on a developer's machine (.ci/run installs them, and there the test must run).
-fn python(script: &str, input: &str) -> Option<String> {
-    let available = Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 and its cryptography package"
-        );
-        eprintln!("SKIPPED: python3 with the cryptography package is not installed");
-        return None;
-    }
-    let mut python = Command::new("python3");
-    python.args(["-c", script]);
-    let output = run_with_stdin(python, input.as_bytes());
-    assert!(output.status.success(), "python failed");
-    Some(String::from_utf8(output.stdout).unwrap())
-}
-
-/// Runs `command` with `input` on its stdin; returns what it printed.
-fn run_with_stdin(mut command: Command, input: &[u8]) -> std::process::Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// The documented format, as a service in another language implements it with its standard
 /// AES-GCM: decrypts what `finhook users encrypt` wrote, and writes a record finhook reads.
 const PYTHON_REGISTRY: &str = r#"
@@ -239,7 +204,7 @@ fn users_encrypt_writes_records_another_language_can_read_and_write() {
         "os.environ[\"KEY\"]",
         &format!("\"{}\"", crate::registry::REGISTRY_KEY),
     );
-    let Some(answer) = python(&script, &record) else {
+    let Some(answer) = python("cryptography", &script, &[], &record) else {
         return;
     };
     let mut lines = answer.lines();

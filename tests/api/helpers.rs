@@ -323,3 +323,43 @@ fn read_topic_blocking(
     records.sort_by_key(|record| (record.partition, record.offset));
     records
 }
+
+/// Runs python3 with `script` and `args`, `input` on its stdin; returns what it printed. `None`
+/// when python3 or the `module` the script needs is missing on a developer's machine (.ci/run
+/// installs them, and there the test must run).
+pub fn python(module: &str, script: &str, args: &[&str], input: &str) -> Option<String> {
+    let available = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have python3 and its {module} package"
+        );
+        eprintln!("SKIPPED: python3 with the {module} package is not installed");
+        return None;
+    }
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", script]).args(args);
+    let output = run_with_stdin(python, input.as_bytes());
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+/// Runs `command` with `input` on its stdin; returns what it printed.
+pub fn run_with_stdin(mut command: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -12,6 +12,7 @@ mod hostile;
 mod limits;
 mod poller;
 mod process;
+mod providers;
 mod refusals;
 mod registry;
 mod secrets;
