@@ -3,10 +3,12 @@
 //! # Flow
 //!
 //! ```text
-//! provider POST /webhooks/{source} ─► http ─► sources (authenticate: address, credentials,
-//!                                             Bridge signature on the raw bytes)
+//! provider POST /webhooks/{source} ─► http ─► sources (address, client certificate,
+//!                                             credentials on the head)
+//!                                          ─► auth (the provider's verifier on the raw
+//!                                             bytes: HMAC, JWS, RSA…) ─► Verified
 //!                                          ─► providers (read the event: EventFacts)
-//!                                          ─► envelope (CloudEvents 1.0, structured JSON)
+//!                                          ─► ingest ─► envelope (CloudEvents 1.0)
 //!                                          ─► publish (Kafka, idempotent, acks=all)
 //!                                          ─► 200 only after the broker's acknowledgement
 //! ```
@@ -15,11 +17,16 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: embedded defaults → file → `FINHOOK_` environment; validation; secrets.
-//! - [`providers`]: one file per aggregator (Bridge, Linxo): signature checks and normalizers.
-//! - [`envelope`]: the CloudEvents envelope, canonical types and Kafka headers.
-//! - [`sources`]: configured webhook sources resolved for request authentication.
-//! - [`ingest`]: the pipeline after HTTP extraction, testable without axum.
+//! - [`vocabulary`]: the shared words at the bottom (provider kind, canonical event types,
+//!   event facts, ingress); it imports nothing of finhook. [`secret`]: secrets never printed.
+//! - [`config`]: embedded defaults → file → `FINHOOK_` environment; validation, per section.
+//! - [`auth`]: verification schemes providers share (credentials, HMAC templates, Standard
+//!   Webhooks, fetched key sets) and [`auth::Verified`], the only input of a normalizer.
+//! - [`providers`]: one file per provider behind [`providers::Provider`], listed once in
+//!   [`providers::CATALOGUE`].
+//! - [`envelope`]: the CloudEvents envelope and its Kafka headers.
+//! - [`sources`]: configured webhook sources resolved (secrets read, verifiers built).
+//! - [`ingest`]: the one ingest path for webhooks and polled queues, testable without axum.
 //! - [`http`]: routers, the webhook handler, the one place errors become statuses.
 //! - [`registry`]: the users registry on Kafka (registry mode): encrypted user records, queue
 //!   state, the Kafka access behind `finhook users`.

@@ -666,3 +666,80 @@ fn the_docs_describe_what_is_built_not_what_was_planned() {
     assert!(queue_readme.contains("io.finhook.unmapped"));
     assert!(!queue_readme.contains("cannot map to the dead-letter"));
 }
+
+/// Every `# [sources.<name>]` example of config/default.toml, uncommented: its lines up to the
+/// next blank comment line, without their `# `, comment lines inside left out.
+fn source_examples() -> Vec<(String, String)> {
+    let defaults = read("config/default.toml");
+    let lines: Vec<&str> = defaults.lines().collect();
+    let mut examples = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let Some(name) = line
+            .strip_prefix("# [sources.")
+            .and_then(|rest| rest.strip_suffix(']'))
+        else {
+            continue;
+        };
+        let block: Vec<&str> = lines[index..]
+            .iter()
+            .map_while(|line| line.strip_prefix("# "))
+            .filter(|line| !line.starts_with('#'))
+            .collect();
+        examples.push((name.to_owned(), block.join("\n")));
+    }
+    examples
+}
+
+#[test]
+fn every_provider_has_a_config_example_that_passes_check_config() {
+    let examples = source_examples();
+    for kind in finhook::providers::kinds() {
+        assert!(
+            examples
+                .iter()
+                .any(|(_, toml)| toml.contains(&format!("kind = \"{kind}\""))),
+            "config/default.toml has no example source of kind {kind}"
+        );
+    }
+    for (name, toml) in &examples {
+        // Client certificates need a TLS listener with a client CA (files are not read).
+        let tls = if toml.contains("client_cert") {
+            "[server.tls]\ncert_file = \"/tls/cert.pem\"\nkey_file = \"/tls/key.pem\"\nclient_ca_file = \"/tls/ca.pem\"\n"
+        } else {
+            ""
+        };
+        check_config(
+            &format!("{tls}{toml}\n"),
+            &format!("the example source {name}"),
+        );
+    }
+}
+
+#[test]
+fn the_providers_doc_and_command_list_exactly_the_catalogue() {
+    let doc = read("docs/providers.md");
+    let table_start = doc.find("| `").expect("a table of providers");
+    let in_doc: Vec<String> = doc[table_start..]
+        .lines()
+        .map_while(|line| line.strip_prefix("| `"))
+        .map(|rest| rest.split('`').next().unwrap().to_owned())
+        .collect();
+    let in_catalogue: Vec<String> = finhook::providers::kinds()
+        .map(|kind| kind.as_str().to_owned())
+        .collect();
+    assert_eq!(in_doc, in_catalogue, "docs/providers.md's table");
+    let output = finhook().arg("providers").output().unwrap();
+    assert!(output.status.success());
+    let listed: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, in_catalogue, "finhook providers");
+    for kind in &in_catalogue {
+        assert!(
+            doc.contains(&format!("## `{kind}`")),
+            "docs/providers.md has a section for {kind}"
+        );
+    }
+}

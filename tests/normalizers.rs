@@ -57,7 +57,7 @@ fn every_fixture_matches_its_golden_envelope_and_the_schema() {
         for fixture in fixtures {
             let (name, body) = (&fixture.name, &fixture.body);
             let actual = envelope_of(provider, &fixture);
-            schema.assert_valid(&actual, &name);
+            schema.assert_valid(&actual, name);
             // `data` is the provider payload, unchanged.
             let original: Value = serde_json::from_slice(body).unwrap();
             assert_eq!(

@@ -81,6 +81,34 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Send bodies to one source of a finhook configuration, signed as its provider signs
+    /// (any provider with a shared secret: bridge, linxo, standard, hmac, tink, powens).
+    Send {
+        /// finhook's webhook base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// The finhook configuration holding the source (its secret is read from it).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The source to send to.
+        #[arg(long)]
+        source: String,
+        /// The URL's event segment (`/webhooks/<source>/<event>`), for Powens and Salt Edge.
+        #[arg(long)]
+        event: Option<String>,
+        /// A query string to add, e.g. `token=…` for a source with `auth = "query"`.
+        #[arg(long)]
+        query: Option<String>,
+        /// Bodies to send, in turn (files).
+        #[arg(required = true)]
+        bodies: Vec<PathBuf>,
+        /// Requests per second.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        /// Stop after this many (default: each body once).
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -193,6 +221,44 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "finhook-sim: answers by status {:?}",
                 statuses.lock().expect("never poisoned")
             );
+            Ok(())
+        }
+        Command::Send {
+            target,
+            config,
+            source,
+            event,
+            query,
+            bodies,
+            rate,
+            count,
+        } => {
+            let config = finhook::config::Config::load(config.as_deref())?;
+            let sources = finhook::sources::Sources::from_config(&config)?;
+            let source = sources
+                .get(&source)
+                .ok_or_else(|| anyhow::anyhow!("no source `{source}` in the configuration"))?;
+            let bodies = bodies
+                .iter()
+                .map(|path| {
+                    std::fs::read(path)
+                        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let count = count.unwrap_or(bodies.len() as u64);
+            let statuses = webhooks::send_signed(
+                &webhooks::SignedSend {
+                    target,
+                    path_event: event,
+                    query,
+                    rate,
+                    count,
+                },
+                source,
+                &bodies,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&statuses)?);
             Ok(())
         }
     }

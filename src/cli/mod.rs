@@ -69,6 +69,9 @@ enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// List the providers finhook verifies and reads (`kind` in a source), with how each is
+    /// verified.
+    Providers,
     /// Print the envelopes on a topic, one JSON object per line.
     Tail {
         #[arg(long)]
@@ -95,6 +98,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config, skip_files } => check_config(config, skip_files),
+        Command::Providers => {
+            for entry in crate::providers::CATALOGUE {
+                println!("{:<10} {}", entry.kind(), entry.verification());
+            }
+            Ok(())
+        }
         Command::Probe { url } => probe(&url),
         Command::Sign {
             source,
@@ -211,7 +220,7 @@ fn sign(
         .sign(&body, time::OffsetDateTime::now_utc())
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "{} sources are signed with the provider's private key: finhook cannot sign for them",
+                "finhook cannot sign for source `{name}` ({}): its provider signs with a private key, or its signature covers headers finhook does not make",
                 source.kind
             )
         })?;

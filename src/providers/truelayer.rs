@@ -241,7 +241,7 @@ impl TrueLayerVerifier {
             .as_deref()
             .ok_or(AuthError::KeyUrlNotAllowed)?
             .to_owned();
-        if !self.allowed_jku.iter().any(|allowed| *allowed == jku) {
+        if !self.allowed_jku.contains(&jku) {
             return Err(AuthError::KeyUrlNotAllowed);
         }
         let kid = header.kid.to_string();

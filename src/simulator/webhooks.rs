@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::providers::bridge;
 use crate::secret::Secret;
+use crate::sources::Source;
 
 #[derive(Debug, Clone)]
 pub struct WebhookSimulation {
@@ -74,6 +75,66 @@ pub async fn run(simulation: WebhookSimulation, statuses: Statuses) {
         });
         sequence += 1;
     }
+}
+
+/// Where and how fast [`send_signed`] sends.
+#[derive(Debug, Clone)]
+pub struct SignedSend {
+    /// finhook's webhook base URL.
+    pub target: String,
+    /// `/webhooks/<source>/<path_event>` when set.
+    pub path_event: Option<String>,
+    /// Added to the URL, e.g. `token=…` for `auth = "query"`.
+    pub query: Option<String>,
+    pub rate: f64,
+    pub count: u64,
+}
+
+/// Sends `bodies` in turn to `source`, each signed at the moment it is sent as the source's
+/// provider would sign it (its verifier's [`crate::auth::Verify::sign`]). Returns the answers
+/// by status (0 for transport errors); fails for providers whose secret is not finhook's.
+pub async fn send_signed(
+    send: &SignedSend,
+    source: &Source,
+    bodies: &[Vec<u8>],
+) -> anyhow::Result<BTreeMap<u16, u64>> {
+    anyhow::ensure!(!bodies.is_empty(), "no bodies to send");
+    let mut url = format!("{}/webhooks/{}", send.target, source.name);
+    if let Some(event) = &send.path_event {
+        url = format!("{url}/{event}");
+    }
+    if let Some(query) = &send.query {
+        url = format!("{url}?{query}");
+    }
+    let client = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / send.rate.max(0.001)));
+    let mut statuses = BTreeMap::new();
+    for (sequence, body) in bodies.iter().cycle().take(send.count as usize).enumerate() {
+        ticker.tick().await;
+        let headers = source
+            .verifier()
+            .sign(body, time::OffsetDateTime::now_utc())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "finhook-sim cannot sign for source `{}` ({}): its provider signs with a private key, or its signature covers headers finhook does not make",
+                    source.name, source.kind
+                )
+            })?;
+        let mut request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let status = request
+            .send()
+            .await
+            .map_or(0, |response| response.status().as_u16());
+        *statuses.entry(status).or_default() += 1;
+        tracing::debug!(sequence, status, "sent");
+    }
+    Ok(statuses)
 }
 
 /// A unique Bridge event: the kinds of events a live application sees, in a plausible mix.

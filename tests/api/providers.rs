@@ -70,6 +70,46 @@ async fn jwks(State(server): State<Arc<KeyServer>>) -> Response {
     server.jwks.clone().into_response()
 }
 
+/// One source per provider besides the base config's bridge and linxo; `url` is the key server.
+fn sources_toml(url: &str) -> String {
+    let saltedge_public = fixtures_dir().join("saltedge/test-public-key.pem");
+    format!(
+        r#"
+[sources.standard]
+kind = "standard"
+secret = "{STANDARD_SECRET}"
+public_keys = ["whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4="]
+[sources.hmac]
+kind = "hmac"
+secret = "It's a Secret to Everybody"
+header = "X-Hub-Signature-256"
+prefix = "sha256="
+[sources.tink]
+kind = "tink"
+secret = "tink-webhook-secret"
+[sources.plaid]
+kind = "plaid"
+client_id = "plaid-client"
+secret = "plaid-api-secret"
+api_url = "{url}"
+[sources.truelayer]
+kind = "truelayer"
+webhook_path = "/webhooks/truelayer"
+allowed_jku = ["{url}/.well-known/jwks"]
+[sources.saltedge]
+kind = "saltedge"
+callback_url = "{SALTEDGE_CALLBACK}"
+public_key_files = ["{}"]
+[sources.powens]
+kind = "powens"
+auth = "query"
+secret = "{POWENS_TOKEN}"
+allowed_ips = ["127.0.0.1"]
+"#,
+        saltedge_public.display()
+    )
+}
+
 /// The private halves the fake providers sign with.
 struct Signers {
     plaid: jsonwebtoken::EncodingKey,
@@ -108,43 +148,7 @@ async fn start() -> Providers {
         .with_state(Arc::clone(&keys));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
-    let saltedge_public = fixtures_dir().join("saltedge/test-public-key.pem");
-    let app = spawn_app(&format!(
-        r#"
-[sources.standard]
-kind = "standard"
-secret = "{STANDARD_SECRET}"
-public_keys = ["whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4="]
-[sources.hmac]
-kind = "hmac"
-secret = "It's a Secret to Everybody"
-header = "X-Hub-Signature-256"
-prefix = "sha256="
-[sources.tink]
-kind = "tink"
-secret = "tink-webhook-secret"
-[sources.plaid]
-kind = "plaid"
-client_id = "plaid-client"
-secret = "plaid-api-secret"
-api_url = "{url}"
-[sources.truelayer]
-kind = "truelayer"
-webhook_path = "/webhooks/truelayer"
-allowed_jku = ["{url}/.well-known/jwks"]
-[sources.saltedge]
-kind = "saltedge"
-callback_url = "{SALTEDGE_CALLBACK}"
-public_key_files = ["{}"]
-[sources.powens]
-kind = "powens"
-auth = "query"
-secret = "{POWENS_TOKEN}"
-allowed_ips = ["127.0.0.1"]
-"#,
-        saltedge_public.display()
-    ))
-    .await;
+    let app = spawn_app(&sources_toml(&url)).await;
 
     let pem = |path: &str| {
         let text = std::fs::read(fixtures_dir().join(path)).unwrap();
@@ -840,4 +844,103 @@ print(base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).d
     let envelope = records[0].json();
     assert_eq!(envelope["type"], "io.finhook.connection.action_required");
     assert_eq!(envelope["reason"], "InvalidCredentials");
+}
+
+/// `finhook sign --source` prints the headers a sender adds, for every provider with a shared
+/// secret; `finhook-sim send` signs and sends the same way. finhook accepts both.
+#[tokio::test]
+async fn finhook_sign_and_finhook_sim_send_sign_every_symmetric_provider() {
+    let providers = start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("sources.toml");
+    // The same sources as the app's (its base config's bridge and linxo included).
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[sources.bridge]\nkind = \"bridge\"\nsecret = \"{}\"\n[sources.linxo]\nkind = \"linxo\"\nauth = \"basic\"\nusername = \"{}\"\nsecret = \"{}\"\n",
+            sources_toml(&providers.keys.url),
+            crate::helpers::BRIDGE_SECRET,
+            crate::helpers::LINXO_USER,
+            crate::helpers::LINXO_PASSWORD,
+        ),
+    )
+    .unwrap();
+    let finhook = || crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
+    let mut signed = 0;
+    for kind in ["bridge", "linxo", "standard", "hmac", "tink"] {
+        let fixture = &webhook_fixtures(kind)[0];
+        let file = directory.path().join(format!("{kind}.json"));
+        std::fs::write(&file, &fixture.body).unwrap();
+        let output = finhook()
+            .args(["sign", "--source", kind, "--config"])
+            .arg(&config)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let headers: Vec<(String, String)> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (name, value) = line.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        assert!(!headers.is_empty(), "{kind}: headers printed");
+        let outgoing = Outgoing {
+            headers,
+            ..Outgoing::default()
+        };
+        let response = providers.post(kind, &fixture.body, &outgoing).await;
+        assert_eq!(response.status(), 200, "{kind}: signed by finhook sign");
+        signed += 1;
+    }
+    let output = finhook()
+        .args(["sign", "--source", "plaid", "--config"])
+        .arg(&config)
+        .arg(directory.path().join("tink.json"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("private key"));
+
+    let bodies: Vec<std::path::PathBuf> = webhook_fixtures("tink")
+        .iter()
+        .take(3)
+        .enumerate()
+        .map(|(index, fixture)| {
+            let path = directory.path().join(format!("tink-{index}.json"));
+            std::fs::write(&path, &fixture.body).unwrap();
+            path
+        })
+        .collect();
+    let mut send = crate::common::binary(env!("CARGO_BIN_EXE_finhook-sim"));
+    send.args(["send", "--source", "tink", "--rate", "50", "--target"])
+        .arg(&providers.app.webhook_url)
+        .arg("--config")
+        .arg(&config)
+        .args(&bodies);
+    // finhook serves on this test's runtime: wait for the simulator off it.
+    let output = tokio::task::spawn_blocking(move || send.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let statuses: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(statuses, json!({"200": 3}));
+    let records = read_topic(
+        &providers.app.bootstrap,
+        providers.app.default_topic(),
+        signed + 3,
+        WAIT,
+    )
+    .await;
+    assert_eq!(records.len(), signed + 3);
 }
