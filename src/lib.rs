@@ -28,8 +28,9 @@
 //! - [`sources`]: configured webhook sources resolved (secrets read, verifiers built).
 //! - [`ingest`]: the one ingest path for webhooks and polled queues, testable without axum.
 //! - [`http`]: routers, the webhook handler, the one place errors become statuses.
-//! - [`registry`]: the users registry on Kafka (registry mode): encrypted user records, queue
-//!   state, the Kafka access behind `finhook users`.
+//! - [`registry`]: the users registry on Kafka (registry mode): user records, queue state, the
+//!   Kafka access behind `finhook users`; [`keyring`]: the AES-256-GCM sealing of their
+//!   credentials.
 //! - [`publish`]: the Kafka producer, routing, dead letters, health, the embedded broker.
 //! - [`poller`]: Oxlin queue polling: client, per-user loop, supervisor.
 //! - [`simulator`]: finhook-sim's provider simulator.
@@ -43,6 +44,7 @@ pub mod config;
 pub mod envelope;
 pub mod http;
 pub mod ingest;
+pub mod keyring;
 pub mod metrics;
 pub mod poller;
 pub mod providers;

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use http::request::Parts;
 
-use crate::auth::{AuthError, Verified, Verify};
+use crate::auth::{AuthError, ClientCertificate, Verified, Verify};
 use crate::config::{Config, ConfigError, IpRange};
-use crate::http::tls::ClientCertificate;
 use crate::providers::{self, BuildContext};
 use crate::vocabulary::{EventFacts, NormalizeError, ProviderKind};
 

@@ -148,7 +148,7 @@ impl Ingress {
     }
 }
 
-/// What a provider reads out of one event; [`crate::envelope::Envelope::new`] adds the rest.
+/// What a provider reads out of one event; the envelope (`Envelope::new`) adds the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFacts {
     /// The provider's own event id, when it has one (Linxo does, Bridge does not).

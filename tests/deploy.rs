@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -742,4 +742,65 @@ fn the_providers_doc_and_command_list_exactly_the_catalogue() {
             "docs/providers.md has a section for {kind}"
         );
     }
+}
+
+/// The modules of `src/` and the top-level modules each one names (`crate::<module>`), tests
+/// and comments included except `#[cfg(test)]` modules.
+fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut imports: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let src = root().join("src");
+    for path in files_under("src", &["rs"]) {
+        let relative = path.strip_prefix(&src).unwrap();
+        let module = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if ["bin", "main", "lib"].contains(&module.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        let named = imports.entry(module.clone()).or_default();
+        for (index, _) in text.match_indices("crate::") {
+            let rest = &text[index + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != module {
+                named.insert(name);
+            }
+        }
+    }
+    imports
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let imports = module_imports();
+    assert!(imports.len() > 10, "found {} modules", imports.len());
+    for start in imports.keys() {
+        // Everything `start` reaches; reaching itself is a cycle.
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&String> = imports[start].iter().collect();
+        while let Some(module) = stack.pop() {
+            assert_ne!(
+                module, start,
+                "{start} imports itself through others: {imports:#?}"
+            );
+            if seen.insert(module.clone()) {
+                stack.extend(imports.get(module).into_iter().flatten());
+            }
+        }
+    }
+    // The vocabulary is at the bottom: it names nothing of finhook.
+    assert!(
+        imports["vocabulary"].is_empty(),
+        "{:?}",
+        imports["vocabulary"]
+    );
 }

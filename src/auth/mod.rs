@@ -64,6 +64,45 @@ impl AuthError {
     }
 }
 
+/// The names a verified client certificate carries: its subject common names and its DNS and
+/// URI subject alternative names. Inserted into each request of a mutual-TLS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub names: Vec<String>,
+}
+
+impl ClientCertificate {
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut names: Vec<String> = certificate
+            .subject()
+            .iter_common_name()
+            .filter_map(|name| name.as_str().ok().map(str::to_owned))
+            .collect();
+        if let Ok(Some(alternatives)) = certificate.subject_alternative_name() {
+            for name in &alternatives.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => {
+                        names.push((*dns).to_owned())
+                    }
+                    x509_parser::extensions::GeneralName::URI(uri) => names.push((*uri).to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        Some(Self { names })
+    }
+
+    /// Whether any of the certificate's names is one of `accepted` (case-insensitive).
+    pub fn matches_any(&self, accepted: &[String]) -> bool {
+        self.names.iter().any(|name| {
+            accepted
+                .iter()
+                .any(|wanted| wanted.eq_ignore_ascii_case(name))
+        })
+    }
+}
+
 /// A webhook request as a verifier sees it: everything is raw, nothing is trusted yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'r> {

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use crate::config::{Config, UserCredentials};
+use crate::keyring::{self as crypto, Keyring};
 use crate::registry::admin::RegistryKafka;
-use crate::registry::crypto::{self, Keyring};
 use crate::registry::record::{self, PlainCredentials, RegisteredUser, RegistryEntry};
 
 #[derive(Debug, Subcommand)]

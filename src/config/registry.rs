@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use crate::registry::crypto::{CryptoError, Keyring};
+use crate::keyring::{CryptoError, Keyring};
 use crate::secret::{self, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::auth::ClientCertificate;
 use crate::config::TlsConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,45 +28,6 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("invalid client CA bundle: {0}")]
     ClientCa(String),
-}
-
-/// The names a verified client certificate carries: its subject common names and its DNS and
-/// URI subject alternative names. Inserted into each request of a mutual-TLS connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate {
-    pub names: Vec<String>,
-}
-
-impl ClientCertificate {
-    pub fn from_der(der: &[u8]) -> Option<Self> {
-        let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-        let mut names: Vec<String> = certificate
-            .subject()
-            .iter_common_name()
-            .filter_map(|name| name.as_str().ok().map(str::to_owned))
-            .collect();
-        if let Ok(Some(alternatives)) = certificate.subject_alternative_name() {
-            for name in &alternatives.value.general_names {
-                match name {
-                    x509_parser::extensions::GeneralName::DNSName(dns) => {
-                        names.push((*dns).to_owned())
-                    }
-                    x509_parser::extensions::GeneralName::URI(uri) => names.push((*uri).to_owned()),
-                    _ => {}
-                }
-            }
-        }
-        Some(Self { names })
-    }
-
-    /// Whether any of the certificate's names is one of `accepted` (case-insensitive).
-    pub fn matches_any(&self, accepted: &[String]) -> bool {
-        self.names.iter().any(|name| {
-            accepted
-                .iter()
-                .any(|wanted| wanted.eq_ignore_ascii_case(name))
-        })
-    }
 }
 
 /// The current rustls configuration, swapped when the files change.

@@ -31,10 +31,10 @@ use url::Url;
 use super::backoff::jitter;
 use super::user::StateSink;
 use super::Poller;
+use crate::keyring::Keyring;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::registry::admin::{RegistryKafka, StoredRecord};
-use crate::registry::crypto::Keyring;
 use crate::registry::record::{self, RegisteredUser, RegistryEntry};
 use crate::registry::state::QueueState;
 

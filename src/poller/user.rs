@@ -10,7 +10,6 @@
 //!   known queue → subscribe again; 429, 5xx, timeouts, network errors → back-off with jitter;
 //! - on stop: no further fetch; a held page keeps being published for the grace period.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,12 +22,12 @@ use url::Url;
 
 use super::backoff::{around, Backoff};
 use super::client::{PollError, Polled, QueueApi};
-use crate::auth::Verified;
+use super::page;
 use crate::config::UserCredentials;
 use crate::envelope::Origin;
 use crate::ingest::{self, Item};
 use crate::metrics::{Metrics, PollOutcome};
-use crate::providers::linxo::{self, Linxo};
+use crate::providers::linxo::Linxo;
 use crate::providers::Provider;
 use crate::publish::Publisher;
 use crate::registry::state::QueueState;
@@ -308,7 +307,11 @@ impl<Api: QueueApi> UserLoop<Api> {
         clock.last_query_at = Some(SystemTime::now());
         let result = match self.client.poll(&current, &queue_url).await {
             // A page without events (`[]`, `{"events": []}`) is "nothing yet", like a 204.
-            Ok(Polled::Page(page)) if page_is_empty(&page) => Ok(Polled::Empty),
+            Ok(Polled::Page(page))
+                if page::is_empty(&self.origin(OffsetDateTime::now_utc()), &page) =>
+            {
+                Ok(Polled::Empty)
+            }
             other => other,
         };
         let outcome = match &result {
@@ -346,34 +349,29 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
     }
 
-    /// Publishes every event of a page, in order per connection, waiting for each
-    /// acknowledgement and retrying until all are on Kafka (or stop + grace passes).
-    async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
-        let received_at = OffsetDateTime::now_utc();
-        let origin = Origin {
+    /// Where this loop's events come from: the provider's queue, under the poller's name.
+    fn origin(&self, received_at: OffsetDateTime) -> Origin<'_> {
+        Origin {
             provider: Linxo::KIND,
             source_name: &self.poller,
             ingress: Ingress::Queue,
             received_at,
-        };
-        let items = self.page_items(&origin, &page);
+        }
+    }
+
+    /// Publishes every event of a page, in order per connection, waiting for each
+    /// acknowledgement and retrying until all are on Kafka (or stop + grace passes).
+    async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
+        let origin = self.origin(OffsetDateTime::now_utc());
+        let items = page::items(&origin, &page, &self.user_id);
         let held = items.len() as i64;
         self.metrics.poller.add_events_held(&self.poller, held);
 
         // Per-key chains keep one connection's order; chains run in parallel.
-        let mut chains: Vec<(String, Vec<&Item<'_>>)> = Vec::new();
-        let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
-        for item in &items {
-            let key = item.ordering_key();
-            let index = *chain_of_key.entry(key).or_insert_with(|| {
-                chains.push((key.to_owned(), Vec::new()));
-                chains.len() - 1
-            });
-            chains[index].1.push(item);
-        }
+        let chains = page::chains(&items);
         let deadline = StopDeadline::new(stop, self.settings.shutdown_grace);
         let deadline = &deadline;
-        let published = futures::future::join_all(chains.iter().map(|(_, chain)| async move {
+        let published = futures::future::join_all(chains.iter().map(|chain| async move {
             let mut done = 0i64;
             for item in chain {
                 if !self.publish_with_retry(item, deadline).await {
@@ -399,24 +397,6 @@ impl<Api: QueueApi> UserLoop<Api> {
             return Err(Stop::Requested);
         }
         Ok(())
-    }
-
-    fn page_items<'p>(&self, origin: &Origin<'p>, page: &'p [u8]) -> Vec<Item<'p>> {
-        let no_headers = HeaderMap::new();
-        let events = match linxo::split_queue_page(page) {
-            Ok(events) => events,
-            Err(error) => return vec![ingest::item(origin, Err(error), page, &no_headers)],
-        };
-        events
-            .into_iter()
-            .map(|raw| {
-                let raw = raw.get().as_bytes();
-                // The page came from the provider's API over TLS, with this user's token.
-                let facts =
-                    linxo::read_queue_event(&Verified::assume(raw, &no_headers), &self.user_id);
-                ingest::item(origin, facts, raw, &no_headers)
-            })
-            .collect()
     }
 
     /// Returns whether the item is on Kafka; false only when the stop deadline passed.
@@ -459,12 +439,6 @@ enum CycleResult {
     Subscribed,
     Empty,
     Published,
-}
-
-/// Whether a 200 page holds no event at all (an unreadable page is not empty: it is
-/// dead-lettered).
-fn page_is_empty(page: &[u8]) -> bool {
-    linxo::split_queue_page(page).is_ok_and(|events| events.is_empty())
 }
 
 /// "Keep trying until stop, then for the grace period."

@@ -5,7 +5,7 @@
 //! caller is authenticated by the source's shared secret or mutual TLS
 //! ([`crate::auth::credentials`]).
 //!
-//! Oxlin also keeps per-user event queues that finhook polls (`crate::poller`): a queue page is
+//! Oxlin also keeps per-user event queues that finhook polls (src/poller): a queue page is
 //! read by [`split_queue_page`] and [`read_queue_event`], through the same ingest path.
 
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::{
     boolean, count, id_string, list, number, object, parse_object, text, unix_time, BuildContext,
-    EventFacts, NormalizeError, Provider, ProviderKind,
+    EventFacts, NormalizeError, Provider, ProviderKind, QueuePage,
 };
 use crate::auth::credentials::CredentialSettings;
 use crate::auth::{Verified, Verify};
@@ -47,6 +47,25 @@ impl Provider for Linxo {
 
     fn read(_: &CredentialSettings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
         normalize(body.body())
+    }
+
+    fn read_queue_page<'p>(
+        _: &CredentialSettings,
+        page: &'p [u8],
+        user_id: &str,
+    ) -> Option<QueuePage<'p>> {
+        let no_headers = http::HeaderMap::new();
+        Some(split_queue_page(page).map(|events| {
+            events
+                .into_iter()
+                .map(|raw| {
+                    let raw = raw.get().as_bytes();
+                    // The page came from the provider's API over TLS, with the user's token.
+                    let facts = read_queue_event(&Verified::assume(raw, &no_headers), user_id);
+                    (raw, facts)
+                })
+                .collect()
+        }))
     }
 }
 

@@ -108,7 +108,22 @@ pub trait Provider: 'static {
 
     /// Reads the event a verified webhook body holds.
     fn read(settings: &Self::Settings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError>;
+
+    /// Polled providers only: the events of one queue page fetched for `user_id`, each with
+    /// its exact bytes and what was read of it. `None` (the default): no queues.
+    fn read_queue_page<'p>(
+        _settings: &Self::Settings,
+        _page: &'p [u8],
+        _user_id: &str,
+    ) -> Option<QueuePage<'p>> {
+        None
+    }
 }
+
+/// The events of a queue page, each with its bytes and what its provider read of it; or why the
+/// page as a whole cannot be read.
+pub type QueuePage<'p> = Result<Vec<QueueEvent<'p>>, NormalizeError>;
+pub type QueueEvent<'p> = (&'p [u8], Result<EventFacts, NormalizeError>);
 
 /// A provider in the catalogue, with its type erased.
 pub trait Entry: Sync {
@@ -131,6 +146,7 @@ pub trait Settings: fmt::Debug + Send + Sync {
         context: &BuildContext,
     ) -> Result<Box<dyn Verify>, String>;
     fn read(&self, body: &Verified<'_>) -> Result<EventFacts, NormalizeError>;
+    fn read_queue_page<'p>(&self, page: &'p [u8], user_id: &str) -> Option<QueuePage<'p>>;
     /// The settings as configuration keys (secrets redacted), for `check-config`.
     fn to_json(&self) -> serde_json::Value;
 }
@@ -184,6 +200,10 @@ impl<P: Provider> Settings for Typed<P> {
 
     fn read(&self, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
         P::read(&self.0, body)
+    }
+
+    fn read_queue_page<'p>(&self, page: &'p [u8], user_id: &str) -> Option<QueuePage<'p>> {
+        P::read_queue_page(&self.0, page, user_id)
     }
 
     fn to_json(&self) -> serde_json::Value {

@@ -3,6 +3,5 @@
 //! replica polls which users is decided by a consumer group: see `poller::assignment`.
 
 pub mod admin;
-pub mod crypto;
 pub mod record;
 pub mod state;

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{CryptoError, Keyring, Sealed};
 use crate::config::UserCredentials;
+use crate::keyring::{CryptoError, Keyring, Sealed};
 use crate::secret::Secret;
 
 pub const RECORD_VERSION: u32 = 1;
@@ -27,7 +27,7 @@ pub struct UserRecord {
     /// of a fresh subscription while it lives. An id, a `/queues/{id}` path or a URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
-    /// The credentials, encrypted (see `registry::crypto`).
+    /// The credentials, encrypted (see `keyring`).
     pub credentials: Sealed,
 }
 

@@ -212,7 +212,7 @@ fn users_encrypt_writes_records_another_language_can_read_and_write() {
     assert_eq!(plain["username"], "jean@example.com");
     assert_eq!(plain["password"], "hunter2");
     let written = lines.next().unwrap();
-    let keyring = finhook::registry::crypto::Keyring::new(
+    let keyring = finhook::keyring::Keyring::new(
         "k1",
         &finhook::secret::Secret::new(crate::registry::REGISTRY_KEY),
     )
@@ -273,8 +273,5 @@ fn users_commands_take_credentials_from_files_never_from_arguments() {
     // keygen prints a usable key.
     let output = finhook().args(["users", "keygen"]).output().unwrap();
     let key = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        finhook::registry::crypto::parse_key("new", &finhook::secret::Secret::new(key.trim()))
-            .is_ok()
-    );
+    assert!(finhook::keyring::parse_key("new", &finhook::secret::Secret::new(key.trim())).is_ok());
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use finhook::config::UserCredentials;
+use finhook::keyring::Keyring;
 use finhook::registry::admin::RegistryKafka;
-use finhook::registry::crypto::Keyring;
 use finhook::registry::record::{self, RegisteredUser};
 use finhook::registry::state::QueueState;
 use finhook::secret::Secret;

@@ -1,0 +1,95 @@
+//! A polled queue page on its way to Kafka: read by its provider's queue reader into items
+//! (envelopes or dead letters, through the same [`ingest::item`] as webhooks), grouped into
+//! per-key chains that keep one connection's order.
+
+use std::collections::HashMap;
+
+use http::HeaderMap;
+
+use crate::envelope::Origin;
+use crate::ingest::{self, Item};
+use crate::providers;
+
+/// Every event of `page`, fetched for `user_id` from a queue of `origin.provider`, as an item.
+/// A page that cannot be read at all is one dead letter holding all of it.
+pub(crate) fn items<'p>(origin: &Origin<'p>, page: &'p [u8], user_id: &str) -> Vec<Item<'p>> {
+    let no_headers = HeaderMap::new();
+    match read(origin, page, user_id) {
+        Ok(events) => events
+            .into_iter()
+            .map(|(raw, facts)| ingest::item(origin, facts, raw, &no_headers))
+            .collect(),
+        Err(error) => vec![ingest::item(origin, Err(error), page, &no_headers)],
+    }
+}
+
+/// Whether a 200 page holds no event at all (an unreadable page is not empty: it is
+/// dead-lettered).
+pub(crate) fn is_empty(origin: &Origin<'_>, page: &[u8]) -> bool {
+    read(origin, page, "").is_ok_and(|events| events.is_empty())
+}
+
+fn read<'p>(origin: &Origin<'_>, page: &'p [u8], user_id: &str) -> providers::QueuePage<'p> {
+    providers::entry(origin.provider.as_str())
+        .expect("a ProviderKind names a catalogue entry")
+        .default_settings()
+        .read_queue_page(page, user_id)
+        .expect("a poller polls a provider with a queue reader")
+}
+
+/// Items grouped by ordering key, in page order within each key: chains can be published in
+/// parallel, the items of one chain one after the other.
+pub(crate) fn chains<'i, 'p>(items: &'i [Item<'p>]) -> Vec<Vec<&'i Item<'p>>> {
+    let mut chains: Vec<Vec<&Item<'p>>> = Vec::new();
+    let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
+    for item in items {
+        let index = *chain_of_key.entry(item.ordering_key()).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
+        });
+        chains[index].push(item);
+    }
+    chains
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::providers::linxo::Linxo;
+    use crate::providers::Provider;
+    use crate::vocabulary::Ingress;
+
+    fn origin() -> Origin<'static> {
+        Origin {
+            provider: Linxo::KIND,
+            source_name: "oxlin",
+            ingress: Ingress::Queue,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_page_keeps_each_connections_order_and_dead_letters_what_it_cannot_read() {
+        let page = br#"[{"id":"1","name":"SYNC_STARTED","resource":{"id":"c1","channels":[]}},
+            {"id":"2","name":"SYNC_STARTED","resource":{"id":"c2","channels":[]}},
+            {"id":"3","name":"SYNC_ALL_SUCCESS","resource":{"id":"c1","channels":[]}},
+            {"id":"4"}]"#;
+        let items = items(&origin(), page, "u1");
+        assert_eq!(items.len(), 4);
+        assert!(matches!(items[3], Item::DeadLetter(_)), "no event code");
+        let chains = chains(&items);
+        let ids: Vec<Vec<&str>> = chains
+            .iter()
+            .map(|chain| chain.iter().map(|item| item.id()).collect())
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], ["1", "3"], "c1's events stay in order");
+        assert_eq!(ids[1], ["2"]);
+        assert!(is_empty(&origin(), b"[]") && is_empty(&origin(), b" {\"events\": []} "));
+        assert!(!is_empty(&origin(), b"not json"));
+        let unreadable = super::items(&origin(), b"not json", "u1");
+        assert!(matches!(unreadable[..], [Item::DeadLetter(_)]));
+    }
+}
