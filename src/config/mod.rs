@@ -1,5 +1,7 @@
 //! Configuration: embedded defaults → file → `FINHOOK_` environment, parsed once, then validated
-//! without IO. Secrets are resolved (files read) separately, in [`Config::resolve_sources`].
+//! without IO. Secrets are resolved (files read) separately, when
+//! [`crate::sources::Sources::from_config`] builds the sources and
+//! [`Config::resolve_kafka_properties`] reads the Kafka property files.
 
 pub mod ip;
 pub mod kafka;

@@ -13,7 +13,7 @@ use super::IpRange;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest accepted body unless a source overrides it. With the envelope around it, it must
-    /// fit the producer's `message.max.bytes` (checked by [`Config::validate`]).
+    /// fit the producer's `message.max.bytes` (checked by [`super::Config::validate`]).
     pub body_limit_bytes: usize,
     /// Most bytes a request line plus headers may take; larger heads are answered 431, so slow
     /// clients cannot pin large buffers.
