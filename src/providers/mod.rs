@@ -7,8 +7,8 @@
 //! 1. Write `src/providers/<name>.rs`: a unit struct implementing [`Provider`]. Pick the
 //!    verification from [`crate::auth`] (credentials, [`crate::auth::hmac::HmacScheme`],
 //!    Standard Webhooks, a [`crate::auth::keys::KeyCache`] for fetched keys) rather than writing
-//!    a new one; read the body with the lenient readers (`text`, `id_string`, … in `lenient.rs`) so a
-//!    field of an unexpected type is absent, not fatal; map the provider's event names to
+//!    a new one; read the body with the lenient readers (`text`, `id_string`, … in
+//!    `lenient.rs`) so a field of an unexpected type is absent, not fatal; map the provider's event names to
 //!    canonical [`EventType`]s, and keep unknown names as [`EventType::Unmapped`]. Say in the
 //!    doc comment which facts are confirmed by the provider's documentation and which inferred.
 //! 2. Add one line to [`CATALOGUE`].
