@@ -1,6 +1,6 @@
 //! Configuration: embedded defaults → file → `FINHOOK_` environment, parsed once, then validated
 //! without IO. Secrets are resolved (files read) separately, when
-//! [`crate::sources::Sources::from_config`] builds the sources and
+//! the webhook sources are built (`sources::Sources::from_config`) and when
 //! [`Config::resolve_kafka_properties`] reads the Kafka property files.
 
 pub mod ip;
