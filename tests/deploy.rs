@@ -804,3 +804,90 @@ fn no_module_imports_one_that_imports_it_back() {
         imports["vocabulary"]
     );
 }
+
+/// Runs tests/helm/render.py (Helm v4's library through `helm-python-sdk`, then
+/// `kubernetes-validate`) on the chart with `values`; `None` when those Python packages are
+/// missing on a developer's machine (.ci/run installs them, and there the test must run).
+fn render_chart(values: &[&str]) -> Option<std::process::Output> {
+    let available = Command::new("python3")
+        .args(["-c", "import helm_python, kubernetes_validate, yaml"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have helm-python-sdk, kubernetes-validate and PyYAML"
+        );
+        eprintln!("SKIPPED: helm-python-sdk or kubernetes-validate is not installed");
+        return None;
+    }
+    Some(
+        Command::new("python3")
+            .arg("tests/helm/render.py")
+            .arg("deploy/helm/finhook")
+            .args(values)
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn the_chart_renders_with_real_helm_and_validates_against_kubernetes() {
+    let Some(output) = render_chart(&["deploy/helm/finhook/ci/all-features-values.yaml"]) else {
+        return;
+    };
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "render.py printed no report ({error}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(
+        output.status.success(),
+        "helm lint/template or Kubernetes validation found problems: {:#}",
+        report["problems"]
+    );
+    let kinds = |index: usize| -> BTreeSet<String> {
+        report["reports"][index]["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kind| kind.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let defaults = kinds(0);
+    for kind in ["ConfigMap", "Deployment", "Service", "Secret", "PodDisruptionBudget"] {
+        assert!(defaults.contains(kind), "the defaults render a {kind}");
+    }
+    let everything = kinds(1);
+    for kind in [
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
+        assert!(everything.contains(kind), "all features render a {kind}");
+    }
+    // The finhook configuration each rendering ships is one finhook accepts.
+    for (index, report) in report["reports"].as_array().unwrap().iter().enumerate() {
+        for config in report["configs"].as_array().unwrap() {
+            check_config(config.as_str().unwrap(), &format!("rendering {index}'s finhook.toml"));
+        }
+    }
+}
+
+#[test]
+fn values_the_schema_refuses_stop_the_rendering() {
+    let directory = tempfile::tempdir().unwrap();
+    let bad = directory.path().join("bad-values.yaml");
+    std::fs::write(&bad, "replicaCount: three\nautoscaling:\n  enabled: maybe\n").unwrap();
+    let Some(output) = render_chart(&[bad.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("HelmValuesError"), "{stderr}");
+    assert!(stderr.contains("replicaCount"), "{stderr}");
+}
