@@ -857,7 +857,13 @@ fn the_chart_renders_with_real_helm_and_validates_against_kubernetes() {
             .collect()
     };
     let defaults = kinds(0);
-    for kind in ["ConfigMap", "Deployment", "Service", "Secret", "PodDisruptionBudget"] {
+    for kind in [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Secret",
+        "PodDisruptionBudget",
+    ] {
         assert!(defaults.contains(kind), "the defaults render a {kind}");
     }
     let everything = kinds(1);
@@ -873,7 +879,10 @@ fn the_chart_renders_with_real_helm_and_validates_against_kubernetes() {
     // The finhook configuration each rendering ships is one finhook accepts.
     for (index, report) in report["reports"].as_array().unwrap().iter().enumerate() {
         for config in report["configs"].as_array().unwrap() {
-            check_config(config.as_str().unwrap(), &format!("rendering {index}'s finhook.toml"));
+            check_config(
+                config.as_str().unwrap(),
+                &format!("rendering {index}'s finhook.toml"),
+            );
         }
     }
 }
@@ -882,7 +891,11 @@ fn the_chart_renders_with_real_helm_and_validates_against_kubernetes() {
 fn values_the_schema_refuses_stop_the_rendering() {
     let directory = tempfile::tempdir().unwrap();
     let bad = directory.path().join("bad-values.yaml");
-    std::fs::write(&bad, "replicaCount: three\nautoscaling:\n  enabled: maybe\n").unwrap();
+    std::fs::write(
+        &bad,
+        "replicaCount: three\nautoscaling:\n  enabled: maybe\n",
+    )
+    .unwrap();
     let Some(output) = render_chart(&[bad.to_str().unwrap()]) else {
         return;
     };

@@ -99,10 +99,13 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config, skip_files } => check_config(config, skip_files),
         Command::Providers => {
-            for entry in crate::providers::CATALOGUE {
-                println!("{:<10} {}", entry.kind(), entry.verification());
-            }
-            Ok(())
+            let mut stdout = std::io::stdout().lock();
+            crate::providers::CATALOGUE
+                .iter()
+                .try_for_each(|entry| {
+                    writeln!(stdout, "{:<10} {}", entry.kind(), entry.verification())
+                })
+                .map_err(anyhow::Error::from)
         }
         Command::Probe { url } => probe(&url),
         Command::Sign {
@@ -125,11 +128,22 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`finhook tail | head`): that is how such a pipe ends, not an
+        // error to report.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("finhook: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {

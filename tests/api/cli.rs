@@ -275,3 +275,56 @@ fn users_commands_take_credentials_from_files_never_from_arguments() {
     let key = String::from_utf8(output.stdout).unwrap();
     assert!(finhook::keyring::parse_key("new", &finhook::secret::Secret::new(key.trim())).is_ok());
 }
+
+/// `finhook tail | head -1`: when the reader goes away, tail ends quietly with success.
+#[tokio::test]
+async fn tail_piped_into_a_reader_that_stops_exits_quietly() {
+    let app = spawn_app("").await;
+    for name in ["item-created", "item-deleted", "item-refreshed"] {
+        let response = app
+            .post_bridge(&fixture(&format!("bridge/{name}.json")))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let mut tail = finhook()
+        .args([
+            "tail",
+            "--brokers",
+            &app.bootstrap,
+            "--topic",
+            app.default_topic(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        // Read one line, like `head -1`, then close the pipe.
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("io.finhook."), "{first}");
+    })
+    .await
+    .unwrap();
+    // Like `tail -f | head`, finhook notices at its next write: give it more to print.
+    for name in ["item-account-created", "item-account-updated"] {
+        let response = app
+            .post_bridge(&fixture(&format!("bridge/{name}.json")))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let output = tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {stderr}",
+        output.status
+    );
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}
