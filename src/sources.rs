@@ -66,6 +66,11 @@ impl Source {
         self.settings.read(body)
     }
 
+    /// Whether `/webhooks/<source>/<event>` is one of this source's URLs.
+    pub fn takes_path_events(&self) -> bool {
+        self.settings.takes_path_events()
+    }
+
     /// Whether anyone may post (no credentials, no client certificate).
     pub fn is_open(&self) -> bool {
         self.verifier.is_open() && !self.client_cert_required

@@ -51,6 +51,7 @@ pub enum EventType {
     AccountCreated,
     AccountUpdated,
     AccountDeleted,
+    UserCreated,
     UserDeleted,
     PaymentTransactionCreated,
     PaymentTransactionUpdated,
@@ -65,7 +66,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::ConnectionCreated,
         EventType::ConnectionUpdated,
         EventType::ConnectionDeleted,
@@ -75,6 +76,7 @@ impl EventType {
         EventType::AccountCreated,
         EventType::AccountUpdated,
         EventType::AccountDeleted,
+        EventType::UserCreated,
         EventType::UserDeleted,
         EventType::PaymentTransactionCreated,
         EventType::PaymentTransactionUpdated,
@@ -98,6 +100,7 @@ impl EventType {
             EventType::AccountCreated => "io.finhook.account.created",
             EventType::AccountUpdated => "io.finhook.account.updated",
             EventType::AccountDeleted => "io.finhook.account.deleted",
+            EventType::UserCreated => "io.finhook.user.created",
             EventType::UserDeleted => "io.finhook.user.deleted",
             EventType::PaymentTransactionCreated => "io.finhook.payment.transaction.created",
             EventType::PaymentTransactionUpdated => "io.finhook.payment.transaction.updated",

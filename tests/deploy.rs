@@ -765,14 +765,26 @@ fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
         let text = std::fs::read_to_string(&path).unwrap();
         let text = text.split("#[cfg(test)]").next().unwrap();
         let named = imports.entry(module.clone()).or_default();
-        for (index, _) in text.match_indices("crate::") {
-            let rest = &text[index + "crate::".len()..];
-            let name: String = rest
+        let leading_name = |text: &str| -> String {
+            text.trim_start()
                 .chars()
                 .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                .collect();
-            if !name.is_empty() && name != module {
-                named.insert(name);
+                .collect()
+        };
+        for (index, _) in text.match_indices("crate::") {
+            let rest = &text[index + "crate::".len()..];
+            // `crate::{a::X, b}` names each module of the group.
+            let names: Vec<String> = match rest.strip_prefix('{') {
+                Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                    .split(',')
+                    .map(leading_name)
+                    .collect(),
+                None => vec![leading_name(rest)],
+            };
+            for name in names {
+                if !name.is_empty() && name != module && name != "self" {
+                    named.insert(name);
+                }
             }
         }
     }

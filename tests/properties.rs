@@ -182,4 +182,33 @@ proptest! {
         let header = entries.join(&b","[..]);
         prop_assert!(verify_bridge(&header, &body, &[secret]).is_ok());
     }
+
+    #[test]
+    fn verifiers_never_panic_on_arbitrary_signature_headers(
+        values in prop::collection::vec("[ -~]{0,80}", 1..4),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        now in any::<i64>(),
+    ) {
+        use finhook::auth::standard_webhooks::{StandardWebhooks, DEFAULT_TOLERANCE};
+        let Ok(now) = time::OffsetDateTime::from_unix_timestamp(now % 253_402_300_799) else {
+            return Ok(());
+        };
+        let secret = [Secret::new("s")];
+        let tink = finhook::providers::tink::scheme(&secret, std::time::Duration::from_secs(300));
+        let standard = StandardWebhooks::new(vec![b"0123456789abcdef".to_vec()], vec![[7; 32]], DEFAULT_TOLERANCE);
+        for value in &values {
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::from_str(value).unwrap();
+            for name in ["x-tink-signature", "webhook-id", "webhook-timestamp", "webhook-signature"] {
+                headers.append(name, value.clone());
+            }
+            // Arbitrary text is refused, never a panic (timestamps included: `t=-9223…`).
+            prop_assert!(tink.verify(&headers, &body, now).is_err());
+            prop_assert!(standard.verify(&headers, &body, now).is_err());
+            prop_assert!(bridge::scheme(&secret).verify(&headers, &body, now).is_err());
+        }
+        let mut pairs = http::HeaderMap::new();
+        pairs.insert("x-tink-signature", http::HeaderValue::from_static("t=-9223372036854775808,v1=00"));
+        prop_assert!(tink.verify(&pairs, &body, now).is_err());
+    }
 }

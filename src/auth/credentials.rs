@@ -132,12 +132,13 @@ pub enum Credentials {
     Anyone,
 }
 
-impl Verify for Credentials {
-    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
+impl Credentials {
+    /// Checks the credentials a request carries in its headers or its query.
+    fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), AuthError> {
         match self {
             Credentials::Anyone => Ok(()),
             Credentials::Basic { username, secrets } => {
-                let presented = authorization(&head.headers, "Basic")?;
+                let presented = authorization(headers, "Basic")?;
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(presented)
                     .map_err(|_| AuthError::WrongCredentials)?;
@@ -147,12 +148,11 @@ impl Verify for Credentials {
                 any_equal(&decoded, expected)
             }
             Credentials::Bearer(secrets) => {
-                let presented = authorization(&head.headers, "Bearer")?;
+                let presented = authorization(headers, "Bearer")?;
                 any_equal(presented, secrets.iter().map(Secret::expose))
             }
             Credentials::Query { parameter, secrets } => {
-                let query = head.uri.query().unwrap_or("");
-                let presented = url::form_urlencoded::parse(query.as_bytes())
+                let presented = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
                     .find(|(name, _)| name == parameter.as_str())
                     .map(|(_, value)| value)
                     .ok_or(AuthError::MissingCredentials)?;
@@ -160,10 +160,18 @@ impl Verify for Credentials {
             }
         }
     }
+}
 
-    fn verify<'r>(&'r self, _request: &'r Request<'r>) -> VerifyFuture<'r> {
-        // Everything was checked on the head, before the body was read.
-        ready(Ok(()))
+impl Verify for Credentials {
+    /// Checked on the head, before the body is read: strangers cannot make finhook read bodies.
+    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
+        self.check(&head.headers, head.uri.query())
+    }
+
+    /// Checked again with the body, so [`crate::auth::verify`] vouches for what it returns
+    /// whatever its caller did before (the comparison is cheap).
+    fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {
+        ready(self.check(request.headers, request.query))
     }
 
     fn is_open(&self) -> bool {

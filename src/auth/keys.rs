@@ -1,12 +1,17 @@
 //! Verification keys fetched from a provider over HTTP (Plaid's key endpoint, TrueLayer's JWKS):
-//! cached by id, fetched again when an unknown id appears or a cached key grows old, never on
-//! every request.
+//! cached by id, fetched again when an unknown id appears or a cached key grows old.
 //!
-//! A key id comes from the request before anything is verified, so a stranger chooses it: fetches
-//! for ids not in the cache are rate-limited (one per `miss_interval` for the whole cache), and
-//! concurrent misses share one fetch. When the key server is down a cached key keeps working;
-//! a request whose key was never fetched is answered 503 ([`AuthError::KeysUnavailable`]), so
-//! the provider retries rather than giving up on a genuine event.
+//! A key id comes from the request before anything is verified, so a stranger chooses it:
+//! - a fetch for an id not in the cache that finds nothing (or fails) holds off further fetches
+//!   for unknown ids for `miss_interval`; requests for unknown ids meanwhile are answered 503
+//!   ([`AuthError::KeysUnavailable`]), so a genuine event signed with a newly rotated key is
+//!   retried by its provider rather than refused;
+//! - refreshing an old key that fails is tried again only after `miss_interval`, and the cached
+//!   key keeps working meanwhile;
+//! - concurrent fetches are serialized, so a burst shares one.
+//!
+//! So a stranger causes at most one fetch per `miss_interval`, and a key server outage does not
+//! refuse events signed with a key finhook already has.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,14 +27,13 @@ pub struct FetchError(pub String);
 
 impl From<reqwest::Error> for FetchError {
     fn from(error: reqwest::Error) -> Self {
-        // Without the URL: a Plaid key request carries credentials in its body, not its URL,
-        // but keep every message free of anything request-specific.
+        // Without the URL: keep every message free of anything request-specific.
         FetchError(error.without_url().to_string())
     }
 }
 
-/// How long keys are trusted before they are fetched again, and how often an unknown id may
-/// cause a fetch.
+/// How long keys are trusted before they are fetched again, and how often a stranger's key id
+/// (or a failing refresh) may cause a fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct CachePolicy {
     pub ttl: Duration,
@@ -48,15 +52,16 @@ impl Default for CachePolicy {
 struct Cached<K> {
     key: K,
     fetched: Instant,
+    /// After a failed refresh: not before this.
+    retry_at: Option<Instant>,
 }
 
 /// Keys by id. `K` is whatever a verifier needs (a parsed public key, a JWKS document).
 pub struct KeyCache<K> {
     policy: CachePolicy,
     keys: RwLock<HashMap<String, Cached<K>>>,
-    /// Serializes fetches; holds when the last fetch for an unknown id happened and whether
-    /// it reached the key server.
-    fetching: tokio::sync::Mutex<Option<MissFetch>>,
+    /// Serializes fetches; holds when a fetch for an unknown id last found nothing or failed.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl<K> std::fmt::Debug for KeyCache<K> {
@@ -67,12 +72,6 @@ impl<K> std::fmt::Debug for KeyCache<K> {
             .field("cached", &cached)
             .finish()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct MissFetch {
-    at: Instant,
-    reached_server: bool,
 }
 
 /// Keys cached at most; past it the oldest are dropped (a provider has a handful).
@@ -88,88 +87,103 @@ impl<K: Clone> KeyCache<K> {
     }
 
     /// The key `id`, fetched by `fetch` when it is unknown or older than the TTL. `fetch`
-    /// returns the keys it found by id (a JWKS has several); `Ok(None)` from this function means
-    /// the provider does not know the id (or a fetch for an unknown id ran too recently).
+    /// returns the keys it found by id (a JWKS has several); `Ok(None)` means the provider does
+    /// not know the id.
     pub async fn get<F, Fut>(&self, id: &str, fetch: F) -> Result<Option<K>, AuthError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<(String, K)>, FetchError>>,
     {
-        let (cached, stale) = self.lookup(id);
-        if let (Some(key), false) = (&cached, stale) {
-            return Ok(Some(key.clone()));
+        if let (Some(key), false) = self.lookup(id) {
+            return Ok(Some(key));
         }
-        let mut last_miss_fetch = self.fetching.lock().await;
+        let mut last_miss = self.fetching.lock().await;
         // Another request may have fetched it while this one waited.
         let (cached, stale) = self.lookup(id);
         if let (Some(key), false) = (&cached, stale) {
             return Ok(Some(key.clone()));
         }
-        if cached.is_none() {
-            if let Some(last) = *last_miss_fetch {
-                if last.at.elapsed() < self.policy.miss_interval {
-                    // Too soon to ask again. If the server could not be reached, the request
-                    // may still be genuine: keep answering 503 so the provider retries.
-                    return match last.reached_server {
-                        true => Ok(None),
-                        false => Err(AuthError::KeysUnavailable),
-                    };
-                }
-            }
-        }
-        let result = fetch().await;
-        if cached.is_none() {
-            *last_miss_fetch = Some(MissFetch {
-                at: Instant::now(),
-                reached_server: result.is_ok(),
-            });
-        }
-        match result {
-            Ok(found) => {
-                let now = Instant::now();
-                let mut keys = self
-                    .keys
-                    .write()
-                    .expect("the key cache lock is never poisoned");
-                // A key the provider no longer lists is gone: not found.
-                keys.remove(id);
-                for (found_id, key) in found {
-                    keys.insert(found_id, Cached { key, fetched: now });
-                }
-                while keys.len() > MAX_CACHED_KEYS {
-                    let oldest = keys
-                        .iter()
-                        .min_by_key(|(_, cached)| cached.fetched)
-                        .map(|(id, _)| id.clone())
-                        .expect("the map is not empty");
-                    keys.remove(&oldest);
-                }
-                Ok(keys.get(id).map(|cached| cached.key.clone()))
-            }
-            Err(error) => match cached {
-                Some(key) => {
+        if let Some(key) = cached {
+            // An old key: refresh it, and keep using it if that fails.
+            return match fetch().await {
+                Ok(found) => Ok(self.store(id, found)),
+                Err(error) => {
                     tracing::warn!(%error, "refreshing a verification key failed; using the cached one");
+                    self.retry_later(id);
                     Ok(Some(key))
                 }
-                None => {
-                    tracing::warn!(%error, "fetching a verification key failed; answering 503");
-                    Err(AuthError::KeysUnavailable)
+            };
+        }
+        if last_miss.is_some_and(|at| at.elapsed() < self.policy.miss_interval) {
+            // Too soon to ask the key server again: the request may be genuine, so 503.
+            return Err(AuthError::KeysUnavailable);
+        }
+        match fetch().await {
+            Ok(found) => {
+                let key = self.store(id, found);
+                if key.is_none() {
+                    *last_miss = Some(Instant::now());
                 }
-            },
+                Ok(key)
+            }
+            Err(error) => {
+                *last_miss = Some(Instant::now());
+                tracing::warn!(%error, "fetching a verification key failed; answering 503");
+                Err(AuthError::KeysUnavailable)
+            }
         }
     }
 
-    /// The cached key and whether it is past its TTL.
+    /// Stores what a fetch for `id` found and returns `id`'s key. A key the provider no longer
+    /// lists is gone.
+    fn store(&self, id: &str, found: Vec<(String, K)>) -> Option<K> {
+        let now = Instant::now();
+        let mut keys = self
+            .keys
+            .write()
+            .expect("the key cache lock is never poisoned");
+        keys.remove(id);
+        for (found_id, key) in found {
+            let cached = Cached {
+                key,
+                fetched: now,
+                retry_at: None,
+            };
+            keys.insert(found_id, cached);
+        }
+        while keys.len() > MAX_CACHED_KEYS {
+            let oldest = keys
+                .iter()
+                .min_by_key(|(_, cached)| cached.fetched)
+                .map(|(id, _)| id.clone())
+                .expect("the map is not empty");
+            keys.remove(&oldest);
+        }
+        keys.get(id).map(|cached| cached.key.clone())
+    }
+
+    fn retry_later(&self, id: &str) {
+        let mut keys = self
+            .keys
+            .write()
+            .expect("the key cache lock is never poisoned");
+        if let Some(cached) = keys.get_mut(id) {
+            cached.retry_at = Some(Instant::now() + self.policy.miss_interval);
+        }
+    }
+
+    /// The cached key and whether it should be refreshed now.
     fn lookup(&self, id: &str) -> (Option<K>, bool) {
         let keys = self
             .keys
             .read()
             .expect("the key cache lock is never poisoned");
         match keys.get(id) {
-            Some(cached) => (
-                Some(cached.key.clone()),
-                cached.fetched.elapsed() >= self.policy.ttl,
-            ),
+            Some(cached) => {
+                let old = cached.fetched.elapsed() >= self.policy.ttl;
+                let may_retry = cached.retry_at.is_none_or(|at| Instant::now() >= at);
+                (Some(cached.key.clone()), old && may_retry)
+            }
             None => (None, false),
         }
     }
@@ -205,17 +219,60 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_ids_fetch_at_most_once_per_interval() {
+    async fn unknown_ids_fetch_at_most_once_per_interval_then_answer_503() {
         let cache = KeyCache::<u8>::new(policy(60_000, 60_000));
         let fetches = AtomicUsize::new(0);
+        let mut answers = Vec::new();
         for id in ["a", "b", "c"] {
+            answers.push(
+                cache
+                    .get(id, || async {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        Ok(vec![])
+                    })
+                    .await,
+            );
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            answers,
+            [
+                Ok(None),
+                Err(AuthError::KeysUnavailable),
+                Err(AuthError::KeysUnavailable)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_finds_its_key_does_not_hold_off_the_next() {
+        let cache = KeyCache::new(policy(60_000, 60_000));
+        let found = cache
+            .get("a", || async { Ok(vec![("a".to_owned(), 1u8)]) })
+            .await;
+        assert_eq!(found, Ok(Some(1)));
+        let next = cache
+            .get("b", || async { Ok(vec![("b".to_owned(), 2u8)]) })
+            .await;
+        assert_eq!(next, Ok(Some(2)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_is_not_retried_on_every_request() {
+        let cache = KeyCache::new(policy(0, 60_000));
+        cache
+            .get("k1", || async { Ok(vec![("k1".to_owned(), 1u8)]) })
+            .await
+            .unwrap();
+        let fetches = AtomicUsize::new(0);
+        for _ in 0..3 {
             let key = cache
-                .get(id, || async {
+                .get("k1", || async {
                     fetches.fetch_add(1, Ordering::SeqCst);
-                    Ok(vec![])
+                    Err(FetchError("down".into()))
                 })
                 .await;
-            assert_eq!(key, Ok(None));
+            assert_eq!(key, Ok(Some(1)), "the cached key keeps serving");
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }

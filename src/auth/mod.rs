@@ -117,11 +117,14 @@ pub struct Request<'r> {
     /// The path segment after the source name (`/webhooks/<source>/<event>`), for providers
     /// that give each event kind its own URL (Powens, Salt Edge).
     pub path_event: Option<&'r str>,
+    /// The URL's query string, if any (a query token is a credential).
+    pub query: Option<&'r str>,
 }
 
 /// A body whose request passed its source's verification. Normalizers take this type, so bytes
 /// that were not verified cannot reach one by mistake: the only constructors are
-/// [`verify`] and [`Verified::assume`], whose name says what it does.
+/// [`verify`], and [`Verified::assume`] and [`Verified::assume_at`], whose names say what they
+/// do (the queue path uses them: a page finhook fetched itself from the provider's API).
 #[derive(Debug, Clone, Copy)]
 pub struct Verified<'r> {
     body: &'r [u8],
@@ -230,8 +233,9 @@ pub fn check_timestamp(
         .trim()
         .parse()
         .map_err(|_| AuthError::StaleTimestamp)?;
-    let skew = (now.unix_timestamp() - seconds).unsigned_abs();
-    if skew > tolerance.as_secs() {
+    // In i128: the timestamp is the sender's, not yet trusted, and may be any i64.
+    let skew = (i128::from(now.unix_timestamp()) - i128::from(seconds)).unsigned_abs();
+    if skew > u128::from(tolerance.as_secs()) {
         return Err(AuthError::StaleTimestamp);
     }
     Ok(())
@@ -255,6 +259,8 @@ mod tests {
             "17e8",
             "-",
             "99999999999999999999",
+            "-9223372036854775808",
+            "9223372036854775807",
         ] {
             assert_eq!(
                 check_timestamp(bad, now, five_minutes),

@@ -41,13 +41,23 @@ impl fmt::Debug for StandardWebhooks {
     }
 }
 
+/// The shortest secret accepted, in bytes. The spec asks for 24 to 64 random bytes; 16 is the
+/// floor below which a key is guessable, and `whsec_` alone would be an empty key.
+const MIN_SECRET_BYTES: usize = 16;
+
 /// Decodes a `whsec_` secret (the prefix is optional, as in the reference libraries).
 pub fn decode_secret(secret: &Secret) -> Result<Vec<u8>, String> {
     let text = secret.expose().trim();
     let encoded = text.strip_prefix(SECRET_PREFIX).unwrap_or(text);
-    base64::engine::general_purpose::STANDARD
+    let key = base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(|_| "a Standard Webhooks secret is `whsec_` followed by base64".to_owned())
+        .map_err(|_| "a Standard Webhooks secret is `whsec_` followed by base64".to_owned())?;
+    if key.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "a Standard Webhooks secret decodes to at least {MIN_SECRET_BYTES} bytes (the spec asks for 24 to 64)"
+        ));
+    }
+    Ok(key)
 }
 
 /// Decodes a `whpk_` ed25519 public key: base64 of its 32 bytes.
@@ -303,6 +313,14 @@ mod tests {
             24
         );
         assert!(decode_secret(&Secret::new("whsec_not base64!")).is_err());
+        assert!(
+            decode_secret(&Secret::new("whsec_")).is_err(),
+            "an empty key"
+        );
+        assert!(
+            decode_secret(&Secret::new("whsec_c2hvcnQ=")).is_err(),
+            "5 bytes"
+        );
         assert!(decode_public_key("whsk_AAAA").is_err());
         assert!(decode_public_key("whpk_AAAA").is_err());
     }

@@ -30,6 +30,7 @@ pub async fn receive(
     let started = Instant::now();
     let source = path.get("source").and_then(|name| state.sources.get(name));
     let event = path.get("event").map(String::as_str);
+    let source = source.filter(|source| event.is_none() || source.takes_path_events());
     let (Some(source), true) = (source.cloned(), event.is_none_or(is_valid_path_event)) else {
         return finish(
             &state,
@@ -104,6 +105,7 @@ async fn handle(
         body: &body,
         received_at,
         path_event,
+        query: parts.uri.query(),
     };
     ingest_webhook(&state.publisher, &state.metrics, source, &request)
         .await

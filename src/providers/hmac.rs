@@ -84,6 +84,9 @@ impl HmacSettings {
     pub fn scheme(&self, keys: Vec<Vec<u8>>) -> Result<HmacScheme, String> {
         let header = HeaderName::from_str(self.header.trim())
             .map_err(|_| "header: must be a header name".to_owned())?;
+        if self.signature_key.is_some() && !self.prefix.is_empty() {
+            return Err("prefix: not used with signature_key (pairs carry no prefix)".into());
+        }
         let layout = match (&self.signature_key, &self.timestamp_key) {
             (Some(signature_key), timestamp_key) => Layout::Pairs {
                 signature_key: signature_key.clone(),

@@ -1,20 +1,29 @@
 //! Providers: one file per aggregator or signature family, each a [`Provider`]: its settings
 //! (the keys of its `[sources.<name>]` table), its verifier, and how it reads an event out of a
-//! verified body. [`CATALOGUE`] lists them; nothing else in finhook names a provider.
+//! verified body. [`CATALOGUE`] lists them; the webhook path, configuration, envelope schema,
+//! metrics and docs take the names from it. (The Oxlin poller names Linxo, whose queues it
+//! polls: a polled provider is a provider with a queue reader, [`Provider::read_queue_page`].)
 //!
 //! # Adding a provider
 //!
 //! 1. Write `src/providers/<name>.rs`: a unit struct implementing [`Provider`]. Pick the
 //!    verification from [`crate::auth`] (credentials, [`crate::auth::hmac::HmacScheme`],
 //!    Standard Webhooks, a [`crate::auth::keys::KeyCache`] for fetched keys) rather than writing
-//!    a new one; read the body with the lenient readers (`text`, `id_string`, … in
-//!    `lenient.rs`) so a field of an unexpected type is absent, not fatal; map the provider's event names to
+//!    a new one; read the body leniently (the streaming readers of `lenient.rs` for hot paths,
+//!    or [`parse_value`] and `text_at` by path) so a field of an unexpected type is absent, not
+//!    fatal; map the provider's event names to
 //!    canonical [`EventType`]s, and keep unknown names as [`EventType::Unmapped`]. Say in the
 //!    doc comment which facts are confirmed by the provider's documentation and which inferred.
 //! 2. Add one line to [`CATALOGUE`].
-//! 3. Add fixtures under `tests/fixtures/<name>/` and their golden envelopes: the tests in
-//!    `tests/normalizers.rs` and `tests/api/providers.rs` iterate the catalogue, so a provider
-//!    without fixtures or without a config example fails them.
+//! 3. Add fixtures under `tests/fixtures/<name>/` (with `requests.json` for headers or a URL
+//!    event) and their golden envelopes (`UPDATE_GOLDEN=1 cargo test --test normalizers`).
+//! 4. Document it: a commented example in `config/default.toml` and a row and section in
+//!    `docs/providers.md`.
+//! 5. In `tests/api/providers.rs`, a `[sources.<name>]` in `sources_toml` (a shared-secret
+//!    provider is then signed through its verifier) or, for an asymmetric one, an arm in
+//!    `Providers::sign`.
+//!
+//! The tests iterate the catalogue, so a provider missing any of these fails them.
 //!
 //! The envelope schema, the configuration's `kind`, the metric labels and `finhook providers`
 //! take the names from the catalogue.
@@ -69,6 +78,9 @@ impl BuildContext {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(10))
+            // A key URL is allow-listed as it is: a redirect would make it "wherever it points",
+            // and a redirected Plaid key request would carry the API secret elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("finhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a rustls client with timeouts always builds");
@@ -89,6 +101,9 @@ pub trait Provider: 'static {
     const KIND: ProviderKind;
     /// How requests are verified, in a few words (docs/providers.md, `finhook providers`).
     const VERIFICATION: &'static str;
+    /// Whether its sources also take `POST /webhooks/<source>/<event>`, for providers that
+    /// register one URL per event kind. Others answer such a path 404.
+    const PATH_EVENTS: bool = false;
     /// The keys of a source's table besides the common ones (`kind`, `secret`,
     /// `previous_secret` and their `_file` forms, `allowed_ips`, `body_limit_bytes`,
     /// `client_cert_required`, `client_cert_names`). Unknown keys must be refused
@@ -139,6 +154,7 @@ pub trait Entry: Sync {
 /// A source's provider-specific settings, with the provider's functions bound to them.
 pub trait Settings: fmt::Debug + Send + Sync {
     fn kind(&self) -> ProviderKind;
+    fn takes_path_events(&self) -> bool;
     fn validate(&self, key: &str, has_secret: bool, problems: &mut Vec<String>);
     fn verifier(
         &self,
@@ -186,6 +202,10 @@ impl<P: Provider> Settings for Typed<P> {
         P::KIND
     }
 
+    fn takes_path_events(&self) -> bool {
+        P::PATH_EVENTS
+    }
+
     fn validate(&self, key: &str, has_secret: bool, problems: &mut Vec<String>) {
         P::validate(&self.0, key, has_secret, problems)
     }
@@ -208,6 +228,22 @@ impl<P: Provider> Settings for Typed<P> {
 
     fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Key servers are reached over HTTPS; plain HTTP only on loopback (tests, a local proxy).
+pub(crate) fn check_key_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("must be an https URL (http only on loopback)".to_owned()),
     }
 }
 
@@ -268,7 +304,7 @@ pub(crate) fn parse_object<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<
 /// Parses a body whose top level must be an object into a JSON value, for providers that read
 /// fields by path (Standard Webhooks, generic HMAC, Tink, Plaid, TrueLayer, Salt Edge, Powens).
 /// These bodies are small; the Bridge and Linxo readers stream instead.
-pub(crate) fn parse_value(body: &[u8]) -> Result<serde_json::Value, NormalizeError> {
+pub fn parse_value(body: &[u8]) -> Result<serde_json::Value, NormalizeError> {
     let value: serde_json::Map<String, serde_json::Value> = parse_object(body)?;
     Ok(serde_json::Value::Object(value))
 }

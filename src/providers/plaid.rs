@@ -39,6 +39,8 @@ use crate::vocabulary::EventType;
 pub const VERIFICATION_HEADER: &str = "plaid-verification";
 pub const PRODUCTION_API: &str = "https://production.plaid.com";
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 60);
+/// How long a fetched key is used before Plaid is asked again whether it expired.
+const KEY_TTL: Duration = Duration::from_secs(5 * 60);
 
 pub struct Plaid;
 
@@ -76,6 +78,11 @@ impl Provider for Plaid {
                 "{key}.secret: required (Plaid's API secret, to fetch verification keys)"
             ));
         }
+        if let Some(url) = &settings.api_url {
+            if let Err(problem) = super::check_key_url(url.as_str()) {
+                problems.push(format!("{key}.api_url: {problem}"));
+            }
+        }
         if settings.max_age.is_some_and(|age| age.is_zero()) {
             problems.push(format!("{key}.max_age: must be greater than 0"));
         }
@@ -99,7 +106,11 @@ impl Provider for Plaid {
             secret: secrets.into_iter().next().ok_or("secret: required")?,
             max_age: settings.max_age.unwrap_or(DEFAULT_MAX_AGE),
             http: context.http.clone(),
-            keys: KeyCache::new(CachePolicy::default()),
+            // Plaid may mark a key expired at any time: look again every few minutes.
+            keys: KeyCache::new(CachePolicy {
+                ttl: KEY_TTL,
+                ..CachePolicy::default()
+            }),
         }))
     }
 
@@ -215,9 +226,24 @@ impl PlaidVerifier {
             }))
             .send()
             .await?;
-        // Plaid answers 400 for a key id it does not know: not an outage, just no key.
-        if response.status() == reqwest::StatusCode::BAD_REQUEST {
-            return Ok(Vec::new());
+        // Plaid answers 400 for a key id it does not know: no key. A 400 or 401 about
+        // finhook's own credentials is a configuration error: never read as "unknown key"
+        // (that would refuse every genuine webhook), it is logged and answered 503.
+        let status = response.status();
+        if status == reqwest::StatusCode::BAD_REQUEST || status == reqwest::StatusCode::UNAUTHORIZED
+        {
+            let error: serde_json::Value = response.json().await.unwrap_or_default();
+            let code = error["error_code"].as_str().unwrap_or("");
+            if status == reqwest::StatusCode::BAD_REQUEST && code != "INVALID_API_KEYS" {
+                return Ok(Vec::new());
+            }
+            tracing::error!(
+                error_code = code,
+                "Plaid refused finhook's client_id or secret when fetching a verification key: check the source's configuration"
+            );
+            return Err(FetchError(format!(
+                "Plaid refused the credentials ({status})"
+            )));
         }
         let bytes = response.error_for_status()?.bytes().await?;
         let parsed: KeyResponse = serde_json::from_slice(&bytes)
@@ -264,9 +290,10 @@ impl PlaidVerifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|_| AuthError::SignatureMismatch)?
             .claims;
-        let age = request.received_at.unix_timestamp() - claims.iat;
+        // In i128: `iat` is signed, but any i64 must not overflow the difference.
+        let age = i128::from(request.received_at.unix_timestamp()) - i128::from(claims.iat);
         // A little skew ahead is allowed (clocks differ); old tokens are replays.
-        if age > self.max_age.as_secs() as i64 || age < -(self.max_age.as_secs() as i64) {
+        if age.unsigned_abs() > u128::from(self.max_age.as_secs()) {
             return Err(AuthError::StaleTimestamp);
         }
         let digest = hex::encode(Sha256::digest(request.body));
@@ -336,6 +363,7 @@ mod tests {
             body,
             received_at: OffsetDateTime::from_unix_timestamp(received_at).unwrap(),
             path_event: None,
+            query: None,
         };
         verifier.check(&request).await
     }

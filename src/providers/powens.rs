@@ -65,6 +65,7 @@ impl PowensSettings {
 
 impl Provider for Powens {
     const KIND: ProviderKind = ProviderKind::new("powens");
+    const PATH_EVENTS: bool = true;
     const VERIFICATION: &'static str = "signature scheme not confirmed: IP allow-list plus HTTP Basic, bearer or query token on the registered URL, and/or mutual TLS";
     type Settings = PowensSettings;
 
@@ -143,6 +144,7 @@ fn canonical_type(event: &str, state: Option<&str>) -> (EventType, Option<String
             Some(state) => (EventType::ConnectionSyncFailed, Some(state.to_owned())),
         },
         "CONNECTION_DELETED" => (EventType::ConnectionDeleted, None),
+        "USER_CREATED" => (EventType::UserCreated, None),
         "USER_DELETED" => (EventType::UserDeleted, None),
         _ => (EventType::Unmapped, None),
     }
@@ -169,7 +171,7 @@ mod tests {
             &Verified::assume_at(body, &headers, "user_deleted"),
         )
         .unwrap();
-        assert_eq!(created.event_type, EventType::Unmapped);
+        assert_eq!(created.event_type, EventType::UserCreated);
         assert_eq!(deleted.event_type, EventType::UserDeleted);
         assert_eq!(deleted.user_id.as_deref(), Some("4217"));
         assert_ne!(created.provider_event_id, deleted.provider_event_id);

@@ -59,6 +59,7 @@ pub struct SaltEdgeSettings {
 
 impl Provider for SaltEdge {
     const KIND: ProviderKind = ProviderKind::new("saltedge");
+    const PATH_EVENTS: bool = true;
     const VERIFICATION: &'static str =
         "`Signature`: base64 RSA-SHA256 (PKCS#1 v1.5) of `callback_url|body` with Salt Edge's public key";
     type Settings = SaltEdgeSettings;
@@ -70,6 +71,11 @@ impl Provider for SaltEdge {
         problems: &mut Vec<String>,
     ) {
         match settings.callback_url.as_deref().map(url::Url::parse) {
+            Some(Ok(url)) if url.query().is_some() || url.fragment().is_some() => {
+                problems.push(format!(
+                    "{key}.callback_url: without a query or fragment (the callback kind is appended as a path segment)"
+                ))
+            }
             Some(Ok(_)) => {}
             _ => problems.push(format!(
                 "{key}.callback_url: required, the URL registered with Salt Edge (without the callback kind)"
@@ -193,6 +199,16 @@ fn rsa_public_key(pem: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|_| "not a SubjectPublicKeyInfo (BEGIN PUBLIC KEY)".to_owned())?;
     if info.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
         return Err("not an RSA key".to_owned());
+    }
+    // ring verifies RSA keys of 2048 to 8192 bits: refuse others here, not at every callback.
+    let bits = match info.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size(),
+        _ => return Err("not a readable RSA key".to_owned()),
+    };
+    if !(2048..=8192).contains(&bits) {
+        return Err(format!(
+            "an RSA key of {bits} bits; 2048 to 8192 are accepted"
+        ));
     }
     Ok(info.subject_public_key.data.to_vec())
 }

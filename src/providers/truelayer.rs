@@ -8,8 +8,11 @@
 //! (`webhook_path`: a proxy may rewrite the path finhook sees), the headers named in
 //! `tl_headers`, and the raw body; TrueLayer's own crate (`truelayer-signing`) checks it, so the
 //! construction is not rewritten here. A key server outage answers 503.
-//! `X-Tl-Webhook-Timestamp` is signed; finhook also refuses one further than `tolerance`
-//! (5 minutes) from its clock, which the library leaves to the receiver (the bound is ours).
+//! `X-Tl-Webhook-Timestamp` must be among the signed headers, and finhook refuses one further
+//! than `tolerance` (5 minutes) from its clock, which the library leaves to the receiver (the
+//! bound is ours). By default both of TrueLayer's JWKS URLs are allowed, as asked; a sandbox
+//! signature is genuine but anyone can get one, so finhook warns at start: in production set
+//! `allowed_jku` to the production URL only.
 //!
 //! Body, seen: `type` (Payments API v3) or `event_type` (legacy), `event_id` (kept for dedup),
 //! resource ids (`payment_id`, `payout_id`, `refund_id`, `mandate_id`) at the top level or in
@@ -89,8 +92,8 @@ impl Provider for TrueLayer {
                 problems.push(format!("{key}.allowed_jku: must not be empty"));
             }
             for (index, jku) in allowed.iter().enumerate() {
-                if url::Url::parse(jku).is_err() {
-                    problems.push(format!("{key}.allowed_jku[{index}]: not a URL"));
+                if let Err(problem) = super::check_key_url(jku) {
+                    problems.push(format!("{key}.allowed_jku[{index}]: {problem}"));
                 }
             }
         }
@@ -101,14 +104,23 @@ impl Provider for TrueLayer {
         _: Vec<Secret>,
         context: &BuildContext,
     ) -> Result<Box<dyn Verify>, String> {
+        let allowed_jku = settings.allowed_jku.clone().unwrap_or_else(|| {
+            DEFAULT_ALLOWED_JKU
+                .iter()
+                .map(|url| (*url).to_owned())
+                .collect()
+        });
+        if allowed_jku.iter().any(|jku| jku == DEFAULT_ALLOWED_JKU[1]) {
+            // Anyone can open a sandbox account and register this URL: sandbox-signed
+            // webhooks are genuine TrueLayer signatures, but not of production events.
+            tracing::warn!(
+                path = settings.webhook_path.as_deref().unwrap_or(""),
+                "a truelayer source accepts TrueLayer's sandbox keys; in production set allowed_jku to the production JWKS URL only"
+            );
+        }
         Ok(Box::new(TrueLayerVerifier {
             webhook_path: settings.webhook_path.clone().unwrap_or_default(),
-            allowed_jku: settings.allowed_jku.clone().unwrap_or_else(|| {
-                DEFAULT_ALLOWED_JKU
-                    .iter()
-                    .map(|url| (*url).to_owned())
-                    .collect()
-            }),
+            allowed_jku,
             tolerance: settings.tolerance.unwrap_or(DEFAULT_TOLERANCE),
             http: context.http.clone(),
             keys: KeyCache::new(CachePolicy::default()),
@@ -264,6 +276,8 @@ impl TrueLayerVerifier {
             .method(truelayer_signing::Method::Post)
             .path(&self.webhook_path)
             .headers(headers)
+            // The timestamp bounds replays only if it is signed.
+            .require_header("X-Tl-Webhook-Timestamp")
             .body(request.body)
             .build_verifier()
             .verify(signature)
@@ -325,6 +339,7 @@ mod tests {
             body: BODY.as_bytes(),
             received_at: OffsetDateTime::parse(received_at, &Rfc3339).unwrap(),
             path_event: None,
+            query: None,
         };
         verifier.check(&request).await
     }

@@ -29,6 +29,8 @@ use crate::helpers::{python, read_topic, spawn_app, TestApp};
 const WAIT: Duration = Duration::from_secs(10);
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PLAID_KID: &str = "finhook-test-kid";
+/// A key the fake Plaid reports as expired (same key material).
+const EXPIRED_KID: &str = "finhook-expired-kid";
 const TRUELAYER_KID: &str = "45fc75cf-5649-4134-84b3-192c2c78e990";
 const POWENS_TOKEN: &str = "powens-url-token";
 const SALTEDGE_CALLBACK: &str = "https://hooks.example.com/webhooks/saltedge";
@@ -51,6 +53,12 @@ async fn plaid_key(State(server): State<Arc<KeyServer>>, Json(request): Json<Val
     }
     if request["client_id"] != "plaid-client" || request["secret"] != "plaid-api-secret" {
         return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if request["key_id"] == EXPIRED_KID {
+        let mut key = server.plaid_jwk.clone();
+        key["kid"] = json!(EXPIRED_KID);
+        key["expired_at"] = json!(1_700_000_000);
+        return Json(json!({"key": key, "request_id": "r2"})).into_response();
     }
     if request["key_id"] != PLAID_KID {
         return (
@@ -242,16 +250,34 @@ impl Providers {
         body: &[u8],
         at: OffsetDateTime,
     ) -> Vec<(String, String)> {
+        self.truelayer_headers_signing(kid, jku, path, body, at, true)
+    }
+
+    /// With `sign_timestamp` false the timestamp header is sent but left out of the signature.
+    fn truelayer_headers_signing(
+        &self,
+        kid: &str,
+        jku: &str,
+        path: &str,
+        body: &[u8],
+        at: OffsetDateTime,
+        sign_timestamp: bool,
+    ) -> Vec<(String, String)> {
         let timestamp = at
             .replace_nanosecond(0)
             .unwrap()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap();
-        let signature = truelayer_signing::sign_with_pem(kid, &self.signers.truelayer_pem)
+        let signer = truelayer_signing::sign_with_pem(kid, &self.signers.truelayer_pem)
             .jku(jku)
             .method(truelayer_signing::Method::Post)
-            .path(path)
-            .header("X-Tl-Webhook-Timestamp", timestamp.as_bytes())
+            .path(path);
+        let signer = if sign_timestamp {
+            signer.header("X-Tl-Webhook-Timestamp", timestamp.as_bytes())
+        } else {
+            signer
+        };
+        let signature = signer
             .header("Content-Type", b"application/json")
             .body(body)
             .build_signer()
@@ -538,7 +564,18 @@ async fn hostile_requests_are_refused_as_documented_and_nothing_reaches_kafka() 
         ),
         (
             "plaid",
-            "unknown kid",
+            "a key Plaid says expired",
+            with_header(
+                Outgoing::default(),
+                "Plaid-Verification",
+                providers.plaid_token(EXPIRED_KID, body, now.unix_timestamp()),
+            ),
+            401,
+            "unauthorized",
+        ),
+        (
+            "plaid",
+            "unknown kid (Plaid answers 400)",
             with_header(
                 Outgoing::default(),
                 "Plaid-Verification",
@@ -546,6 +583,27 @@ async fn hostile_requests_are_refused_as_documented_and_nothing_reaches_kafka() 
             ),
             401,
             "unauthorized",
+        ),
+        (
+            "plaid",
+            "another unknown kid right after: no fetch, retry later",
+            with_header(
+                Outgoing::default(),
+                "Plaid-Verification",
+                providers.plaid_token("yet-another-kid", body, now.unix_timestamp()),
+            ),
+            503,
+            "unavailable",
+        ),
+        (
+            "plaid",
+            "an event segment on a provider that has none",
+            Outgoing {
+                path_event: Some("ITEM".into()),
+                ..signed("plaid")
+            },
+            404,
+            "not_found",
         ),
         (
             "truelayer",
@@ -589,6 +647,23 @@ async fn hostile_requests_are_refused_as_documented_and_nothing_reaches_kafka() 
                     "/webhooks/truelayer",
                     body,
                     eleven_minutes_ago,
+                ),
+                ..Outgoing::default()
+            },
+            401,
+            "unauthorized",
+        ),
+        (
+            "truelayer",
+            "timestamp sent but not signed",
+            Outgoing {
+                headers: providers.truelayer_headers_signing(
+                    TRUELAYER_KID,
+                    &jwks_url,
+                    "/webhooks/truelayer",
+                    body,
+                    now,
+                    false,
                 ),
                 ..Outgoing::default()
             },
@@ -717,10 +792,11 @@ async fn hostile_requests_are_refused_as_documented_and_nothing_reaches_kafka() 
     )
     .await;
     assert!(dead.is_empty(), "nor its dead-letter topic");
-    // One fetch each for the genuine key; the unknown kids that followed within the interval
-    // fetched nothing: a stranger cannot make finhook hammer the key servers.
-    assert_eq!(providers.keys.plaid_fetches.load(Ordering::SeqCst), 1);
-    assert_eq!(providers.keys.jwks_fetches.load(Ordering::SeqCst), 1);
+    // Plaid: the genuine key, the expired one, one unknown kid; the second unknown kid within
+    // the interval fetched nothing. TrueLayer: the JWKS, then once for the unknown kid. A
+    // stranger cannot make finhook hammer the key servers.
+    assert_eq!(providers.keys.plaid_fetches.load(Ordering::SeqCst), 3);
+    assert_eq!(providers.keys.jwks_fetches.load(Ordering::SeqCst), 2);
     providers.app.assert_still_serving().await;
 }
 

@@ -14,6 +14,11 @@ use crate::process::{
 const LINXO_PASSWORD: &str = "linxo-password-9931";
 const LINXO_TOKEN: &str = "linxo-bearer-token-5521";
 const KAFKA_PASSWORD: &str = "kafka-sasl-password-7780";
+const PLAID_SECRET: &str = "plaid-api-secret-4410";
+const TINK_SECRET: &str = "tink-webhook-secret-2284";
+const STANDARD_SECRET: &str = "whsec_c2VjcmV0LXN0YW5kYXJkLXdlYmhvb2tzLTk5";
+const HMAC_SECRET: &str = "hmac-shared-secret-6013";
+const POWENS_TOKEN: &str = "powens-url-token-8857";
 
 /// Personal data in the Linxo fixtures: IBANs, account numbers, names.
 const PERSONAL: &[&str] = &[
@@ -40,6 +45,27 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
         kind = "linxo"
         auth = "bearer"
         secret = "{LINXO_TOKEN}"
+        [sources.plaid]
+        kind = "plaid"
+        client_id = "plaid-client"
+        secret = "{PLAID_SECRET}"
+        # Nothing listens there: the key fetch fails, the webhook is answered 503.
+        api_url = "http://127.0.0.1:9"
+        [sources.tink]
+        kind = "tink"
+        secret = "{TINK_SECRET}"
+        [sources.standard]
+        kind = "standard"
+        secret = "{STANDARD_SECRET}"
+        [sources.hmac]
+        kind = "hmac"
+        header = "X-Hub-Signature-256"
+        prefix = "sha256="
+        secret = "{HMAC_SECRET}"
+        [sources.powens]
+        kind = "powens"
+        auth = "query"
+        secret = "{POWENS_TOKEN}"
         [kafka.properties]
         "sasl.password" = "{KAFKA_PASSWORD}"
         "#
@@ -90,6 +116,46 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
             .header("authorization", format!("Basic {basic}"))
             .body(vec![b' '; 2 << 20]),
     ];
+    // The other providers: a key fetch that fails (Plaid), wrong signatures, a query token
+    // right and wrong (the URL's query must never be logged).
+    let plaid_token = format!(
+        "{}.{}.AAAA",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"alg":"ES256","kid":"FR7612345678901234567890123","typ":"JWT"}"#),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"iat":1}"#),
+    );
+    requests.extend([
+        client
+            .post(url("plaid"))
+            .header("Plaid-Verification", plaid_token)
+            .body(linxo.clone()),
+        client
+            .post(url("tink"))
+            .header("X-Tink-Signature", "t=1,v1=00")
+            .body(linxo.clone()),
+        client
+            .post(url("standard"))
+            .header("webhook-id", "Jean Dupont")
+            .header("webhook-timestamp", "1")
+            .header("webhook-signature", "v1,AAAA")
+            .body(linxo.clone()),
+        client
+            .post(url("hmac"))
+            .header("X-Hub-Signature-256", "sha256=00")
+            .body(linxo.clone()),
+        client
+            .post(format!(
+                "{}/USER_DELETED?token={POWENS_TOKEN}",
+                url("powens")
+            ))
+            .body(r#"{"id": 4217, "name": "Jean Dupont"}"#),
+        client
+            .post(format!(
+                "{}/USER_DELETED?token=FR7612345678901234567890123",
+                url("powens")
+            ))
+            .body(r#"{"id": 4217}"#),
+    ]);
     let signature = crate::helpers::bridge_signature(&linxo);
     requests.push(
         client
@@ -151,6 +217,11 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
         LINXO_PASSWORD,
         LINXO_TOKEN,
         KAFKA_PASSWORD,
+        PLAID_SECRET,
+        TINK_SECRET,
+        STANDARD_SECRET,
+        HMAC_SECRET,
+        POWENS_TOKEN,
         &basic,
         &wrong_basic,
         &signature,
