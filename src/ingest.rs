@@ -163,12 +163,15 @@ pub async fn ingest_webhook(
         ingress: Ingress::Webhook,
         received_at: request.received_at,
     };
-    let item = item(
+    let mut item = item(
         &origin,
         source.read(&verified),
         verified.body(),
         verified.headers(),
     );
+    if let Item::DeadLetter(letter) = &mut item {
+        letter.path_event = request.path_event.map(str::to_owned);
+    }
     let delivered = deliver(publisher, metrics, &source.name, &item, request.headers).await?;
     let id = item.id().to_owned();
     match delivered {

@@ -916,3 +916,110 @@ fn values_the_schema_refuses_stop_the_rendering() {
     assert!(stderr.contains("HelmValuesError"), "{stderr}");
     assert!(stderr.contains("replicaCount"), "{stderr}");
 }
+
+/// Runs tests/asyncapi/validate.mjs (the AsyncAPI initiative's parser) on `files`; `None` when
+/// node or `@asyncapi/parser` is missing on a developer's machine (.ci/run installs them and
+/// sets NODE_PATH, and there the test must run).
+fn validate_asyncapi(files: &[&Path]) -> Option<Value> {
+    let available = Command::new("node")
+        .args(["-e", "require('@asyncapi/parser')"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have node and @asyncapi/parser (NODE_PATH)"
+        );
+        eprintln!("SKIPPED: node with @asyncapi/parser is not installed");
+        return None;
+    }
+    let output = Command::new("node")
+        .arg("tests/asyncapi/validate.mjs")
+        .args(files)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "validate.mjs printed no report ({error}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(output.status.success(), "AsyncAPI errors: {report:#}");
+    Some(report)
+}
+
+#[test]
+fn the_committed_asyncapi_document_is_current_and_valid() {
+    // Current: what `finhook asyncapi` prints for the default configuration.
+    let output = finhook().arg("asyncapi").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        generated,
+        read("docs/asyncapi.json"),
+        "docs/asyncapi.json is stale: finhook asyncapi > docs/asyncapi.json"
+    );
+    // A configuration with routes and the registry describes every topic it writes.
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("finhook.toml");
+    std::fs::write(
+        &config,
+        r#"
+[kafka]
+brokers = "kafka-0:9092,kafka-1:9092"
+[[kafka.routes]]
+provider = "plaid"
+topic = "finhook.plaid"
+[[kafka.routes]]
+provider = "bridge"
+topic = "finhook.bridge"
+[registry]
+enabled = true
+key_id = "k1"
+key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+"#,
+    )
+    .unwrap();
+    let output = finhook()
+        .args(["asyncapi", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let everything = directory.path().join("asyncapi.json");
+    std::fs::write(&everything, &output.stdout).unwrap();
+    let committed = root().join("docs/asyncapi.json");
+    let Some(report) = validate_asyncapi(&[&committed, &everything]) else {
+        return;
+    };
+    let channels = |file: &Path| -> BTreeSet<String> {
+        report[file.to_str().unwrap()]["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|address| address.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        channels(&committed),
+        BTreeSet::from(["finhook.events".to_owned(), "finhook.deadletter".to_owned()])
+    );
+    let all = channels(&everything);
+    for topic in [
+        "finhook.plaid",
+        "finhook.bridge",
+        "finhook.oxlin.users",
+        "finhook.oxlin.state",
+    ] {
+        assert!(all.contains(topic), "{topic} in {all:?}");
+    }
+}

@@ -1,5 +1,8 @@
-//! The command line: `serve`, `check-config`, `sign`, `tail`, `users`.
+//! The command line: `serve`, `check-config`, `sign`, `providers`, `tail`, `users`, `redrive`,
+//! `asyncapi`.
 
+pub mod asyncapi;
+mod redrive;
 mod users;
 
 use std::io::{Read, Write};
@@ -69,6 +72,36 @@ enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// Read a range of the dead-letter topic again with this configuration's readers, publish
+    /// what now passes to its route, and report what still fails.
+    Redrive {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Kafka bootstrap servers (default: kafka.brokers of the configuration).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Start at this offset in every partition (default: the beginning).
+        #[arg(long, conflicts_with = "since")]
+        from_offset: Option<i64>,
+        /// Start at the first record written at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Leave records written after this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Read and report; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the AsyncAPI 3.0 document describing the topics finhook writes, for this
+    /// configuration (JSON).
+    Asyncapi {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List the providers finhook verifies and reads (`kind` in a source), with how each is
     /// verified.
     Providers,
@@ -98,6 +131,42 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config, skip_files } => check_config(config, skip_files),
+        Command::Redrive {
+            config,
+            brokers,
+            from_offset,
+            since,
+            until,
+            dry_run,
+            json,
+        } => load(config).and_then(|config| {
+            let time = |text: Option<String>, flag: &str| {
+                text.map(|text| {
+                    time::OffsetDateTime::parse(
+                        &text,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_err(|_| anyhow::anyhow!("--{flag}: not an RFC 3339 time: {text}"))
+                })
+                .transpose()
+            };
+            let start = match (from_offset, time(since, "since")?) {
+                (Some(offset), _) => redrive::Start::Offset(offset),
+                (None, Some(time)) => redrive::Start::Time(time),
+                (None, None) => redrive::Start::Beginning,
+            };
+            let range = redrive::Range {
+                start,
+                until: time(until, "until")?,
+            };
+            redrive::run(&config, brokers, range, dry_run, json)
+        }),
+        Command::Asyncapi { config } => load(config).and_then(|config| {
+            std::io::stdout()
+                .lock()
+                .write_all(asyncapi::document(&config).as_bytes())
+                .map_err(anyhow::Error::from)
+        }),
         Command::Providers => {
             let mut stdout = std::io::stdout().lock();
             crate::providers::CATALOGUE

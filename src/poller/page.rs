@@ -14,13 +14,20 @@ use crate::providers;
 /// A page that cannot be read at all is one dead letter holding all of it.
 pub(crate) fn items<'p>(origin: &Origin<'p>, page: &'p [u8], user_id: &str) -> Vec<Item<'p>> {
     let no_headers = HeaderMap::new();
-    match read(origin, page, user_id) {
+    let mut items: Vec<Item<'p>> = match read(origin, page, user_id) {
         Ok(events) => events
             .into_iter()
             .map(|(raw, facts)| ingest::item(origin, facts, raw, &no_headers))
             .collect(),
         Err(error) => vec![ingest::item(origin, Err(error), page, &no_headers)],
+    };
+    // A dead letter says whose queue it came from: `finhook redrive` reads it again as such.
+    for item in &mut items {
+        if let Item::DeadLetter(letter) = item {
+            letter.user_id = Some(user_id.to_owned());
+        }
     }
+    items
 }
 
 /// Whether a 200 page holds no event at all (an unreadable page is not empty: it is

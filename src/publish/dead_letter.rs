@@ -36,6 +36,10 @@ pub struct DeadLetter<'a> {
     /// Set when `raw` is left out because it is too large for Kafka: the original body's size
     /// and SHA-256 (hex), so an operator can match it with the provider's records.
     pub omitted_body: Option<(usize, String)>,
+    /// A polled event's user (`ce_userid`), so `finhook redrive` can read it as the poller did.
+    pub user_id: Option<String>,
+    /// The URL's event segment of a webhook (`ce_pathevent`), for the same reason.
+    pub path_event: Option<String>,
 }
 
 impl<'a> DeadLetter<'a> {
@@ -64,6 +68,8 @@ impl<'a> DeadLetter<'a> {
             request_headers,
             content_type,
             omitted_body: None,
+            user_id: None,
+            path_event: None,
         }
     }
 
@@ -79,6 +85,8 @@ impl<'a> DeadLetter<'a> {
             request_headers: Vec::new(),
             content_type: self.content_type.clone(),
             omitted_body: Some((self.raw.len(), hex::encode(Sha256::digest(self.raw)))),
+            user_id: self.user_id.clone(),
+            path_event: self.path_event.clone(),
         }
     }
 
@@ -114,6 +122,18 @@ impl<'a> DeadLetter<'a> {
                     key: "ce_bodysha256",
                     value: Some(digest.as_bytes()),
                 });
+        }
+        let context = [
+            ("ce_userid", &self.user_id),
+            ("ce_pathevent", &self.path_event),
+        ];
+        for (key, value) in context {
+            if let Some(value) = value {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
         }
         if let Some(content_type) = &self.content_type {
             headers = headers.insert(Header {

@@ -1,0 +1,437 @@
+//! `finhook redrive`: dead letters read again with today's configuration. After a mapping fix
+//! (a provider's reader, a source's settings), the records of a range of the dead-letter topic
+//! are run through the same readers and envelope as live traffic; what now passes is published
+//! to its route, what still fails is counted by reason. Nothing is removed from the dead-letter
+//! topic, and nothing is written there.
+//!
+//! Event ids are deterministic (the provider's, or derived from the event's bytes and its
+//! provider), so redriving the same range twice publishes records a consumer sees as the same
+//! events again: harmless for a deduplicating consumer.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::auth::Verified;
+use crate::config::Config;
+use crate::envelope::Origin;
+use crate::ingest;
+use crate::metrics::Metrics;
+use crate::providers;
+use crate::publish::Publisher;
+use crate::sources::Sources;
+use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
+
+/// Where in each partition of the dead-letter topic reading starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    Beginning,
+    Offset(i64),
+    Time(OffsetDateTime),
+}
+
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub start: Start,
+    /// Records written after this are left alone (default: everything there when it starts).
+    pub until: Option<OffsetDateTime>,
+}
+
+/// What a redrive did, printed at the end (`--json` for this as one JSON object).
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub read: u64,
+    /// Published (or, in a dry run, that would be), by canonical type.
+    pub redriven: BTreeMap<String, u64>,
+    /// Still not readable, by reason.
+    pub still_failing: BTreeMap<String, u64>,
+    /// Not tried, by why: `body_not_kept` (only its digest was stored), `source_not_configured`
+    /// (no source of that name and provider in this configuration), `not_a_dead_letter`.
+    pub skipped: BTreeMap<String, u64>,
+    pub dry_run: bool,
+}
+
+pub fn run(
+    config: &Config,
+    brokers: Option<String>,
+    range: Range,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let brokers = match brokers {
+        Some(brokers) => brokers,
+        None if config.kafka.embedded => {
+            bail!("kafka.embedded runs inside the daemon: give --brokers (the address it logged)")
+        }
+        None => config.kafka.brokers.clone(),
+    };
+    let properties = config.resolve_kafka_properties()?;
+    let sources = Sources::from_config(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let publisher = if dry_run {
+        None
+    } else {
+        let metrics = Metrics::new(prometheus::Registry::new())?;
+        let publisher = runtime
+            .block_on(async { Publisher::new(&config.kafka, &brokers, &properties, metrics) })?;
+        // The publisher sends only while its health probe says Kafka is reachable, as in the
+        // daemon: run the probe, and wait for the first answer.
+        runtime.spawn(
+            Arc::clone(&publisher)
+                .watch_health(config.kafka.health_interval, std::future::pending()),
+        );
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !publisher.health().is_ready() {
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("kafka at {brokers} did not answer within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(())
+        })?;
+        Some(publisher)
+    };
+    let records = read_range(
+        &brokers,
+        &properties,
+        &config.kafka.topics.dead_letter,
+        &range,
+    )?;
+    let progress = Progress::new(records.len() as u64);
+    let mut summary = Summary {
+        dry_run,
+        ..Summary::default()
+    };
+    for record in &records {
+        summary.read += 1;
+        match redrive_one(record, &sources, publisher.as_ref(), &runtime) {
+            Outcome::Redriven(event_type) => *summary.redriven.entry(event_type).or_default() += 1,
+            Outcome::StillFailing(reason) => {
+                *summary.still_failing.entry(reason.to_owned()).or_default() += 1
+            }
+            Outcome::Skipped(why) => *summary.skipped.entry(why.to_owned()).or_default() += 1,
+        }
+        progress.advance();
+    }
+    progress.finish();
+    if let Some(publisher) = &publisher {
+        publisher
+            .flush(Duration::from_secs(30))
+            .context("flushing the redriven events")?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Redriven(String),
+    StillFailing(&'static str),
+    Skipped(&'static str),
+}
+
+/// One dead-letter record as read: its value and headers.
+struct DeadRecord {
+    value: Vec<u8>,
+    headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl DeadRecord {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+}
+
+fn redrive_one(
+    record: &DeadRecord,
+    sources: &Sources,
+    publisher: Option<&Arc<Publisher>>,
+    runtime: &tokio::runtime::Runtime,
+) -> Outcome {
+    if record.header("ce_type") != Some(crate::publish::dead_letter::DEAD_LETTER_TYPE) {
+        return Outcome::Skipped("not_a_dead_letter");
+    }
+    if record.header("ce_bodysize").is_some() {
+        return Outcome::Skipped("body_not_kept");
+    }
+    let Some(entry) = record.header("ce_provider").and_then(providers::entry) else {
+        return Outcome::Skipped("source_not_configured");
+    };
+    let kind = entry.kind();
+    let source_name = record
+        .header("ce_source")
+        .and_then(|source| source.strip_prefix(&format!("finhook://{kind}/")))
+        .unwrap_or_default()
+        .to_owned();
+    let received_at = record
+        .header("ce_time")
+        .and_then(|time| OffsetDateTime::parse(time, &Rfc3339).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let ingress = match record.header("ce_ingress") {
+        Some("queue") => Ingress::Queue,
+        _ => Ingress::Webhook,
+    };
+    let origin = Origin {
+        provider: kind,
+        source_name: &source_name,
+        ingress,
+        received_at,
+    };
+    // The request's headers, as the dead letter kept them (credentials were never kept).
+    let mut request_headers = http::HeaderMap::new();
+    for (name, value) in &record.headers {
+        let Some(original) = name.strip_prefix("http_") else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(original.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            request_headers.append(name, value);
+        }
+    }
+    let raw = record.value.as_slice();
+    let facts: Result<EventFacts, NormalizeError> = match ingress {
+        Ingress::Webhook => {
+            let Some(source) = sources
+                .get(&source_name)
+                .filter(|source| source.kind == kind)
+            else {
+                return Outcome::Skipped("source_not_configured");
+            };
+            let verified = match record.header("ce_pathevent") {
+                Some(event) => Verified::assume_at(raw, &request_headers, event),
+                // Authenticated when it was received; it is read, not verified, again.
+                None => Verified::assume(raw, &request_headers),
+            };
+            source.read(&verified)
+        }
+        Ingress::Queue => read_queue_event(entry, raw, record.header("ce_userid").unwrap_or("")),
+    };
+    let envelope = match ingest::envelope(&origin, facts, raw) {
+        Ok(envelope) => envelope,
+        Err(error) => return Outcome::StillFailing(error.reason_code()),
+    };
+    let event_type = envelope.event_type.to_owned();
+    if let Some(publisher) = publisher {
+        if let Err(error) = runtime.block_on(publisher.publish_event(&envelope)) {
+            tracing::error!(%error, id = %envelope.id, "a redriven event was not published");
+            return Outcome::StillFailing("kafka_refused");
+        }
+    }
+    Outcome::Redriven(event_type)
+}
+
+/// A queue dead letter holds one event (or a page that could not be split): read it as a page
+/// of its own, as the poller would have.
+fn read_queue_event(
+    entry: &dyn providers::Entry,
+    raw: &[u8],
+    user_id: &str,
+) -> Result<EventFacts, NormalizeError> {
+    let settings = entry.default_settings();
+    let page = [b"[".as_slice(), raw, b"]"].concat();
+    let events = settings
+        .read_queue_page(&page, user_id)
+        .ok_or(NormalizeError::MissingField("a queue reader"))??;
+    match events.into_iter().next() {
+        Some((_, facts)) => facts,
+        None => Err(NormalizeError::NotAnObject),
+    }
+}
+
+/// Every record of `topic` in `range`, all partitions, in partition and offset order.
+fn read_range(
+    brokers: &str,
+    properties: &[(String, String)],
+    topic: &str,
+    range: &Range,
+) -> anyhow::Result<Vec<DeadRecord>> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "finhook-redrive")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    for (name, value) in properties {
+        client.set(name, value);
+    }
+    let consumer: BaseConsumer = client.create()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("reading the dead-letter topic's metadata")?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .filter(|found| found.error().is_none())
+        .map_or(0, |found| found.partitions().len() as i32);
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let start = match range.start {
+            Start::Beginning => low,
+            Start::Offset(offset) => offset.clamp(low, high),
+            Start::Time(time) => {
+                let mut query = TopicPartitionList::new();
+                query.add_partition_offset(
+                    topic,
+                    partition,
+                    Offset::Offset((time.unix_timestamp_nanos() / 1_000_000) as i64),
+                )?;
+                let found = consumer.offsets_for_times(query, Duration::from_secs(10))?;
+                match found
+                    .find_partition(topic, partition)
+                    .map(|element| element.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => high,
+                }
+            }
+        };
+        if start < high {
+            ends.insert(partition, high);
+            assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        }
+    }
+    let mut records = Vec::new();
+    if ends.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&assignment)?;
+    let until_millis = range
+        .until
+        .map(|time| (time.unix_timestamp_nanos() / 1_000_000) as i64);
+    let mut idle = 0;
+    while !ends.is_empty() && idle < 60 {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            idle += 1;
+            continue;
+        };
+        idle = 0;
+        let message = match message {
+            Ok(message) => message,
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                ends.remove(&partition);
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let partition = message.partition();
+        let Some(&end) = ends.get(&partition) else {
+            continue;
+        };
+        if message.offset() >= end {
+            ends.remove(&partition);
+            continue;
+        }
+        let written = message.timestamp().to_millis();
+        if until_millis.is_some_and(|until| written.is_some_and(|written| written > until)) {
+            ends.remove(&partition);
+            continue;
+        }
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        (
+                            header.key.to_owned(),
+                            header.value.unwrap_or_default().to_vec(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(DeadRecord {
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+        if message.offset() + 1 >= end {
+            ends.remove(&partition);
+        }
+    }
+    Ok(records)
+}
+
+/// A progress bar on a terminal, nothing otherwise (pipes and CI logs stay clean).
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "redriving {bar:40} {pos}/{len} dead letters ({eta})",
+                )
+                .expect("the template is valid"),
+            );
+            bar
+        });
+        Self(bar)
+    }
+
+    fn advance(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_summary(summary: &Summary) {
+    let list = |counts: &BTreeMap<String, u64>| {
+        counts
+            .iter()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let total = |counts: &BTreeMap<String, u64>| counts.values().sum::<u64>();
+    println!("dead letters read: {}", summary.read);
+    println!(
+        "{}: {} ({})",
+        if summary.dry_run {
+            "would be redriven (dry run)"
+        } else {
+            "redriven"
+        },
+        total(&summary.redriven),
+        list(&summary.redriven)
+    );
+    println!(
+        "still failing: {} ({})",
+        total(&summary.still_failing),
+        list(&summary.still_failing)
+    );
+    println!(
+        "skipped: {} ({})",
+        total(&summary.skipped),
+        list(&summary.skipped)
+    );
+}
