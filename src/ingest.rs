@@ -18,6 +18,12 @@ pub enum Ingested {
     Published { id: String },
     /// Not understood; the raw body is on the dead-letter topic.
     DeadLettered { id: String, reason: &'static str },
+    /// A batch body: every event is on Kafka, on its topic or (`dead_lettered` of them) on the
+    /// dead-letter topic; `ids` in the body's order.
+    Batch {
+        ids: Vec<String>,
+        dead_lettered: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +169,56 @@ pub async fn ingest_webhook(
         ingress: Ingress::Webhook,
         received_at: request.received_at,
     };
-    let mut item = item(
-        &origin,
-        source.read(&verified),
-        verified.body(),
-        verified.headers(),
-    );
+    let events = match source.split(&verified) {
+        None => None,
+        Some(Ok(events)) => Some(events),
+        // A batch that cannot be split is one dead letter holding all of it.
+        Some(Err(error)) => {
+            let item = item(&origin, Err(error), verified.body(), verified.headers());
+            return finish_one(publisher, metrics, source, request, item).await;
+        }
+    };
+    let Some(events) = events else {
+        let item = item(
+            &origin,
+            source.read(&verified),
+            verified.body(),
+            verified.headers(),
+        );
+        return finish_one(publisher, metrics, source, request, item).await;
+    };
+    // A batch: each event on its own, in the body's order; the answer waits for all of them.
+    // A retryable failure answers 503 and the sender retries the whole batch: the events
+    // already published come again with the same ids, which consumers deduplicate.
+    let mut ids = Vec::with_capacity(events.len());
+    let mut dead_lettered = 0;
+    for raw in events {
+        let mut item = item(
+            &origin,
+            source.read(&verified.part(raw)),
+            raw,
+            verified.headers(),
+        );
+        if let Item::DeadLetter(letter) = &mut item {
+            letter.path_event = request.path_event.map(str::to_owned);
+        }
+        match deliver(publisher, metrics, &source.name, &item, request.headers).await? {
+            Delivered::Event => {}
+            Delivered::DeadLettered { .. } | Delivered::DigestOnly => dead_lettered += 1,
+        }
+        ids.push(item.id().to_owned());
+    }
+    Ok(Ingested::Batch { ids, dead_lettered })
+}
+
+/// Delivers the one item of a webhook and says how it went.
+async fn finish_one(
+    publisher: &Publisher,
+    metrics: &Metrics,
+    source: &Source,
+    request: &Request<'_>,
+    mut item: Item<'_>,
+) -> Result<Ingested, IngestError> {
     if let Item::DeadLetter(letter) = &mut item {
         letter.path_event = request.path_event.map(str::to_owned);
     }

@@ -66,6 +66,11 @@ impl Source {
         self.settings.read(body)
     }
 
+    /// The events of a batch body, each as its own bytes; `None` when the body is one event.
+    pub fn split<'b>(&self, body: &Verified<'b>) -> Option<Result<Vec<&'b [u8]>, NormalizeError>> {
+        self.settings.split_webhook(body)
+    }
+
     /// Whether `/webhooks/<source>/<event>` is one of this source's URLs.
     pub fn takes_path_events(&self) -> bool {
         self.settings.takes_path_events()

@@ -152,6 +152,22 @@ impl<'r> Verified<'r> {
         }
     }
 
+    /// One event of this verified body (a batch's element): the same request, these bytes.
+    /// `part` must be a slice of this body.
+    pub fn part(&self, part: &'r [u8]) -> Verified<'r> {
+        let range = self.body.as_ptr_range();
+        debug_assert!(
+            part.is_empty()
+                || (range.start <= part.as_ptr() && part.as_ptr_range().end <= range.end),
+            "a part of the verified body"
+        );
+        Verified {
+            body: part,
+            headers: self.headers,
+            path_event: self.path_event,
+        }
+    }
+
     /// See [`Request::path_event`].
     pub fn path_event(&self) -> Option<&'r str> {
         self.path_event

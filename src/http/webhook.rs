@@ -147,6 +147,11 @@ fn finish(
             WebhookOutcome::Accepted,
             Json(json!({ "status": "accepted", "id": id })).into_response(),
         ),
+        Ok(Ingested::Batch { ids, dead_lettered }) => (
+            WebhookOutcome::Accepted,
+            Json(json!({ "status": "accepted", "ids": ids, "dead_lettered": dead_lettered }))
+                .into_response(),
+        ),
         Ok(Ingested::DeadLettered { id, reason }) => (
             WebhookOutcome::DeadLettered,
             Json(json!({ "status": "dead_lettered", "id": id, "reason": reason })).into_response(),

@@ -75,6 +75,11 @@ pub struct HmacSettings {
     /// JSON path of the event time (RFC 3339 text, or Unix seconds or milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_path: Option<String>,
+    /// For senders that batch: the top-level member holding an array of events (e.g.
+    /// `events`), or `.` for a body that is itself an array. Each event is published on its own,
+    /// read with the paths above relative to the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_path: Option<String>,
 }
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -176,6 +181,14 @@ impl Provider for GenericHmac {
         Ok(Box::new(settings.scheme(keys)?))
     }
 
+    fn split_webhook<'b>(
+        settings: &HmacSettings,
+        body: &Verified<'b>,
+    ) -> Option<Result<Vec<&'b [u8]>, NormalizeError>> {
+        let path = settings.events_path.as_deref()?;
+        Some(split_batch(body.body(), path))
+    }
+
     fn read(settings: &HmacSettings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
         let value = parse_value(body.body())?;
         let provider_type = match &settings.event_type_header {
@@ -202,6 +215,28 @@ impl Provider for GenericHmac {
             .and_then(|path| time_of(at(&value, path)));
         Ok(facts)
     }
+}
+
+/// The events of a batch body: the array at the top-level member `path` (or the body itself
+/// for `.`), each element as its exact bytes.
+fn split_batch<'b>(body: &'b [u8], path: &str) -> Result<Vec<&'b [u8]>, NormalizeError> {
+    use serde_json::value::RawValue;
+    let array: &'b RawValue = if path == "." {
+        serde_json::from_slice(body).map_err(NormalizeError::from_serde)?
+    } else {
+        let members: std::collections::HashMap<std::borrow::Cow<'b, str>, &'b RawValue> =
+            super::parse_object(body)?;
+        members
+            .get(path)
+            .copied()
+            .ok_or(NormalizeError::MissingField("events (events_path)"))?
+    };
+    let events: Vec<&'b RawValue> = serde_json::from_str(array.get())
+        .map_err(|_| NormalizeError::MissingField("events (events_path)"))?;
+    Ok(events
+        .into_iter()
+        .map(|event| event.get().as_bytes())
+        .collect())
 }
 
 #[cfg(test)]
@@ -248,6 +283,26 @@ mod tests {
         .scheme(vec![])
         .unwrap();
         assert_eq!(stripe.content.to_string(), "{timestamp}.{body}");
+    }
+
+    #[test]
+    fn batches_split_into_their_events_byte_for_byte() {
+        let body = br#"{"sent_at": 1, "events": [{"type":"a"}, {"type": "b", "x": [1, 2]}]}"#;
+        let events = split_batch(body, "events").unwrap();
+        assert_eq!(
+            events,
+            [&br#"{"type":"a"}"#[..], br#"{"type": "b", "x": [1, 2]}"#]
+        );
+        assert_eq!(split_batch(br#"[{"type":"a"}]"#, ".").unwrap().len(), 1);
+        assert_eq!(
+            split_batch(br#"{"other": []}"#, "events"),
+            Err(NormalizeError::MissingField("events (events_path)"))
+        );
+        assert_eq!(
+            split_batch(br#"{"events": {"type": "a"}}"#, "events"),
+            Err(NormalizeError::MissingField("events (events_path)"))
+        );
+        assert!(split_batch(b"{not json", "events").is_err());
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //!
 //! # Adding a provider
 //!
-//! 1. Write `src/providers/<name>.rs`: a unit struct implementing [`Provider`]. Pick the
-//!    verification from [`crate::auth`] (credentials, [`crate::auth::hmac::HmacScheme`],
-//!    Standard Webhooks, a [`crate::auth::keys::KeyCache`] for fetched keys) rather than writing
-//!    a new one; read the body leniently (the streaming readers of `lenient.rs` for hot paths,
+//! 1. Write `src/providers/<name>.rs`: a unit struct implementing [`Provider`]. A body holds one
+//!    event unless the provider splits it ([`Provider::split_webhook`], e.g. the generic HMAC
+//!    provider's `events_path`); a polled provider reads queue pages
+//!    ([`Provider::read_queue_page`]). Pick the verification from [`crate::auth`]
+//!    (credentials, [`crate::auth::hmac::HmacScheme`], Standard Webhooks, a
+//!    [`crate::auth::keys::KeyCache`] for fetched keys) rather than writing a new one; read the body leniently (the streaming readers of `lenient.rs` for hot paths,
 //!    or [`parse_value`] and `text_at` by path) so a field of an unexpected type is absent, not
 //!    fatal; map the provider's event names to
 //!    canonical [`EventType`]s, and keep unknown names as [`EventType::Unmapped`]. Say in the
@@ -124,6 +126,16 @@ pub trait Provider: 'static {
     /// Reads the event a verified webhook body holds.
     fn read(settings: &Self::Settings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError>;
 
+    /// Providers whose webhook bodies may hold several events (a batch): each event's exact
+    /// bytes, every one then read by [`Provider::read`] on its own. `None` (the default): the
+    /// body is one event.
+    fn split_webhook<'b>(
+        _settings: &Self::Settings,
+        _body: &Verified<'b>,
+    ) -> Option<Result<Vec<&'b [u8]>, NormalizeError>> {
+        None
+    }
+
     /// Polled providers only: the events of one queue page fetched for `user_id`, each with
     /// its exact bytes and what was read of it. `None` (the default): no queues.
     fn read_queue_page<'p>(
@@ -163,6 +175,10 @@ pub trait Settings: fmt::Debug + Send + Sync {
     ) -> Result<Box<dyn Verify>, String>;
     fn read(&self, body: &Verified<'_>) -> Result<EventFacts, NormalizeError>;
     fn read_queue_page<'p>(&self, page: &'p [u8], user_id: &str) -> Option<QueuePage<'p>>;
+    fn split_webhook<'b>(
+        &self,
+        body: &Verified<'b>,
+    ) -> Option<Result<Vec<&'b [u8]>, NormalizeError>>;
     /// The settings as configuration keys (secrets redacted), for `check-config`.
     fn to_json(&self) -> serde_json::Value;
 }
@@ -224,6 +240,13 @@ impl<P: Provider> Settings for Typed<P> {
 
     fn read_queue_page<'p>(&self, page: &'p [u8], user_id: &str) -> Option<QueuePage<'p>> {
         P::read_queue_page(&self.0, page, user_id)
+    }
+
+    fn split_webhook<'b>(
+        &self,
+        body: &Verified<'b>,
+    ) -> Option<Result<Vec<&'b [u8]>, NormalizeError>> {
+        P::split_webhook(&self.0, body)
     }
 
     fn to_json(&self) -> serde_json::Value {

@@ -92,6 +92,13 @@ kind = "hmac"
 secret = "It's a Secret to Everybody"
 header = "X-Hub-Signature-256"
 prefix = "sha256="
+[sources.batch]
+kind = "hmac"
+secret = "batch-secret"
+header = "X-Batch-Signature"
+events_path = "events"
+event_id_path = "id"
+connection_id_path = "customer"
 [sources.tink]
 kind = "tink"
 secret = "tink-webhook-secret"
@@ -1019,4 +1026,59 @@ async fn finhook_sign_and_finhook_sim_send_sign_every_symmetric_provider() {
     )
     .await;
     assert_eq!(records.len(), signed + 3);
+}
+
+/// A sender that batches: each event of the body is published on its own (its bytes exactly,
+/// its own id and key), the unreadable one is dead-lettered, and the answer waits for all.
+#[tokio::test]
+async fn a_batch_body_publishes_each_event_and_dead_letters_the_unreadable_one() {
+    let providers = start().await;
+    let body = br#"{"sent_at": 1795680000, "events": [
+        {"type": "order.paid", "id": "e1", "customer": "c1"},
+        {"id": "e2"},
+        {"type": "order.refunded", "id": "e3", "customer": "c1", "lines": [1, 2]}]}"#;
+    let sources = Sources::from_config(&providers.app.config).unwrap();
+    let headers = sources
+        .get("batch")
+        .unwrap()
+        .verifier()
+        .sign(body, OffsetDateTime::now_utc())
+        .unwrap();
+    let outgoing = Outgoing {
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+        ..Outgoing::default()
+    };
+    let response = providers.post("batch", body, &outgoing).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    assert_eq!(answer["dead_lettered"], 1);
+    assert_eq!(answer["ids"][0], "e1");
+    assert_eq!(answer["ids"][2], "e3");
+    let records = read_topic(
+        &providers.app.bootstrap,
+        providers.app.default_topic(),
+        2,
+        WAIT,
+    )
+    .await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].header("ce_id"), "e1");
+    assert_eq!(records[0].key.as_deref(), Some("hmac:c1"));
+    assert_eq!(
+        records[1].json()["data"],
+        json!({"type": "order.refunded", "id": "e3", "customer": "c1", "lines": [1, 2]})
+    );
+    let dead = read_topic(
+        &providers.app.bootstrap,
+        providers.app.dead_letter_topic(),
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, br#"{"id": "e2"}"#);
 }
