@@ -4,6 +4,8 @@
 //! docs/envelope.md is the consumer-facing description; schemas/envelope.schema.json is checked
 //! against every envelope the tests produce.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -89,10 +91,13 @@ pub struct Envelope<'a> {
     pub newtransactions: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub providerstatus: Option<String>,
+    /// The personal-data policy applied to `data`, when one was (see [`crate::protection`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataprotection: Option<String>,
     /// The provider's payload, exactly as received; [`Envelope::to_json`] writes it last, on
     /// one line. Valid JSON by construction (see [`Envelope::new`]).
     #[serde(skip)]
-    pub data: &'a str,
+    pub data: Cow<'a, str>,
     /// Not serialized: kept for routing and the lag metric.
     #[serde(skip)]
     pub canonical: EventType,
@@ -135,7 +140,8 @@ impl<'a> Envelope<'a> {
             accountstruncated: facts.accounts_truncated,
             newtransactions: facts.new_transactions,
             providerstatus: facts.provider_status,
-            data,
+            dataprotection: None,
+            data: Cow::Borrowed(data),
             canonical: facts.event_type,
             event_time: facts.time,
             id,
@@ -181,6 +187,7 @@ impl<'a> Envelope<'a> {
             ("ce_channelid", &self.channelid),
             ("ce_reason", &self.reason),
             ("ce_providerstatus", &self.providerstatus),
+            ("ce_dataprotection", &self.dataprotection),
         ];
         for (name, value) in optional {
             if let Some(value) = value {

@@ -2,11 +2,14 @@
 //! or, when it cannot be read, a dead letter ([`item`]); either is then delivered to Kafka
 //! ([`deliver`]). Webhooks and polled queue pages both go through these two functions.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 
 use crate::auth::{self, AuthError, Request};
 use crate::envelope::{Envelope, Origin};
 use crate::metrics::Metrics;
+use crate::protection::Policy;
 use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
 use crate::sources::Source;
 use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
@@ -88,6 +91,44 @@ pub fn item<'a>(
             tracing::warn!(source = %origin.source_name, reason, %error, id = %letter.id, "event dead-lettered");
             Item::DeadLetter(letter)
         }
+    }
+}
+
+/// Applies `policy` (a source's personal-data protection) to an item's envelope. A payload that
+/// cannot be protected is not published as it is: it becomes a dead letter.
+pub fn protect<'a>(item: Item<'a>, policy: Option<&Policy>, headers: &HeaderMap) -> Item<'a> {
+    let Some(policy) = policy else {
+        return item;
+    };
+    match item {
+        Item::Event {
+            mut envelope,
+            origin,
+            raw,
+        } => match policy.apply(&envelope.data) {
+            Ok(protected) => {
+                envelope.data = Cow::Owned(protected);
+                envelope.dataprotection = Some(policy.name.clone());
+                Item::Event {
+                    envelope,
+                    origin,
+                    raw,
+                }
+            }
+            Err(error) => {
+                let error = NormalizeError::InvalidJson(error.to_string());
+                let reason = error.reason_code();
+                tracing::warn!(source = %origin.source_name, reason, %error, "event dead-lettered: its payload cannot be protected");
+                Item::DeadLetter(DeadLetter::new(
+                    origin,
+                    reason,
+                    error.to_string(),
+                    raw,
+                    headers,
+                ))
+            }
+        },
+        dead_letter => dead_letter,
     }
 }
 
@@ -178,6 +219,7 @@ pub async fn ingest_webhook(
             return finish_one(publisher, metrics, source, request, item).await;
         }
     };
+    let policy = source.protection.as_deref();
     let Some(events) = events else {
         let item = item(
             &origin,
@@ -185,6 +227,7 @@ pub async fn ingest_webhook(
             verified.body(),
             verified.headers(),
         );
+        let item = protect(item, policy, verified.headers());
         return finish_one(publisher, metrics, source, request, item).await;
     };
     // A batch: each event on its own, in the body's order; the answer waits for all of them.
@@ -193,12 +236,13 @@ pub async fn ingest_webhook(
     let mut ids = Vec::with_capacity(events.len());
     let mut dead_lettered = 0;
     for raw in events {
-        let mut item = item(
+        let item = item(
             &origin,
             source.read(&verified.part(raw)),
             raw,
             verified.headers(),
         );
+        let mut item = protect(item, policy, verified.headers());
         if let Item::DeadLetter(letter) = &mut item {
             letter.path_event = request.path_event.map(str::to_owned);
         }

@@ -100,15 +100,24 @@ impl Keyring {
 
     /// Encrypts `plaintext` for `user_id` under the current key, with a fresh random nonce.
     pub fn seal(&self, user_id: &str, plaintext: &[u8]) -> Sealed {
+        self.seal_with(&associated_data(user_id), plaintext)
+    }
+
+    /// Decrypts credentials sealed for `user_id` under any key of the ring.
+    pub fn open(&self, user_id: &str, sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
+        self.open_with(&associated_data(user_id), sealed)
+    }
+
+    /// Encrypts `plaintext` under the current key, bound to `aad` (what it may be opened as).
+    pub fn seal_with(&self, aad: &[u8], plaintext: &[u8]) -> Sealed {
         let (id, cipher) = &self.current;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = associated_data(user_id);
         let ciphertext = cipher
             .encrypt(
                 &nonce,
                 Payload {
                     msg: plaintext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .expect("AES-GCM encrypts any message under 64 GiB");
@@ -120,8 +129,8 @@ impl Keyring {
         }
     }
 
-    /// Decrypts credentials sealed for `user_id` under any key of the ring.
-    pub fn open(&self, user_id: &str, sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
+    /// Decrypts what was sealed for `aad` under any key of the ring.
+    pub fn open_with(&self, aad: &[u8], sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
         if sealed.alg != ALGORITHM {
             return Err(CryptoError::Algorithm(sealed.alg.clone()));
         }
@@ -138,13 +147,12 @@ impl Keyring {
         let ciphertext = BASE64
             .decode(&sealed.ciphertext)
             .map_err(|_| CryptoError::Malformed)?;
-        let aad = associated_data(user_id);
         cipher
             .decrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: &ciphertext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .map_err(|_| CryptoError::Rejected)

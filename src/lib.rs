@@ -24,7 +24,8 @@
 //!   Webhooks, fetched key sets) and [`auth::Verified`], the only input of a normalizer.
 //! - [`providers`]: one file per provider behind [`providers::Provider`], listed once in
 //!   [`providers::CATALOGUE`].
-//! - [`envelope`]: the CloudEvents envelope and its Kafka headers.
+//! - [`envelope`]: the CloudEvents envelope and its Kafka headers; [`protection`]: field
+//!   policies (redact, pseudonymize, encrypt) applied to its `data` before Kafka.
 //! - [`sources`]: configured webhook sources resolved (secrets read, verifiers built).
 //! - [`ingest`]: the one ingest path for webhooks and polled queues, testable without axum.
 //! - [`http`]: routers, the webhook handler, the one place errors become statuses.
@@ -47,6 +48,7 @@ pub mod ingest;
 pub mod keyring;
 pub mod metrics;
 pub mod poller;
+pub mod protection;
 pub mod providers;
 pub mod publish;
 pub mod registry;

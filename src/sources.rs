@@ -10,6 +10,7 @@ use http::request::Parts;
 
 use crate::auth::{AuthError, ClientCertificate, Verified, Verify};
 use crate::config::{Config, ConfigError, IpRange};
+use crate::protection::Policy;
 use crate::providers::{self, BuildContext};
 use crate::vocabulary::{EventFacts, NormalizeError, ProviderKind};
 
@@ -23,6 +24,8 @@ pub struct Source {
     pub body_limit: usize,
     pub client_cert_required: bool,
     pub client_cert_names: Vec<String>,
+    /// Personal data protected in this source's payloads before Kafka.
+    pub protection: Option<Arc<Policy>>,
 }
 
 impl Source {
@@ -91,6 +94,7 @@ impl Sources {
     /// shared for key fetches).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let context = BuildContext::new();
+        let policies = config.protection.policies()?;
         let mut sources = HashMap::new();
         for (name, source) in &config.sources {
             let secrets = source.resolve_secrets(name)?;
@@ -111,6 +115,10 @@ impl Sources {
                     .unwrap_or(config.server.body_limit_bytes),
                 client_cert_required: source.client_cert_required,
                 client_cert_names: source.client_cert_names.clone(),
+                protection: source
+                    .protect
+                    .as_ref()
+                    .and_then(|name| policies.get(name).cloned()),
             };
             sources.insert(name.clone(), Arc::new(resolved));
         }
@@ -146,6 +154,7 @@ mod tests {
             body_limit: 1024,
             client_cert_required: false,
             client_cert_names: vec![],
+            protection: None,
         }
     }
 

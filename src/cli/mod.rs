@@ -96,6 +96,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open the encrypted fields of envelopes (one JSON object a line, as `finhook tail` prints
+    /// them) with the configuration's `[protection]` keys, and print them.
+    Decrypt {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(default_value = "-")]
+        file: String,
+    },
     /// Print the AsyncAPI 3.0 document describing the topics finhook writes, for this
     /// configuration (JSON).
     Asyncapi {
@@ -161,6 +169,9 @@ pub fn main() -> ExitCode {
             };
             redrive::run(&config, brokers, range, dry_run, json)
         }),
+        Command::Decrypt { config, file } => {
+            load(config).and_then(|config| decrypt(&config, &file))
+        }
         Command::Asyncapi { config } => load(config).and_then(|config| {
             std::io::stdout()
                 .lock()
@@ -213,6 +224,36 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+fn decrypt(config: &Config, file: &str) -> anyhow::Result<()> {
+    let keyring = config
+        .protection
+        .keyring()?
+        .ok_or_else(|| anyhow::anyhow!("no [protection] encryption key in the configuration"))?;
+    let input: Box<dyn std::io::BufRead> = if file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file)
+                .map_err(|error| anyhow::anyhow!("reading {file}: {error}"))?,
+        ))
+    };
+    let mut stdout = std::io::stdout().lock();
+    for (number, line) in std::io::BufRead::lines(input).enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut envelope: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|error| anyhow::anyhow!("line {}: not JSON: {error}", number + 1))?;
+        if let Some(data) = envelope.get_mut("data") {
+            crate::protection::open_sealed_fields(&keyring, data)
+                .map_err(|error| anyhow::anyhow!("line {}: {error}", number + 1))?;
+        }
+        writeln!(stdout, "{envelope}")?;
+    }
+    Ok(())
 }
 
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {

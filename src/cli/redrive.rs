@@ -226,9 +226,13 @@ fn redrive_one(
         }
         Ingress::Queue => read_queue_event(entry, raw, record.header("ce_userid").unwrap_or("")),
     };
-    let envelope = match ingest::envelope(&origin, facts, raw) {
-        Ok(envelope) => envelope,
-        Err(error) => return Outcome::StillFailing(error.reason_code()),
+    let policy = sources
+        .get(&source_name)
+        .and_then(|source| source.protection.clone());
+    let item = ingest::item(&origin, facts, raw, &request_headers);
+    let envelope = match ingest::protect(item, policy.as_deref(), &request_headers) {
+        ingest::Item::Event { envelope, .. } => envelope,
+        ingest::Item::DeadLetter(letter) => return Outcome::StillFailing(letter.reason),
     };
     let event_type = envelope.event_type.to_owned();
     if let Some(publisher) = publisher {

@@ -6,6 +6,7 @@
 pub mod ip;
 pub mod kafka;
 pub mod poller;
+pub mod protection;
 pub mod registry;
 pub mod server;
 pub mod sources;
@@ -23,6 +24,7 @@ pub use self::kafka::{
     RouteConfig, TopicsConfig, ENVELOPE_OVERHEAD_BYTES,
 };
 pub use self::poller::{PollerConfig, UserCredentials};
+pub use self::protection::ProtectionConfig;
 pub use self::registry::RegistryConfig;
 pub use self::server::{LogConfig, LogFormat, MetricsConfig, ServerConfig, TlsConfig};
 use self::server::{MAX_HEADER_BYTES, MIN_HEADER_BYTES};
@@ -45,6 +47,9 @@ pub struct Config {
     #[serde(default)]
     pub pollers: BTreeMap<String, PollerConfig>,
     pub registry: RegistryConfig,
+    /// Personal-data policies for payloads (`protect = "<name>"` on a source).
+    #[serde(default)]
+    pub protection: ProtectionConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,17 @@ impl Config {
             }
         }
         self.registry.validate(&mut problems);
+        let protected: Vec<(String, String)> = self
+            .sources
+            .iter()
+            .filter_map(|(name, source)| {
+                source
+                    .protect
+                    .clone()
+                    .map(|policy| (format!("sources.{name}.protect"), policy))
+            })
+            .collect();
+        self.protection.validate(&protected, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -23,6 +23,8 @@ pub struct SourceConfig {
     pub body_limit_bytes: Option<usize>,
     pub client_cert_required: bool,
     pub client_cert_names: Vec<String>,
+    /// The `[protection.policies]` policy applied to this source's payloads.
+    pub protect: Option<String>,
     /// The provider's own keys.
     pub settings: Arc<dyn providers::Settings>,
 }
@@ -54,6 +56,9 @@ struct CommonKeys {
     /// DNS or URI subject alternative name).
     #[serde(default)]
     client_cert_names: Vec<String>,
+    /// A `[protection.policies]` name: personal data protected before Kafka.
+    #[serde(default)]
+    protect: Option<String>,
     /// Everything else: the provider's keys.
     #[serde(flatten)]
     provider_keys: serde_json::Map<String, serde_json::Value>,
@@ -79,6 +84,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             body_limit_bytes: common.body_limit_bytes,
             client_cert_required: common.client_cert_required,
             client_cert_names: common.client_cert_names,
+            protect: common.protect,
             settings,
         })
     }
@@ -102,6 +108,8 @@ impl Serialize for SourceConfig {
             body_limit_bytes: &'a Option<usize>,
             client_cert_required: bool,
             client_cert_names: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            protect: &'a Option<String>,
             #[serde(flatten)]
             settings: serde_json::Value,
         }
@@ -115,6 +123,7 @@ impl Serialize for SourceConfig {
             body_limit_bytes: &self.body_limit_bytes,
             client_cert_required: self.client_cert_required,
             client_cert_names: &self.client_cert_names,
+            protect: &self.protect,
             settings: self.settings.to_json(),
         }
         .serialize(serializer)

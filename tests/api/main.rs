@@ -12,6 +12,7 @@ mod hostile;
 mod limits;
 mod poller;
 mod process;
+mod protection;
 mod providers;
 mod refusals;
 mod registry;

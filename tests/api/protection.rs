@@ -1,0 +1,132 @@
+//! Personal data protected before Kafka, end to end: a Linxo source with the banking presets
+//! publishes its webhook with IBANs and account numbers pseudonymized, owner names encrypted and
+//! the envelope saying so; `finhook decrypt` opens what was encrypted, with the key list.
+
+use std::time::Duration;
+
+use figment::providers::Format;
+use serde_json::Value;
+
+use crate::common::fixture;
+use crate::helpers::{read_topic, run_with_stdin, spawn_app};
+
+const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+const PROTECTION: &str = r#"
+[protection]
+pseudonymize_key = "pseudonymize-key-for-tests"
+encryption_key_id = "f1"
+encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+[protection.policies.banking]
+presets = ["iban", "account_number", "email", "phone"]
+[[protection.policies.banking.fields]]
+path = "resource.owner.name"
+action = "encrypt"
+[[protection.policies.banking.fields]]
+path = "resource.accounts.*.owner.name"
+action = "encrypt"
+[sources.linxo]
+protect = "banking"
+"#;
+
+#[tokio::test]
+async fn a_protected_source_publishes_no_personal_data_in_clear_and_decrypt_opens_it() {
+    let app = spawn_app(PROTECTION).await;
+    let body = fixture("linxo/connection-updated-2-accounts.json");
+    let response = app.post_linxo(&body).await;
+    assert_eq!(response.status(), 200);
+    let records = read_topic(
+        &app.bootstrap,
+        app.default_topic(),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    let text = String::from_utf8(record.value.clone()).unwrap();
+    for personal in [
+        "FR7612345678901234567890123",
+        "12345678901",
+        "09876543210",
+        "JEAN DUPONT",
+        "Jean Dupont",
+    ] {
+        assert!(!text.contains(personal), "`{personal}` in clear: {text}");
+    }
+    let envelope = record.json();
+    assert_eq!(envelope["dataprotection"], "banking");
+    assert_eq!(record.header("ce_dataprotection"), "banking");
+    let account = &envelope["data"]["resource"]["accounts"][0];
+    assert!(account["iban"].as_str().unwrap().starts_with("psn:"));
+    assert_eq!(account["owner"]["name"]["sealed"], "finhook-field:v1");
+    assert_eq!(account["owner"]["name"]["kid"], "f1");
+    // What is not personal is as sent.
+    let original: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        envelope["data"]["resource"]["accounts"][0]["name"],
+        original["resource"]["accounts"][0]["name"]
+    );
+
+    // After a rotation (f2 current, f1 previous), `finhook decrypt` opens it.
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("finhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[protection]\nencryption_key_id = \"f2\"\nencryption_key = \"{}\"\n[[protection.previous_encryption_keys]]\nid = \"f1\"\nkey = \"{ENCRYPTION_KEY}\"\n",
+            finhook::keyring::generate_key()
+        ),
+    )
+    .unwrap();
+    let mut decrypt = crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
+    decrypt.args(["decrypt", "--config"]).arg(&config);
+    let output = run_with_stdin(decrypt, format!("{text}\n").as_bytes());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let opened: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        opened["data"]["resource"]["owner"]["name"],
+        original["resource"]["owner"]["name"]
+    );
+    assert_eq!(
+        opened["data"]["resource"]["accounts"][1]["owner"]["name"],
+        original["resource"]["accounts"][1]["owner"]["name"]
+    );
+    // Pseudonyms are one-way: they stay.
+    assert!(opened["data"]["resource"]["accounts"][0]["iban"]
+        .as_str()
+        .unwrap()
+        .starts_with("psn:"));
+}
+
+#[test]
+fn a_policy_that_does_not_exist_or_lacks_its_key_is_refused() {
+    let figment = |extra: &str| {
+        figment::Figment::from(figment::providers::Toml::string(
+            finhook::config::DEFAULT_TOML,
+        ))
+        .merge(figment::providers::Toml::string(extra))
+    };
+    let error = finhook::config::Config::from_figment(figment(
+        "[sources.l]\nkind = \"linxo\"\nauth = \"none\"\nprotect = \"nope\"\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("sources.l.protect: no policy `nope`"),
+        "{error}"
+    );
+    let error = finhook::config::Config::from_figment(figment(
+        "[protection.policies.p]\npresets = [\"iban\"]\npreset_action = \"encrypt\"\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("encrypt needs protection.encryption_key_id"),
+        "{error}"
+    );
+}
