@@ -480,7 +480,7 @@ mod tests {
         let mut old: Value = serde_json::from_str(&before.apply(BODY).unwrap()).unwrap();
         assert_eq!(old["resource"]["accounts"][0]["iban"]["kid"], "f1");
         // Rotated: f2 seals, f1 still opens.
-        let rotated = Keyring::new("f2", &Secret::new(&crate::keyring::generate_key()))
+        let rotated = Keyring::new("f2", &Secret::new(crate::keyring::generate_key()))
             .unwrap()
             .with_previous("f1", &Secret::new(KEY))
             .unwrap();
@@ -492,7 +492,7 @@ mod tests {
         let original: Value = serde_json::from_str(BODY).unwrap();
         assert_eq!(old, original);
         // A key that was dropped no longer opens.
-        let other = Keyring::new("f3", &Secret::new(&crate::keyring::generate_key())).unwrap();
+        let other = Keyring::new("f3", &Secret::new(crate::keyring::generate_key())).unwrap();
         let mut again: Value = serde_json::from_str(&before.apply(BODY).unwrap()).unwrap();
         assert!(open_sealed_fields(&other, &mut again).is_err());
     }
