@@ -242,6 +242,10 @@ fn messages() -> Value {
             "ce_newtransactions",
             "Whether the sync brought new transactions.",
         ),
+        (
+            "ce_dataprotection",
+            "The personal-data policy applied to data, when one was.",
+        ),
     ] {
         header_properties.insert(
             name.to_owned(),
