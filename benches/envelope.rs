@@ -61,5 +61,38 @@ fn normalize_and_encode(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, normalize_and_encode);
+/// What a personal-data policy costs on top: every preset, pseudonymized, plus owner names
+/// encrypted, on the Linxo bodies (the ones with IBANs and owners).
+fn protect(criterion: &mut Criterion) {
+    use finhook::protection::{Action, Policy, Preset};
+    let keyring = finhook::keyring::Keyring::new(
+        "f1",
+        &finhook::secret::Secret::new("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    )
+    .unwrap();
+    let policy = Policy::new(
+        "bench",
+        Preset::ALL.to_vec(),
+        Action::Pseudonymize,
+        vec![(
+            "resource.accounts.*.owner.name".parse().unwrap(),
+            Action::Encrypt,
+        )],
+        Some(finhook::secret::Secret::new("bench-key")),
+        Some(std::sync::Arc::new(keyring)),
+    );
+    let mut group = criterion.benchmark_group("protect");
+    for (name, _, body) in bodies().into_iter().filter(|(name, _, _)| {
+        name.starts_with("linxo/connection-updated-2") || name == "linxo/110-accounts"
+    }) {
+        let text = String::from_utf8(body).unwrap();
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(&name, |bencher| {
+            bencher.iter(|| black_box(policy.apply(black_box(&text)).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, normalize_and_encode, protect);
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use crate::envelope::{Envelope, Origin};
 use crate::metrics::Metrics;
 use crate::protection::Policy;
 use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
-use crate::sources::Source;
+use crate::sources::{Source, Sources};
 use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
 
 /// What happened to an accepted webhook; both are answered 200.
@@ -200,6 +200,7 @@ pub async fn deliver(
 pub async fn ingest_webhook(
     publisher: &Publisher,
     metrics: &Metrics,
+    sources: &Sources,
     source: &Source,
     request: &Request<'_>,
 ) -> Result<Ingested, IngestError> {
@@ -219,7 +220,6 @@ pub async fn ingest_webhook(
             return finish_one(publisher, metrics, source, request, item).await;
         }
     };
-    let policy = source.protection.as_deref();
     let Some(events) = events else {
         let item = item(
             &origin,
@@ -227,6 +227,7 @@ pub async fn ingest_webhook(
             verified.body(),
             verified.headers(),
         );
+        let policy = policy_for(publisher, sources, source, &item);
         let item = protect(item, policy, verified.headers());
         return finish_one(publisher, metrics, source, request, item).await;
     };
@@ -242,6 +243,7 @@ pub async fn ingest_webhook(
             raw,
             verified.headers(),
         );
+        let policy = policy_for(publisher, sources, source, &item);
         let mut item = protect(item, policy, verified.headers());
         if let Item::DeadLetter(letter) = &mut item {
             letter.path_event = request.path_event.map(str::to_owned);
@@ -253,6 +255,25 @@ pub async fn ingest_webhook(
         ids.push(item.id().to_owned());
     }
     Ok(Ingested::Batch { ids, dead_lettered })
+}
+
+/// The protection an event gets: its route's policy when the route names one, else its
+/// source's.
+pub fn policy_for<'s>(
+    publisher: &Publisher,
+    sources: &'s Sources,
+    source: &'s Source,
+    item: &Item<'_>,
+) -> Option<&'s Policy> {
+    if let Item::Event { envelope, .. } = item {
+        if let Some(name) = publisher
+            .routing()
+            .protect_for(envelope.canonical, envelope.provider)
+        {
+            return sources.policy(name).map(|policy| policy.as_ref());
+        }
+    }
+    source.protection.as_deref()
 }
 
 /// Delivers the one item of a webhook and says how it went.

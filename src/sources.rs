@@ -2,7 +2,7 @@
 //! what a request is checked against — its address, its client certificate, and its provider's
 //! verification.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -85,9 +85,12 @@ impl Source {
     }
 }
 
-/// The configured sources by name.
+/// The configured sources by name, and every protection policy by name (routes name them too).
 #[derive(Debug, Default, Clone)]
-pub struct Sources(HashMap<String, Arc<Source>>);
+pub struct Sources {
+    by_name: HashMap<String, Arc<Source>>,
+    policies: BTreeMap<String, Arc<Policy>>,
+}
 
 impl Sources {
     /// Resolves every source: secret files read, verifiers built (keys parsed, HTTP client
@@ -122,19 +125,27 @@ impl Sources {
             };
             sources.insert(name.clone(), Arc::new(resolved));
         }
-        Ok(Self(sources))
+        Ok(Self {
+            by_name: sources,
+            policies,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
-        self.0.get(name)
+        self.by_name.get(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.by_name.keys().map(String::as_str)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Source> {
-        self.0.values().map(Arc::as_ref)
+        self.by_name.values().map(Arc::as_ref)
+    }
+
+    /// A protection policy by name.
+    pub fn policy(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(name)
     }
 }
 

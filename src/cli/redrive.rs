@@ -226,10 +226,21 @@ fn redrive_one(
         }
         Ingress::Queue => read_queue_event(entry, raw, record.header("ce_userid").unwrap_or("")),
     };
-    let policy = sources
-        .get(&source_name)
-        .and_then(|source| source.protection.clone());
     let item = ingest::item(&origin, facts, raw, &request_headers);
+    // The route's policy when it names one, else the source's, as for live traffic. (A dry run
+    // has no publisher to route with: it applies the source's.)
+    let route_policy = match (&item, publisher) {
+        (ingest::Item::Event { envelope, .. }, Some(publisher)) => publisher
+            .routing()
+            .protect_for(envelope.canonical, envelope.provider)
+            .and_then(|name| sources.policy(name).cloned()),
+        _ => None,
+    };
+    let policy = route_policy.or_else(|| {
+        sources
+            .get(&source_name)
+            .and_then(|source| source.protection.clone())
+    });
     let envelope = match ingest::protect(item, policy.as_deref(), &request_headers) {
         ingest::Item::Event { envelope, .. } => envelope,
         ingest::Item::DeadLetter(letter) => return Outcome::StillFailing(letter.reason),

@@ -82,6 +82,10 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderKind>,
     pub topic: String,
+    /// A `[protection.policies]` name applied to the events this route takes, instead of their
+    /// source's (e.g. a topic for analytics that gets every preset pseudonymized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<String>,
 }
 
 /// A librdkafka property value; TOML integers and booleans are accepted and passed as text.

@@ -158,6 +158,18 @@ impl Config {
                     .clone()
                     .map(|policy| (format!("sources.{name}.protect"), policy))
             })
+            .chain(
+                self.kafka
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, route)| {
+                        route
+                            .protect
+                            .clone()
+                            .map(|policy| (format!("kafka.routes[{index}].protect"), policy))
+                    }),
+            )
             .collect();
         self.protection.validate(&protected, &mut problems);
         if problems.is_empty() {

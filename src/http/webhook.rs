@@ -107,9 +107,15 @@ async fn handle(
         path_event,
         query: parts.uri.query(),
     };
-    ingest_webhook(&state.publisher, &state.metrics, source, &request)
-        .await
-        .map_err(|error| ApiError::from_ingest(error, state.retry_after_seconds))
+    ingest_webhook(
+        &state.publisher,
+        &state.metrics,
+        &state.sources,
+        source,
+        &request,
+    )
+    .await
+    .map_err(|error| ApiError::from_ingest(error, state.retry_after_seconds))
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without reading on.

@@ -170,6 +170,11 @@ impl Publisher {
         health::watch(self, interval, shutdown).await;
     }
 
+    /// Where events go, and which routes protect them.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
     /// Publishes one envelope to its routed topic, keyed by its partition key, and waits for
     /// the acknowledgement (bounded by the configured ack timeout).
     pub async fn publish_event(

@@ -24,17 +24,25 @@ impl Routing {
     }
 
     pub fn topic_for(&self, event_type: EventType, provider: ProviderKind) -> &str {
-        self.routes
-            .iter()
-            .find(|route| {
-                let type_matches = route
-                    .type_prefix
-                    .as_deref()
-                    .is_none_or(|prefix| event_type.as_str().starts_with(prefix));
-                let provider_matches = route.provider.is_none_or(|wanted| wanted == provider);
-                type_matches && provider_matches
-            })
+        self.route_for(event_type, provider)
             .map_or(self.default_topic.as_str(), |route| route.topic.as_str())
+    }
+
+    /// The protection policy of the route an event takes, if that route names one.
+    pub fn protect_for(&self, event_type: EventType, provider: ProviderKind) -> Option<&str> {
+        self.route_for(event_type, provider)
+            .and_then(|route| route.protect.as_deref())
+    }
+
+    fn route_for(&self, event_type: EventType, provider: ProviderKind) -> Option<&RouteConfig> {
+        self.routes.iter().find(|route| {
+            let type_matches = route
+                .type_prefix
+                .as_deref()
+                .is_none_or(|prefix| event_type.as_str().starts_with(prefix));
+            let provider_matches = route.provider.is_none_or(|wanted| wanted == provider);
+            type_matches && provider_matches
+        })
     }
 }
 
@@ -51,6 +59,7 @@ mod tests {
             type_prefix: type_prefix.map(str::to_owned),
             provider,
             topic: topic.to_owned(),
+            protect: None,
         }
     }
 

@@ -130,3 +130,70 @@ fn a_policy_that_does_not_exist_or_lacks_its_key_is_refused() {
         "{error}"
     );
 }
+
+/// A route's policy wins over its source's: the events a route takes get the route's.
+#[tokio::test]
+async fn a_routes_policy_applies_to_the_events_it_takes() {
+    let app = spawn_app(&format!(
+        r#"{PROTECTION}
+[protection.policies.redact_all]
+presets = ["iban", "account_number", "owner_name"]
+preset_action = "redact"
+[[kafka.routes]]
+provider = "linxo"
+topic = "finhook.linxo.analytics"
+protect = "redact_all"
+"#
+    ))
+    .await;
+    let response = app
+        .post_linxo(&fixture("linxo/connection-updated-2-accounts.json"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let records = read_topic(
+        &app.bootstrap,
+        "finhook.linxo.analytics",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(records.len(), 1);
+    let envelope = records[0].json();
+    assert_eq!(envelope["dataprotection"], "redact_all");
+    let account = &envelope["data"]["resource"]["accounts"][0];
+    assert_eq!(account["iban"], "[redacted]");
+    assert_eq!(account["owner"]["name"], "[redacted]");
+}
+
+/// The documented format opened by Python's standard AES-GCM (`cryptography`), as a consumer in
+/// another language would.
+#[tokio::test]
+async fn a_consumer_in_another_language_opens_a_sealed_field() {
+    let app = spawn_app(PROTECTION).await;
+    let response = app
+        .post_linxo(&fixture("linxo/connection-updated-2-accounts.json"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let records = read_topic(
+        &app.bootstrap,
+        app.default_topic(),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let sealed = records[0].json()["data"]["resource"]["owner"]["name"].to_string();
+    let script = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+sealed = json.load(sys.stdin)
+assert sealed["sealed"] == "finhook-field:v1" and sealed["alg"] == "A256GCM"
+key = base64.b64decode(sys.argv[1])
+plain = AESGCM(key).decrypt(base64.b64decode(sealed["nonce"]), base64.b64decode(sealed["ciphertext"]), b"finhook-field:v1")
+print(json.loads(plain))
+"#;
+    let Some(printed) = crate::helpers::python("cryptography", script, &[ENCRYPTION_KEY], &sealed)
+    else {
+        return;
+    };
+    assert_eq!(printed.trim(), "M JEAN DUPONT");
+}
