@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::auth::hmac::{mac, Algorithm};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
 use crate::keyring::{CryptoError, Keyring, Sealed};
 use crate::secret::Secret;
 
@@ -63,13 +65,12 @@ impl Preset {
     ];
 
     /// Whether the member `name` of an object held under `parent` (the nearest member name
-    /// above, through arrays) is this preset's. Names are compared without case and `_`.
+    /// above, through arrays) is this preset's. Both are [`normalized`] (no case, `_` or `-`).
     fn matches(self, name: &str, parent: Option<&str>) -> bool {
-        let name = normalized(name);
         match self {
             Preset::Iban => name == "iban",
             Preset::AccountNumber => {
-                ["accountnumber", "bban", "sortcode", "accountno"].contains(&name.as_str())
+                ["accountnumber", "bban", "sortcode", "accountno"].contains(&name)
             }
             Preset::OwnerName => {
                 const NAMES: &[&str] = &[
@@ -95,14 +96,14 @@ impl Preset {
                     "debtor",
                     "beneficiary",
                 ];
-                NAMES.contains(&name.as_str())
-                    || (["name", "fullname"].contains(&name.as_str())
-                        && parent
-                            .is_some_and(|parent| PARENTS.contains(&normalized(parent).as_str())))
+                NAMES.contains(&name)
+                    || (["name", "fullname"].contains(&name)
+                        && parent.is_some_and(|parent| PARENTS.contains(&parent)))
             }
-            Preset::Email => ["email", "emailaddress", "mail"].contains(&name.as_str()),
-            Preset::Phone => ["phone", "phonenumber", "mobile", "mobilephone", "telephone"]
-                .contains(&name.as_str()),
+            Preset::Email => ["email", "emailaddress", "mail"].contains(&name),
+            Preset::Phone => {
+                ["phone", "phonenumber", "mobile", "mobilephone", "telephone"].contains(&name)
+            }
         }
     }
 }
@@ -182,7 +183,8 @@ pub struct Policy {
     presets: Vec<Preset>,
     preset_action: Action,
     fields: Vec<(FieldPath, Action)>,
-    pseudonymize_key: Option<Secret>,
+    /// HMAC-SHA256 keyed once; each token clones it (no key schedule per value).
+    pseudonymizer: Option<Hmac<Sha256>>,
     keyring: Option<Arc<Keyring>>,
 }
 
@@ -211,7 +213,10 @@ impl Policy {
             presets,
             preset_action,
             fields,
-            pseudonymize_key,
+            pseudonymizer: pseudonymize_key.map(|key| {
+                <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(key.expose().as_bytes())
+                    .expect("HMAC takes keys of any length")
+            }),
             keyring,
         }
     }
@@ -220,38 +225,51 @@ impl Policy {
     pub fn apply(&self, data: &str) -> Result<String, ProtectError> {
         let mut value: Value = serde_json::from_str(data).map_err(|_| ProtectError::TooDeep)?;
         let mut path = Vec::new();
-        self.visit(&mut value, &mut path, None)?;
+        self.visit(&mut value, &mut path, None, 0)?;
         Ok(serde_json::to_string(&value).expect("a JSON value serializes"))
     }
 
+    /// `path` is kept only when the policy has explicit fields (it costs an allocation per
+    /// member); `parent` is the nearest member name above, normalized.
     fn visit(
         &self,
         value: &mut Value,
         path: &mut Vec<String>,
         parent: Option<&str>,
+        depth: usize,
     ) -> Result<(), ProtectError> {
-        if path.len() > MAX_DEPTH {
+        if depth > MAX_DEPTH {
             return Err(ProtectError::TooDeep);
         }
+        let track = !self.fields.is_empty();
         match value {
             Value::Object(members) => {
                 for (name, member) in members.iter_mut() {
-                    path.push(name.clone());
-                    match self.action_for(path, name, parent) {
-                        Some(action) => *member = self.protect(action, member),
-                        None => self.visit(member, path, Some(name))?,
+                    if track {
+                        path.push(name.clone());
                     }
-                    path.pop();
+                    let normal = (!self.presets.is_empty()).then(|| normalized(name));
+                    match self.action_for(path, normal.as_deref(), parent) {
+                        Some(action) => *member = self.protect(action, member),
+                        None => self.visit(member, path, normal.as_deref(), depth + 1)?,
+                    }
+                    if track {
+                        path.pop();
+                    }
                 }
             }
             Value::Array(items) => {
                 for (index, item) in items.iter_mut().enumerate() {
-                    path.push(index.to_string());
-                    match self.explicit_action(path) {
-                        Some(action) => *item = self.protect(action, item),
-                        None => self.visit(item, path, parent)?,
+                    if track {
+                        path.push(index.to_string());
                     }
-                    path.pop();
+                    match track.then(|| self.explicit_action(path)).flatten() {
+                        Some(action) => *item = self.protect(action, item),
+                        None => self.visit(item, path, parent, depth + 1)?,
+                    }
+                    if track {
+                        path.pop();
+                    }
                 }
             }
             // An IBAN where no member name says so (Tink's `"uri": "iban://FR76…"`).
@@ -272,9 +290,21 @@ impl Policy {
             .map(|(_, action)| *action)
     }
 
-    /// An explicit field rule wins over a preset.
-    fn action_for(&self, path: &[String], name: &str, parent: Option<&str>) -> Option<Action> {
-        self.explicit_action(path).or_else(|| {
+    /// An explicit field rule wins over a preset. `name` is normalized (absent without
+    /// presets).
+    fn action_for(
+        &self,
+        path: &[String],
+        name: Option<&str>,
+        parent: Option<&str>,
+    ) -> Option<Action> {
+        let explicit = if self.fields.is_empty() {
+            None
+        } else {
+            self.explicit_action(path)
+        };
+        explicit.or_else(|| {
+            let name = name?;
             self.presets
                 .iter()
                 .any(|preset| preset.matches(name, parent))
@@ -290,20 +320,16 @@ impl Policy {
         match action {
             Action::Redact => Value::String(REDACTED_VALUE.to_owned()),
             Action::Pseudonymize => {
-                let key = self
-                    .pseudonymize_key
-                    .as_ref()
+                let mut hmac = self
+                    .pseudonymizer
+                    .clone()
                     .expect("validation requires a pseudonymize key for this action");
-                let text = match value {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                };
-                let token = mac(
-                    Algorithm::Sha256,
-                    key.expose().as_bytes(),
-                    &[text.as_bytes()],
-                );
-                Value::String(format!("psn:{}", &hex::encode(token)[..32]))
+                match value {
+                    Value::String(text) => hmac.update(text.as_bytes()),
+                    other => hmac.update(other.to_string().as_bytes()),
+                }
+                let token = hmac.finalize().into_bytes();
+                Value::String(format!("psn:{}", hex::encode(&token[..16])))
             }
             Action::Encrypt => {
                 let keyring = self
