@@ -73,8 +73,16 @@ impl App {
             .context("creating the Kafka producer")?;
         metrics.register_sources(sources.names());
         let http = OxlinClient::http_client().context("creating the HTTP client")?;
+        let policies = Arc::new(config.protection.policies()?);
         let mut pollers = Vec::new();
         for (name, poller_config) in &config.pollers {
+            let protection = crate::poller::Protection {
+                own: poller_config
+                    .protect
+                    .as_ref()
+                    .and_then(|name| policies.get(name).cloned()),
+                by_name: Arc::clone(&policies),
+            };
             let poller = Poller::new(
                 name,
                 poller_config.clone(),
@@ -82,6 +90,7 @@ impl App {
                 Arc::clone(&publisher),
                 metrics.clone(),
                 config.server.shutdown_grace,
+                protection,
             )?;
             pollers.push(poller);
         }

@@ -265,15 +265,31 @@ pub fn policy_for<'s>(
     source: &'s Source,
     item: &Item<'_>,
 ) -> Option<&'s Policy> {
+    choose_policy(
+        publisher,
+        |name| sources.policy(name).map(|policy| policy.as_ref()),
+        source.protection.as_deref(),
+        item,
+    )
+}
+
+/// The route's policy (looked up by `by_name`) when the item's route names one, else
+/// `fallback` (its source's or poller's).
+pub fn choose_policy<'p>(
+    publisher: &Publisher,
+    by_name: impl Fn(&str) -> Option<&'p Policy>,
+    fallback: Option<&'p Policy>,
+    item: &Item<'_>,
+) -> Option<&'p Policy> {
     if let Item::Event { envelope, .. } = item {
         if let Some(name) = publisher
             .routing()
             .protect_for(envelope.canonical, envelope.provider)
         {
-            return sources.policy(name).map(|policy| policy.as_ref());
+            return by_name(name);
         }
     }
-    source.protection.as_deref()
+    fallback
 }
 
 /// Delivers the one item of a webhook and says how it went.

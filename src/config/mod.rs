@@ -158,6 +158,12 @@ impl Config {
                     .clone()
                     .map(|policy| (format!("sources.{name}.protect"), policy))
             })
+            .chain(self.pollers.iter().filter_map(|(name, poller)| {
+                poller
+                    .protect
+                    .clone()
+                    .map(|policy| (format!("pollers.{name}.protect"), policy))
+            }))
             .chain(
                 self.kafka
                     .routes

@@ -62,6 +62,9 @@ pub enum TokenRequestFormat {
 pub struct PollerConfig {
     pub kind: PollerKind,
     pub environment: OxlinEnvironment,
+    /// A `[protection.policies]` name applied to this poller's events (as a source's `protect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<String>,
     /// Overrides the environment's API base URL (required with `environment = "custom"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<Url>,

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use self::backoff::jitter;
 pub use self::backoff::Backoff;
 use self::client::OxlinClient;
+pub use self::user::Protection;
 use self::user::{LoopSettings, UserLoop};
 use crate::config::{ConfigError, PollerConfig, UserCredentials};
 use crate::metrics::Metrics;
@@ -59,6 +60,7 @@ impl Poller {
         publisher: Arc<Publisher>,
         metrics: Metrics,
         shutdown_grace: Duration,
+        protection: Protection,
     ) -> Result<Self, ConfigError> {
         let client_secret = config.resolve_client_secret(name)?;
         let client = Arc::new(OxlinClient::new(http, &config, client_secret));
@@ -68,6 +70,7 @@ impl Poller {
             backoff_max: config.backoff_max,
             // How long a stopping user keeps trying to publish what it already fetched.
             shutdown_grace,
+            protection,
         };
         metrics.poller.register_poller(name);
         Ok(Self {

@@ -10,6 +10,7 @@
 //!   known queue → subscribe again; 429, 5xx, timeouts, network errors → back-off with jitter;
 //! - on stop: no further fetch; a held page keeps being published for the grace period.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +28,7 @@ use crate::config::UserCredentials;
 use crate::envelope::Origin;
 use crate::ingest::{self, Item};
 use crate::metrics::{Metrics, PollOutcome};
+use crate::protection::Policy;
 use crate::providers::linxo::Linxo;
 use crate::providers::Provider;
 use crate::publish::Publisher;
@@ -49,6 +51,16 @@ pub struct LoopSettings {
     pub backoff_max: Duration,
     /// How long a held page keeps being retried after stop.
     pub shutdown_grace: Duration,
+    /// Personal-data protection: the poller's policy, and every policy by name (routes may
+    /// name one).
+    pub protection: Protection,
+}
+
+/// The poller's protection policy and every policy by name.
+#[derive(Debug, Clone, Default)]
+pub struct Protection {
+    pub own: Option<Arc<Policy>>,
+    pub by_name: Arc<BTreeMap<String, Arc<Policy>>>,
 }
 
 pub struct UserLoop<Api> {
@@ -363,7 +375,19 @@ impl<Api: QueueApi> UserLoop<Api> {
     /// acknowledgement and retrying until all are on Kafka (or stop + grace passes).
     async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
         let origin = self.origin(OffsetDateTime::now_utc());
-        let items = page::items(&origin, &page, &self.user_id);
+        let protection = &self.settings.protection;
+        let items: Vec<Item<'_>> = page::items(&origin, &page, &self.user_id)
+            .into_iter()
+            .map(|item| {
+                let policy = ingest::choose_policy(
+                    &self.publisher,
+                    |name| protection.by_name.get(name).map(|policy| policy.as_ref()),
+                    protection.own.as_deref(),
+                    &item,
+                );
+                ingest::protect(item, policy, &HeaderMap::new())
+            })
+            .collect();
         let held = items.len() as i64;
         self.metrics.poller.add_events_held(&self.poller, held);
 
@@ -548,6 +572,7 @@ mod tests {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(8),
             shutdown_grace: Duration::from_secs(1),
+            protection: Protection::default(),
         }
     }
 

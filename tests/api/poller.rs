@@ -484,3 +484,31 @@ async fn an_event_kafka_can_never_take_is_dead_lettered_and_the_queue_goes_on() 
     assert_eq!(letters[0].header("ce_ingress"), "queue");
     assert_eq!(letters[0].value, huge_bytes, "the event's raw JSON");
 }
+
+/// A poller's `protect` policy applies to the events it polls, as a source's does.
+#[tokio::test]
+async fn a_pollers_policy_protects_its_queue_events() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script(
+        "321",
+        vec![Step::Page(
+            br#"[{"id":"q-9","name":"SYNC_ALL_SUCCESS","resource":{"id":"123","channels":[],
+                "owner":{"name":"Jean Dupont"},"iban":"FR7612345678901234567890123"}}]"#
+                .to_vec(),
+        )],
+    );
+    let toml = oxlin.poller_toml("oxlin", "t")
+        + "protect = \"banking\"\n"
+        + &users_toml("oxlin", &["321"])
+        + "\n[protection.policies.banking]\npresets = [\"iban\", \"owner_name\"]\npreset_action = \"redact\"\n";
+    let app = spawn_app(&toml).await;
+    let published = events(&app, 1).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["dataprotection"], "banking");
+    assert_eq!(published[0]["data"]["resource"]["iban"], "[redacted]");
+    assert_eq!(
+        published[0]["data"]["resource"]["owner"]["name"],
+        "[redacted]"
+    );
+    assert_eq!(published[0]["type"], "io.finhook.connection.sync.succeeded");
+}
