@@ -468,6 +468,13 @@ fn compose_references_match_the_repository_and_the_config() {
     ] {
         assert!(topics.contains(topic), "topic {topic} is not created");
     }
+    // The dead-letter topic (raw input, personal data in clear) gets a retention of its own.
+    let dead_letter = config["kafka"]["topics"]["dead_letter"].as_str().unwrap();
+    let creation = topics
+        .lines()
+        .find(|line| line.contains(&format!("--topic {dead_letter} ")))
+        .expect("the dead-letter topic is created on a line of its own");
+    assert!(creation.contains("--config retention.ms="), "{creation}");
 }
 
 /// Every entry of `directory` (files and folders, names only).
