@@ -147,6 +147,9 @@ impl std::str::FromStr for FieldPath {
             .split('.')
             .map(|segment| match segment {
                 "" => Err(format!("`{text}` has an empty segment")),
+                _ if segment.contains(['[', ']', '$']) => Err(format!(
+                    "`{text}`: segments are member names or `*` (for any array element), e.g. `resource.accounts.*.iban`"
+                )),
                 "*" => Ok(Segment::Any),
                 name => Ok(Segment::Name(name.to_owned())),
             })
@@ -521,6 +524,14 @@ mod tests {
         let other = Keyring::new("f3", &Secret::new(crate::keyring::generate_key())).unwrap();
         let mut again: Value = serde_json::from_str(&before.apply(BODY).unwrap()).unwrap();
         assert!(open_sealed_fields(&other, &mut again).is_err());
+    }
+
+    #[test]
+    fn paths_in_another_syntax_are_refused_rather_than_never_matching() {
+        for bad in ["resource.accounts[*].iban", "$.resource", "a..b"] {
+            assert!(bad.parse::<FieldPath>().is_err(), "{bad}");
+        }
+        assert!("resource.accounts.*.iban".parse::<FieldPath>().is_ok());
     }
 
     #[test]

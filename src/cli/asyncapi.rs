@@ -257,7 +257,7 @@ fn messages() -> Value {
         "envelope": {
             "name": "envelope",
             "title": "A finhook event (CloudEvents 1.0, structured mode)",
-            "summary": "One provider event. The envelope is the same for every canonical type; `type` says which, `data` is the provider's payload as received.",
+            "summary": "One provider event. The envelope is the same for every canonical type; `type` says which, `data` is the provider's payload as received (or, when `dataprotection` is set, with that policy's fields redacted, pseudonymized or encrypted).",
             "contentType": STRUCTURED_CONTENT_TYPE,
             "headers": {
                 "type": "object",

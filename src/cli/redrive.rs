@@ -77,6 +77,12 @@ pub fn run(
     };
     let properties = config.resolve_kafka_properties()?;
     let sources = Sources::from_config(config)?;
+    // Pollers' protection policies by poller name (queue dead letters name their poller).
+    let poller_policies: BTreeMap<String, String> = config
+        .pollers
+        .iter()
+        .filter_map(|(name, poller)| Some((name.clone(), poller.protect.clone()?)))
+        .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -117,7 +123,13 @@ pub fn run(
     };
     for record in &records {
         summary.read += 1;
-        match redrive_one(record, &sources, publisher.as_ref(), &runtime) {
+        match redrive_one(
+            record,
+            &sources,
+            &poller_policies,
+            publisher.as_ref(),
+            &runtime,
+        ) {
             Outcome::Redriven(event_type) => *summary.redriven.entry(event_type).or_default() += 1,
             Outcome::StillFailing(reason) => {
                 *summary.still_failing.entry(reason.to_owned()).or_default() += 1
@@ -163,6 +175,7 @@ impl DeadRecord {
 fn redrive_one(
     record: &DeadRecord,
     sources: &Sources,
+    poller_policies: &BTreeMap<String, String>,
     publisher: Option<&Arc<Publisher>>,
     runtime: &tokio::runtime::Runtime,
 ) -> Outcome {
@@ -236,10 +249,14 @@ fn redrive_one(
             .and_then(|name| sources.policy(name).cloned()),
         _ => None,
     };
-    let policy = route_policy.or_else(|| {
-        sources
+    // A webhook's source, or for a queue event its poller (named like a source in ce_source).
+    let policy = route_policy.or_else(|| match ingress {
+        Ingress::Webhook => sources
             .get(&source_name)
-            .and_then(|source| source.protection.clone())
+            .and_then(|source| source.protection.clone()),
+        Ingress::Queue => poller_policies
+            .get(&source_name)
+            .and_then(|name| sources.policy(name).cloned()),
     });
     let envelope = match ingest::protect(item, policy.as_deref(), &request_headers) {
         ingest::Item::Event { envelope, .. } => envelope,

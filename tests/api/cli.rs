@@ -318,9 +318,13 @@ async fn tail_piped_into_a_reader_that_stops_exits_quietly() {
             .await;
         assert_eq!(response.status(), 200);
     }
-    let output = tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("finhook tail exits once its reader is gone")
+    .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
