@@ -1,6 +1,15 @@
 //! The command line: `serve`, `check-config`, `sign`, `providers`, `tail`, `users`, `redrive`,
 //! `asyncapi`.
 
+/// `println!` that returns the error instead of panicking, so a command piped into `head` ends
+/// quietly when its reader goes away (the broken pipe is then not reported; see [`main`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 pub mod asyncapi;
 mod redrive;
 mod users;
@@ -330,7 +339,7 @@ fn sign(
         body = std::fs::read(file).map_err(|error| anyhow::anyhow!("reading {file}: {error}"))?;
     }
     if let Some(secret) = secret {
-        println!("{}", bridge::sign(&Secret::new(secret), &body));
+        out!("{}", bridge::sign(&Secret::new(secret), &body))?;
         return Ok(());
     }
     let name = source.expect("clap requires --source without --secret");
@@ -349,7 +358,7 @@ fn sign(
             )
         })?;
     for (header, value) in headers {
-        println!("{header}: {value}");
+        out!("{header}: {value}")?;
     }
     Ok(())
 }

@@ -145,9 +145,9 @@ pub fn run(
             .context("flushing the redriven events")?;
     }
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        out!("{}", serde_json::to_string(&summary)?)?;
     } else {
-        print_summary(&summary);
+        print_summary(&summary)?;
     }
     Ok(())
 }
@@ -436,7 +436,7 @@ impl Progress {
     }
 }
 
-fn print_summary(summary: &Summary) {
+fn print_summary(summary: &Summary) -> std::io::Result<()> {
     let list = |counts: &BTreeMap<String, u64>| {
         counts
             .iter()
@@ -445,8 +445,8 @@ fn print_summary(summary: &Summary) {
             .join(", ")
     };
     let total = |counts: &BTreeMap<String, u64>| counts.values().sum::<u64>();
-    println!("dead letters read: {}", summary.read);
-    println!(
+    out!("dead letters read: {}", summary.read)?;
+    out!(
         "{}: {} ({})",
         if summary.dry_run {
             "would be redriven (dry run)"
@@ -455,15 +455,15 @@ fn print_summary(summary: &Summary) {
         },
         total(&summary.redriven),
         list(&summary.redriven)
-    );
-    println!(
+    )?;
+    out!(
         "still failing: {} ({})",
         total(&summary.still_failing),
         list(&summary.still_failing)
-    );
-    println!(
+    )?;
+    out!(
         "skipped: {} ({})",
         total(&summary.skipped),
         list(&summary.skipped)
-    );
+    )
 }

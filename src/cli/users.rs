@@ -96,14 +96,14 @@ impl UserArgs {
 /// Runs one `users` command against the configured (or `--brokers`) Kafka.
 pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> anyhow::Result<()> {
     if let UsersCommand::Keygen = command {
-        println!("{}", crypto::generate_key());
+        out!("{}", crypto::generate_key())?;
         return Ok(());
     }
     let keyring = config.registry.keyring()?;
     if let UsersCommand::Encrypt { user } = &command {
         let user = user.read()?;
         check_poller(config, &user.poller)?;
-        println!("{}", String::from_utf8(record::encode(&user, &keyring))?);
+        out!("{}", String::from_utf8(record::encode(&user, &keyring))?)?;
         return Ok(());
     }
     let brokers = match brokers {
@@ -132,12 +132,12 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
                 let value = record::encode(&user, &keyring);
                 let (partition, _) =
                     RegistryKafka::put(&producer, &topic, &user.id, Some(&value)).await?;
-                println!("put user {} (partition {partition})", user.id);
+                out!("put user {} (partition {partition})", user.id)?;
             }
             UsersCommand::Remove { id } => {
                 let producer = kafka.producer()?;
                 RegistryKafka::put(&producer, &topic, &id, None).await?;
-                println!("removed user {id}");
+                out!("removed user {id}")?;
             }
             UsersCommand::Import { file, poller } => {
                 import(config, &kafka, &keyring, &file, &poller).await?;
@@ -196,7 +196,7 @@ async fn import(
         result?;
         written += 1;
     }
-    println!("imported {written} users into {}", kafka.config.users_topic);
+    out!("imported {written} users into {}", kafka.config.users_topic)?;
     Ok(())
 }
 
@@ -206,10 +206,13 @@ async fn list(kafka: &RegistryKafka, keyring: &Keyring) -> anyhow::Result<()> {
         reader.read_to_end(&reader.config.users_topic.clone(), None)
     })
     .await??;
-    println!(
+    out!(
         "{:<24} {:<16} {:<8} {:>9}  credentials",
-        "user", "poller", "enabled", "partition"
-    );
+        "user",
+        "poller",
+        "enabled",
+        "partition"
+    )?;
     let mut count = 0usize;
     for (_, stored) in RegistryKafka::latest_by_key(records) {
         let shown = match record::decode(stored.key.as_deref(), stored.value.as_deref(), keyring) {
@@ -227,9 +230,9 @@ async fn list(kafka: &RegistryKafka, keyring: &Keyring) -> anyhow::Result<()> {
                 error.reason()
             ),
         };
-        println!("{shown}");
+        out!("{shown}")?;
         count += 1;
     }
-    println!("{count} users");
+    out!("{count} users")?;
     Ok(())
 }
