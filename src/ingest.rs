@@ -10,7 +10,7 @@ use crate::auth::{self, AuthError, Request};
 use crate::envelope::{Envelope, Origin};
 use crate::metrics::Metrics;
 use crate::protection::Policy;
-use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, RECORD_TOO_LARGE};
+use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, Routing, RECORD_TOO_LARGE};
 use crate::sources::{Source, Sources};
 use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
 
@@ -266,7 +266,7 @@ pub fn policy_for<'s>(
     item: &Item<'_>,
 ) -> Option<&'s Policy> {
     choose_policy(
-        publisher,
+        publisher.routing(),
         |name| sources.policy(name).map(|policy| policy.as_ref()),
         source.protection.as_deref(),
         item,
@@ -276,16 +276,13 @@ pub fn policy_for<'s>(
 /// The route's policy (looked up by `by_name`) when the item's route names one, else
 /// `fallback` (its source's or poller's).
 pub fn choose_policy<'p>(
-    publisher: &Publisher,
+    routing: &Routing,
     by_name: impl Fn(&str) -> Option<&'p Policy>,
     fallback: Option<&'p Policy>,
     item: &Item<'_>,
 ) -> Option<&'p Policy> {
     if let Item::Event { envelope, .. } = item {
-        if let Some(name) = publisher
-            .routing()
-            .protect_for(envelope.canonical, envelope.provider)
-        {
+        if let Some(name) = routing.protect_for(envelope.canonical, envelope.provider) {
             return by_name(name);
         }
     }

@@ -828,16 +828,11 @@ fn no_module_imports_one_that_imports_it_back() {
 /// `kubernetes-validate`) on the chart with `values`; `None` when those Python packages are
 /// missing on a developer's machine (.ci/run installs them, and there the test must run).
 fn render_chart(values: &[&str]) -> Option<std::process::Output> {
-    let available = Command::new("python3")
-        .args(["-c", "import helm_python, kubernetes_validate, yaml"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have helm-python-sdk, kubernetes-validate and PyYAML"
-        );
-        eprintln!("SKIPPED: helm-python-sdk or kubernetes-validate is not installed");
+    if !common::tool_available(
+        "python3",
+        &["-c", "import helm_python, kubernetes_validate, yaml"],
+        "python3 with helm-python-sdk, kubernetes-validate and PyYAML",
+    ) {
         return None;
     }
     Some(
@@ -928,16 +923,11 @@ fn values_the_schema_refuses_stop_the_rendering() {
 /// node or `@asyncapi/parser` is missing on a developer's machine (.ci/run installs them and
 /// sets NODE_PATH, and there the test must run).
 fn validate_asyncapi(files: &[&Path]) -> Option<Value> {
-    let available = Command::new("node")
-        .args(["-e", "require('@asyncapi/parser')"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have node and @asyncapi/parser (NODE_PATH)"
-        );
-        eprintln!("SKIPPED: node with @asyncapi/parser is not installed");
+    if !common::tool_available(
+        "node",
+        &["-e", "require('@asyncapi/parser')"],
+        "node with @asyncapi/parser (NODE_PATH)",
+    ) {
         return None;
     }
     let output = Command::new("node")

@@ -77,6 +77,7 @@ pub fn run(
     };
     let properties = config.resolve_kafka_properties()?;
     let sources = Sources::from_config(config)?;
+    let routing = crate::publish::Routing::new(&config.kafka.routes, &config.kafka.topics.default);
     // Pollers' protection policies by poller name (queue dead letters name their poller).
     let poller_policies: BTreeMap<String, String> = config
         .pollers
@@ -127,6 +128,7 @@ pub fn run(
             record,
             &sources,
             &poller_policies,
+            &routing,
             publisher.as_ref(),
             &runtime,
         ) {
@@ -176,6 +178,7 @@ fn redrive_one(
     record: &DeadRecord,
     sources: &Sources,
     poller_policies: &BTreeMap<String, String>,
+    routing: &crate::publish::Routing,
     publisher: Option<&Arc<Publisher>>,
     runtime: &tokio::runtime::Runtime,
 ) -> Outcome {
@@ -242,23 +245,24 @@ fn redrive_one(
     let item = ingest::item(&origin, facts, raw, &request_headers);
     // The route's policy when it names one, else the source's, as for live traffic. (A dry run
     // has no publisher to route with: it applies the source's.)
-    let route_policy = match (&item, publisher) {
-        (ingest::Item::Event { envelope, .. }, Some(publisher)) => publisher
-            .routing()
-            .protect_for(envelope.canonical, envelope.provider)
-            .and_then(|name| sources.policy(name).cloned()),
-        _ => None,
-    };
-    // A webhook's source, or for a queue event its poller (named like a source in ce_source).
-    let policy = route_policy.or_else(|| match ingress {
+    // A webhook's source, or for a queue event its poller (named like a source in ce_source);
+    // a route that names a policy wins, as for live traffic (dry runs included).
+    let fallback = match ingress {
         Ingress::Webhook => sources
             .get(&source_name)
-            .and_then(|source| source.protection.clone()),
+            .and_then(|source| source.protection.as_deref()),
         Ingress::Queue => poller_policies
             .get(&source_name)
-            .and_then(|name| sources.policy(name).cloned()),
-    });
-    let envelope = match ingest::protect(item, policy.as_deref(), &request_headers) {
+            .and_then(|name| sources.policy(name))
+            .map(|policy| policy.as_ref()),
+    };
+    let policy = ingest::choose_policy(
+        routing,
+        |name| sources.policy(name).map(|policy| policy.as_ref()),
+        fallback,
+        &item,
+    );
+    let envelope = match ingest::protect(item, policy, &request_headers) {
         ingest::Item::Event { envelope, .. } => envelope,
         ingest::Item::DeadLetter(letter) => return Outcome::StillFailing(letter.reason),
     };
@@ -330,12 +334,15 @@ fn read_range(
                     Offset::Offset((time.unix_timestamp_nanos() / 1_000_000) as i64),
                 )?;
                 let found = consumer.offsets_for_times(query, Duration::from_secs(10))?;
+                // A broker that cannot look offsets up by time (librdkafka's mock cluster
+                // answers "end") is read from the beginning; records written before `since`
+                // are skipped as they come.
                 match found
                     .find_partition(topic, partition)
                     .map(|element| element.offset())
                 {
-                    Some(Offset::Offset(offset)) => offset,
-                    _ => high,
+                    Some(Offset::Offset(offset)) => offset.clamp(low, high),
+                    _ => low,
                 }
             }
         };
@@ -349,9 +356,12 @@ fn read_range(
         return Ok(records);
     }
     consumer.assign(&assignment)?;
-    let until_millis = range
-        .until
-        .map(|time| (time.unix_timestamp_nanos() / 1_000_000) as i64);
+    let millis = |time: OffsetDateTime| (time.unix_timestamp_nanos() / 1_000_000) as i64;
+    let until_millis = range.until.map(millis);
+    let since_millis = match range.start {
+        Start::Time(time) => Some(millis(time)),
+        _ => None,
+    };
     let mut idle = 0;
     while !ends.is_empty() && idle < 60 {
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
@@ -380,6 +390,13 @@ fn read_range(
             ends.remove(&partition);
             continue;
         }
+        let last = message.offset() + 1 >= end;
+        if since_millis.is_some_and(|since| written.is_some_and(|written| written < since)) {
+            if last {
+                ends.remove(&partition);
+            }
+            continue;
+        }
         let headers = message
             .headers()
             .map(|headers| {
@@ -398,7 +415,7 @@ fn read_range(
             value: message.payload().unwrap_or_default().to_vec(),
             headers,
         });
-        if message.offset() + 1 >= end {
+        if last {
             ends.remove(&partition);
         }
     }

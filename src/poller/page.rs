@@ -10,14 +10,20 @@ use crate::envelope::Origin;
 use crate::ingest::{self, Item};
 use crate::providers;
 
-/// Every event of `page`, fetched for `user_id` from a queue of `origin.provider`, as an item.
-/// A page that cannot be read at all is one dead letter holding all of it.
-pub(crate) fn items<'p>(origin: &Origin<'p>, page: &'p [u8], user_id: &str) -> Vec<Item<'p>> {
+/// Every event of `page`, fetched for `user_id` from a queue of `origin.provider`, as an item,
+/// passed through `protect` (the personal-data policy). A page that cannot be read at all is
+/// one dead letter holding all of it.
+pub(crate) fn items<'p>(
+    origin: &Origin<'p>,
+    page: &'p [u8],
+    user_id: &str,
+    protect: impl Fn(Item<'p>) -> Item<'p>,
+) -> Vec<Item<'p>> {
     let no_headers = HeaderMap::new();
     let mut items: Vec<Item<'p>> = match read(origin, page, user_id) {
         Ok(events) => events
             .into_iter()
-            .map(|(raw, facts)| ingest::item(origin, facts, raw, &no_headers))
+            .map(|(raw, facts)| protect(ingest::item(origin, facts, raw, &no_headers)))
             .collect(),
         Err(error) => vec![ingest::item(origin, Err(error), page, &no_headers)],
     };
@@ -83,7 +89,7 @@ mod tests {
             {"id":"2","name":"SYNC_STARTED","resource":{"id":"c2","channels":[]}},
             {"id":"3","name":"SYNC_ALL_SUCCESS","resource":{"id":"c1","channels":[]}},
             {"id":"4"}]"#;
-        let items = items(&origin(), page, "u1");
+        let items = items(&origin(), page, "u1", |item| item);
         assert_eq!(items.len(), 4);
         assert!(matches!(items[3], Item::DeadLetter(_)), "no event code");
         let chains = chains(&items);
@@ -96,7 +102,29 @@ mod tests {
         assert_eq!(ids[1], ["2"]);
         assert!(is_empty(&origin(), b"[]") && is_empty(&origin(), b" {\"events\": []} "));
         assert!(!is_empty(&origin(), b"not json"));
-        let unreadable = super::items(&origin(), b"not json", "u1");
+        let unreadable = super::items(&origin(), b"not json", "u1", |item| item);
         assert!(matches!(unreadable[..], [Item::DeadLetter(_)]));
+    }
+
+    #[test]
+    fn a_dead_letter_made_by_protection_still_names_its_user() {
+        // A policy that cannot protect an event turns it into a dead letter: redrive needs its
+        // user as much as any other queue dead letter's.
+        let page = br#"[{"id":"1","name":"SYNC_STARTED","resource":{"id":"c1","channels":[]}}]"#;
+        let refuse = |item: Item<'static>| match item {
+            Item::Event { origin, raw, .. } => Item::DeadLetter(crate::publish::DeadLetter::new(
+                origin,
+                "invalid_json",
+                "too deep to protect".to_owned(),
+                raw,
+                &HeaderMap::new(),
+            )),
+            other => other,
+        };
+        let items = items(&origin(), page, "u7", refuse);
+        match &items[..] {
+            [Item::DeadLetter(letter)] => assert_eq!(letter.user_id.as_deref(), Some("u7")),
+            _ => panic!("one dead letter"),
+        }
     }
 }

@@ -376,18 +376,15 @@ impl<Api: QueueApi> UserLoop<Api> {
     async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
         let origin = self.origin(OffsetDateTime::now_utc());
         let protection = &self.settings.protection;
-        let items: Vec<Item<'_>> = page::items(&origin, &page, &self.user_id)
-            .into_iter()
-            .map(|item| {
-                let policy = ingest::choose_policy(
-                    &self.publisher,
-                    |name| protection.by_name.get(name).map(|policy| policy.as_ref()),
-                    protection.own.as_deref(),
-                    &item,
-                );
-                ingest::protect(item, policy, &HeaderMap::new())
-            })
-            .collect();
+        let items = page::items(&origin, &page, &self.user_id, |item| {
+            let policy = ingest::choose_policy(
+                self.publisher.routing(),
+                |name| protection.by_name.get(name).map(|policy| policy.as_ref()),
+                protection.own.as_deref(),
+                &item,
+            );
+            ingest::protect(item, policy, &HeaderMap::new())
+        });
         let held = items.len() as i64;
         self.metrics.poller.add_events_held(&self.poller, held);
 

@@ -404,6 +404,37 @@ header = "X-Relay-Signature"
     .await;
     assert!(nothing.is_empty(), "a dry run publishes nothing");
 
+    // Ranges, by time and by offset (per partition).
+    let letters = read_topic(
+        &app.bootstrap,
+        app.dead_letter_topic(),
+        4,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(letters.len(), 4);
+    let mut per_partition = std::collections::BTreeMap::<i32, i64>::new();
+    for letter in &letters {
+        *per_partition.entry(letter.partition).or_default() += 1;
+    }
+    let from_two: i64 = per_partition.values().map(|count| (count - 2).max(0)).sum();
+    for (range, expected) in [
+        (vec!["--since", "2000-01-01T00:00:00Z"], 4),
+        (vec!["--since", "2099-01-01T00:00:00Z"], 0),
+        (vec!["--until", "2000-01-01T00:00:00Z"], 0),
+        (vec!["--from-offset", "2"], from_two),
+    ] {
+        let redrive = redrive.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            let mut arguments = vec!["--dry-run"];
+            arguments.extend(range);
+            redrive(&arguments)
+        })
+        .await
+        .unwrap();
+        assert_eq!(summary["read"], expected, "{summary}");
+    }
+
     let first = tokio::task::spawn_blocking({
         let redrive = redrive.clone();
         move || redrive(&[])

@@ -328,16 +328,11 @@ fn read_topic_blocking(
 /// when python3 or the `module` the script needs is missing on a developer's machine (.ci/run
 /// installs them, and there the test must run).
 pub fn python(module: &str, script: &str, args: &[&str], input: &str) -> Option<String> {
-    let available = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 and its {module} package"
-        );
-        eprintln!("SKIPPED: python3 with the {module} package is not installed");
+    if !crate::common::tool_available(
+        "python3",
+        &["-c", &format!("import {module}")],
+        &format!("python3 with its {module} package"),
+    ) {
         return None;
     }
     let mut python = std::process::Command::new("python3");

@@ -157,3 +157,18 @@ impl DeadLetterSchema {
         );
     }
 }
+
+/// Whether `program` with `probe` runs (e.g. a Python module imports). On a developer's machine
+/// a missing tool skips the test that needs it, saying so; in CI (.ci/run installs every tool)
+/// it fails the test.
+pub fn tool_available(program: &str, probe: &[&str], what: &str) -> bool {
+    let available = std::process::Command::new(program)
+        .args(probe)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        assert!(std::env::var_os("CI").is_none(), "CI must have {what}");
+        eprintln!("SKIPPED: {what} is not installed");
+    }
+    available
+}
