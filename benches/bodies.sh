@@ -5,11 +5,12 @@
 #
 #   benches/bodies.sh                         # 10 s per run, 16 / 64 / 256 connections
 #   SECONDS_PER_RUN=5 CONNECTIONS="64" BODIES="linxo" benches/bodies.sh
+#   BENCH_FINHOOK=/tmp/finhook-before benches/bodies.sh   # another finhook build (before/after); not FINHOOK_*: that prefix is finhook config
 #
 # Prints one JSON line per run and a summary: answered/s, p50/p99/p99.9, CPU seconds per
-# 10,000 webhooks of the server (finhook or ceiling), finhook / ceiling; then an open-loop run
-# at half of finhook's peak (finhook-bench load --rate on the same fixed body); finhook's
-# peak RSS. Verifies that finhook published at least as many events as it answered 2xx.
+# 10,000 webhooks of the server (finhook or ceiling), finhook / ceiling; then open-loop runs at
+# half of finhook's peak against finhook and ceiling (b) alike (`finhook-bench pace`: one
+# thread, pre-built requests, latency from the schedule); finhook's peak RSS. Verifies that finhook published at least as many events as it answered 2xx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SECONDS_PER_RUN:-10}
@@ -42,7 +43,7 @@ auth = "basic"
 username = "linxo"
 secret = "bench-password"
 TOML
-"$bin/finhook" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
+"${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
 finhook=$!; pids+=($finhook)
 "$bin/finhook-bench" ceiling-http --listen "127.0.0.1:$http_port" &
 ceiling_http=$!; pids+=($ceiling_http)
@@ -92,14 +93,30 @@ for body in "${bodies[@]}"; do
 done | tee "$work/closed.jsonl"
 echo "finhook peak RSS: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
 
-echo "== open loop at half of finhook's closed-loop peak, per body (finhook-bench load --rate, fixed body)"
+echo "== open loop at half of finhook's closed-loop peak, per body, finhook and ceiling (b) at the same rate (finhook-bench pace)"
+# One run: target name, port, server pid, body, rate → one JSON line (the server's CPU per 10k too).
+pace() {
+  local target=$1 port=$2 pid=$3 body=$4 rate=$5 file before after
+  file=$(body_file "$body")
+  before=$(cpu_seconds "$pid")
+  line=$("$bin/finhook-bench" pace --url "http://127.0.0.1:$port/webhooks/$(source_of "$body")" \
+    --body-file "$file" --header "BridgeApi-Signature: $("$bin/finhook" sign --secret bench-secret "$file")" \
+    --header "Authorization: $linxo_auth" --rate "$rate" --connections "${PACE_CONNECTIONS:-128}" \
+    --seconds "$seconds" --target "$target")
+  after=$(cpu_seconds "$pid")
+  python3 -c '
+import json, sys
+run = json.loads(sys.argv[1]); cpu = float(sys.argv[2])
+run["body"] = sys.argv[3]
+run["server_cpu_s_per_10k"] = round(cpu / max(run["figures"]["answered"], 1) * 10000, 3)
+print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" "$body"
+}
 for body in "${bodies[@]}"; do
   peak=$(python3 -c 'import json,sys; print(max(r["per_second"] for r in map(json.loads, open(sys.argv[1])) if r["target"] == "finhook" and r["body"] == sys.argv[2]))' "$work/closed.jsonl" "$body")
   rate=$(python3 -c "print(round($peak / 2))")
-  "$bin/finhook-bench" load --url "http://127.0.0.1:$webhook_port/webhooks/$(source_of "$body")" \
-    --secret bench-secret --authorization "$linxo_auth" --body-file "$(body_file "$body")" \
-    --rate "$rate" --concurrency 1024 --seconds "$seconds" --target "finhook-open-$body"
-done
+  pace ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$rate"
+  pace finhook "$webhook_port" "$finhook" "$body" "$rate"
+done | tee "$work/open.jsonl"
 echo "finhook peak RSS after the open loop: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
 
 echo "== summary"
@@ -114,4 +131,12 @@ for (target, body, c), f in sorted(by.items(), key=lambda item: (item[0][1], int
     h, k = by[("ceiling-http", body, c)], by[("ceiling-kafka", body, c)]
     print(f"{body:<10} {c:>5} {h['per_second']:>8.0f} {k['per_second']:>8.0f} {f['per_second']:>9.0f} {f['per_second'] / k['per_second']:>6.0%} "
           f"{k['p99_ms']:>5.2f}/{f['p99_ms']:<6.2f} {f['p999_ms']:>8.2f} {k['server_cpu_s_per_10k']:>6.2f}/{f['server_cpu_s_per_10k']:<7.2f} {str(f['published_covers_2xx']):>9}")
+PY
+python3 - "$work/open.jsonl" <<'PY'
+import json, sys
+print(f"{'open loop':<10} {'rate':>6} {'target':<14} {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>7} {'max':>7} {'late':>5} {'non-2xx':>7} {'cpu/10k':>7} {'gen cpu':>7}")
+for line in open(sys.argv[1]):
+    r = json.loads(line); f = r["figures"]; l = f["latency_ms"]
+    bad = sum(n for status, n in f["statuses"].items() if not status.startswith("2"))
+    print(f"{r['body']:<10} {f['rate']:>6.0f} {r['target']:<14} {l['p50']:>6.2f} {l['p90']:>6.2f} {l['p99']:>6.2f} {l['p999']:>7.2f} {l['max']:>7.2f} {f['late_sends']:>5} {bad:>7} {r['server_cpu_s_per_10k']:>7.2f} {f['generator_cpu_seconds']:>7.2f}")
 PY

@@ -142,6 +142,26 @@ async fn read_body(
     })
 }
 
+/// The answer to a webhook about one event, written straight from borrowed fields (no JSON
+/// tree per request).
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    status: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+impl<'a> Answer<'a> {
+    fn accepted(id: &'a str) -> Self {
+        Self {
+            status: "accepted",
+            id,
+            reason: None,
+        }
+    }
+}
+
 fn finish(
     state: &AppState,
     source: &str,
@@ -151,7 +171,7 @@ fn finish(
     let (outcome, response) = match result {
         Ok(Ingested::Published { id }) => (
             WebhookOutcome::Accepted,
-            Json(json!({ "status": "accepted", "id": id })).into_response(),
+            Json(Answer::accepted(&id)).into_response(),
         ),
         Ok(Ingested::Batch { ids, dead_lettered }) => (
             WebhookOutcome::Accepted,
@@ -160,7 +180,12 @@ fn finish(
         ),
         Ok(Ingested::DeadLettered { id, reason }) => (
             WebhookOutcome::DeadLettered,
-            Json(json!({ "status": "dead_lettered", "id": id, "reason": reason })).into_response(),
+            Json(Answer {
+                status: "dead_lettered",
+                id: &id,
+                reason: Some(reason),
+            })
+            .into_response(),
         ),
         Err(error) => (error.outcome(), error.into_response()),
     };

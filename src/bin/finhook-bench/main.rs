@@ -1,8 +1,10 @@
 //! `finhook-bench`: the benchmark tools behind `benches/run.sh`: a load generator for signed
 //! Bridge webhooks (closed or open loop; latency, statuses, send → readable-in-Kafka time, and
-//! a check that every 2xx'd event is in Kafka), and the two ceilings finhook is compared with
-//! (an HTTP handler that only answers 200, and one that produces the raw body to Kafka and
-//! answers after the acknowledgement).
+//! a check that every 2xx'd event is in Kafka), a light open-loop generator for tails
+//! ([`pace`]), and the two ceilings finhook is compared with (an HTTP handler that only answers
+//! 200, and one that produces the raw body to Kafka and answers after the acknowledgement).
+
+mod pace;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -51,6 +53,29 @@ enum Command {
         brokers: String,
         #[arg(long, default_value = "bench.ceiling")]
         topic: String,
+    },
+    /// Open loop, light: one fixed body at a fixed rate over kept-alive connections, one
+    /// thread (see `pace.rs`); prints one JSON line of figures.
+    Pace {
+        /// e.g. http://127.0.0.1:8080/webhooks/linxo
+        #[arg(long)]
+        url: http::Uri,
+        #[arg(long)]
+        body_file: std::path::PathBuf,
+        /// An extra request header, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Requests per second.
+        #[arg(long)]
+        rate: f64,
+        /// Kept-alive connections the requests are spread over.
+        #[arg(long, default_value_t = 128)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Label for the printed line.
+        #[arg(long, default_value = "finhook")]
+        target: String,
     },
     /// Posts signed, unique Bridge webhooks and prints one JSON line of figures.
     Load {
@@ -128,6 +153,29 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .with_state(shared);
             axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
+        }
+        Command::Pace {
+            url,
+            body_file,
+            headers,
+            rate,
+            connections,
+            seconds,
+            target,
+        } => {
+            let plan = pace::PacePlan {
+                url,
+                body: std::fs::read(&body_file)?,
+                headers,
+                rate,
+                connections,
+                duration: Duration::from_secs(seconds),
+            };
+            let figures = tokio::task::spawn_blocking(move || pace::run(plan)).await??;
+            println!(
+                "{}",
+                serde_json::json!({ "target": target, "figures": figures })
+            );
         }
         Command::Load {
             url,
