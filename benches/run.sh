@@ -59,9 +59,14 @@ load --url "$url" --concurrency 16 --seconds "$seconds" --brokers "$brokers" --t
 
 peak=$(python3 -c 'import json,sys; print(max(json.loads(l)["figures"]["answered_per_second"] for l in open(sys.argv[1])))' "$work/closed.jsonl")
 echo "== finhook, open loop (fixed rates: a quarter, half and three quarters of the closed-loop peak $peak/s)"
+# finhook-bench pace, not `load --rate`: a task and a reqwest call per request took a whole core
+# at these rates and made the generator's own queueing look like finhook's tail (BENCHMARKS.md).
+fixture=tests/fixtures/bridge/item-refreshed.json
 for fraction in 0.25 0.5 0.75; do
   rate=$(python3 -c "print(round($peak * $fraction))")
-  load --url "$url" --rate "$rate" --concurrency 1024 --seconds "$seconds" --brokers "$brokers"
+  "$bin/finhook-bench" pace --url "$url" --body-file "$fixture" --rate "$rate" --seconds "$seconds" \
+    --header "BridgeApi-Signature: $("$bin/finhook" sign --secret bench-secret "$fixture")" \
+    --target "finhook-open-$fraction"
 done
 echo "finhook peak RSS after the open-loop runs: $(peak_rss_mib "$finhook") MiB"
 

@@ -474,16 +474,7 @@ fn spawn_tail(
     let recorded = Arc::clone(&seen);
     std::thread::spawn(move || {
         let consumer = consumer(&brokers, &[("fetch.wait.max.ms", "5")]);
-        let partitions = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .ok()
-            .and_then(|metadata| {
-                metadata
-                    .topics()
-                    .first()
-                    .map(|found| found.partitions().len())
-            })
-            .unwrap_or(0);
+        let partitions = partition_count(&consumer, &topic);
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions as i32 {
             let _ = assignment.add_partition_offset(&topic, partition, Offset::End);
@@ -537,6 +528,20 @@ fn consumer(brokers: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     config.create().expect("a consumer of valid configuration")
 }
 
+/// How many partitions `topic` has now (0 when its metadata cannot be read).
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> usize {
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()
+        .and_then(|metadata| {
+            metadata
+                .topics()
+                .first()
+                .map(|found| found.partitions().len())
+        })
+        .unwrap_or(0)
+}
+
 /// Each partition's end offset now: where this run's records will start.
 fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
     let consumer = consumer(brokers, &[]);
@@ -562,16 +567,7 @@ fn read_ids_from(
 ) -> HashSet<String> {
     let consumer = consumer(brokers, &[("auto.offset.reset", "earliest")]);
     // Partitions the topic has now; those it did not have before the run start at the beginning.
-    let partitions = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .ok()
-        .and_then(|metadata| {
-            metadata
-                .topics()
-                .first()
-                .map(|found| found.partitions().len())
-        })
-        .unwrap_or(0);
+    let partitions = partition_count(&consumer, topic);
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions as i32 {
         let start = offsets
