@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The webhook path on the providers' real bodies against ceiling (b), "HTTP → Kafka → ack" on the
-# raw body, in the same run, with wrk (one thread, every request the same pre-signed bytes) as
-# the load generator; ceiling (a), HTTP alone, shows the generator is not the bottleneck.
+# raw body, in the same run. Closed loop: wrk (one thread, every request the same pre-signed
+# bytes); ceiling (a), HTTP alone, shows wrk is not the bottleneck. Open loop: `finhook-bench
+# pace` (one thread, pre-built requests, latency from the schedule) at half of finhook's peak,
+# against finhook and ceiling (b) alike.
 #
 #   benches/bodies.sh                         # 10 s per run, 16 / 64 / 256 connections
 #   SECONDS_PER_RUN=5 CONNECTIONS="64" BODIES="linxo" benches/bodies.sh
-#   BENCH_FINHOOK=/tmp/finhook-before benches/bodies.sh   # another finhook build (before/after); not FINHOOK_*: that prefix is finhook config
+#   BENCH_FINHOOK=/tmp/finhook-before benches/bodies.sh   # another finhook build (before/after)
+# (Not FINHOOK_*: finhook reads that prefix as its own config and refuses unknown keys.)
 #
 # Prints one JSON line per run and a summary: answered/s, p50/p99/p99.9, CPU seconds per
-# 10,000 webhooks of the server (finhook or ceiling), finhook / ceiling; then open-loop runs at
-# half of finhook's peak against finhook and ceiling (b) alike (`finhook-bench pace`: one
-# thread, pre-built requests, latency from the schedule); finhook's peak RSS. Verifies that finhook published at least as many events as it answered 2xx.
+# 10,000 webhooks of the server (finhook or ceiling), finhook / ceiling; the open-loop tails,
+# late and unsent requests; finhook's peak RSS. After each closed-loop run it checks that
+# finhook published at least as many events as it answered 2xx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SECONDS_PER_RUN:-10}
@@ -96,7 +99,7 @@ echo "finhook peak RSS: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finh
 echo "== open loop at half of finhook's closed-loop peak, per body, finhook and ceiling (b) at the same rate (finhook-bench pace)"
 # One run: target name, port, server pid, body, rate → one JSON line (the server's CPU per 10k too).
 pace() {
-  local target=$1 port=$2 pid=$3 body=$4 rate=$5 file before after
+  local target=$1 port=$2 pid=$3 body=$4 rate=$5 file before after line
   file=$(body_file "$body")
   before=$(cpu_seconds "$pid")
   line=$("$bin/finhook-bench" pace --url "http://127.0.0.1:$port/webhooks/$(source_of "$body")" \
@@ -134,9 +137,9 @@ for (target, body, c), f in sorted(by.items(), key=lambda item: (item[0][1], int
 PY
 python3 - "$work/open.jsonl" <<'PY'
 import json, sys
-print(f"{'open loop':<10} {'rate':>6} {'target':<14} {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>7} {'max':>7} {'late':>5} {'non-2xx':>7} {'cpu/10k':>7} {'gen cpu':>7}")
+print(f"{'open loop':<10} {'rate':>6} {'target':<14} {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>7} {'max':>7} {'late':>5} {'unsent':>6} {'non-2xx':>7} {'cpu/10k':>7} {'gen cpu':>7}")
 for line in open(sys.argv[1]):
     r = json.loads(line); f = r["figures"]; l = f["latency_ms"]
     bad = sum(n for status, n in f["statuses"].items() if not status.startswith("2"))
-    print(f"{r['body']:<10} {f['rate']:>6.0f} {r['target']:<14} {l['p50']:>6.2f} {l['p90']:>6.2f} {l['p99']:>6.2f} {l['p999']:>7.2f} {l['max']:>7.2f} {f['late_sends']:>5} {bad:>7} {r['server_cpu_s_per_10k']:>7.2f} {f['generator_cpu_seconds']:>7.2f}")
+    print(f"{r['body']:<10} {f['rate']:>6.0f} {r['target']:<14} {l['p50']:>6.2f} {l['p90']:>6.2f} {l['p99']:>6.2f} {l['p999']:>7.2f} {l['max']:>7.2f} {f['late_sends']:>5} {f['unsent']:>6} {bad:>7} {r['server_cpu_s_per_10k']:>7.2f} {f['generator_cpu_seconds']:>7.2f}")
 PY

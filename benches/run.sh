@@ -5,7 +5,9 @@
 #
 # Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
 # cluster: `finhook-sim kafka`), finhook, and the two ceilings, and drives them with
-# `finhook-bench load`. Prints one line per run and a summary; figures only, no pass/fail.
+# `finhook-bench load` (closed loop, unique events, every 2xx'd id read back from Kafka) and
+# `finhook-bench pace` (open loop, one fixed body). Prints one line per run and a summary;
+# figures only, no pass/fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SECONDS_PER_RUN:-10}

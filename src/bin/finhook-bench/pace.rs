@@ -4,10 +4,11 @@
 //! and the answer is parsed only as far as its status and length. One thread, no allocation
 //! per request, so the generator stays a small share of the machine it measures.
 //!
-//! Latency is counted from when the request was due, not from when it was written, whenever
-//! no connection was free at that moment: waiting for a connection is the queueing a real
-//! sender would have seen (no "coordinated omission"). A request sent on time is counted from
-//! its write, so the timer's millisecond granularity does not add to every figure.
+//! A request written more than a millisecond after it was due (every connection was busy, or
+//! this thread fell behind) is timed from when it was due: that wait is the queueing a real
+//! sender would have seen (no "coordinated omission"), and it is counted as a late send. A
+//! request written on time is timed from its write, so the timer's millisecond granularity
+//! does not add to every figure.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,6 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Past this much after its due time, a request counts as sent late.
+const LATE: Duration = Duration::from_millis(1);
+/// An answer slower than this counts as a failure (status 0) and its connection is replaced.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to send, how fast and for how long.
 pub struct PacePlan {
@@ -30,16 +36,27 @@ pub struct PacePlan {
 
 #[derive(Default)]
 struct Tally {
-    /// Microseconds from due (or written) to the answer's last byte.
+    /// Microseconds from due (or written) to the answer's last byte, for every answer.
     latencies_us: Vec<u32>,
-    /// Answers by status; 0 counts broken connections.
+    /// Answers by status; 0 counts broken, timed-out or unreadable exchanges.
     statuses: std::collections::BTreeMap<u16, u64>,
-    /// Requests written more than a millisecond after they were due (no free connection).
+    /// Requests written more than [`LATE`] after they were due.
     late: u64,
+    /// Requests of the schedule never sent (every sender lost its connection for good).
+    unsent: u64,
 }
 
 /// Runs the plan on a single-threaded runtime of its own and returns the figures as JSON.
 pub fn run(plan: PacePlan) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        plan.url.scheme_str().is_none_or(|scheme| scheme == "http"),
+        "pace speaks plain HTTP/1.1 only"
+    );
+    anyhow::ensure!(
+        plan.rate.is_finite() && plan.rate > 0.0,
+        "the rate must be a positive number"
+    );
+    anyhow::ensure!(plan.connections > 0, "at least one connection is needed");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -55,16 +72,16 @@ pub fn run(plan: PacePlan) -> anyhow::Result<serde_json::Value> {
         let index = ((latencies.len() - 1) as f64 * fraction).round() as usize;
         f64::from(latencies[index]) / 1000.0
     };
-    let due = (plan.rate * plan.duration.as_secs_f64()).round();
     Ok(serde_json::json!({
         "mode": "open",
         "rate": plan.rate,
         "connections": plan.connections,
         "seconds": elapsed.as_secs_f64(),
-        "due": due,
+        "due": scheduled(&plan),
         "answered": latencies.len(),
         "answered_per_second": latencies.len() as f64 / elapsed.as_secs_f64(),
         "late_sends": tally.late,
+        "unsent": tally.unsent,
         "latency_ms": {
             "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999),
             "max": at(1.0),
@@ -74,70 +91,101 @@ pub fn run(plan: PacePlan) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
+/// Requests the schedule holds.
+fn scheduled(plan: &PacePlan) -> u64 {
+    (plan.rate * plan.duration.as_secs_f64()).round() as u64
+}
+
 async fn drive(plan: &PacePlan) -> anyhow::Result<(Tally, Duration)> {
     let host = plan.url.host().context("the URL has no host")?;
     let port = plan.url.port_u16().unwrap_or(80);
-    let address = format!("{host}:{port}");
+    let address: Rc<str> = format!("{host}:{port}").into();
     let request: Rc<[u8]> = request_bytes(plan, host).into();
-    let mut streams = Vec::with_capacity(plan.connections);
+    let mut connections = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
-        let stream = TcpStream::connect(&address)
-            .await
-            .with_context(|| format!("connecting to {address}"))?;
-        stream.set_nodelay(true)?;
-        streams.push(stream);
+        connections.push(Connection::open(&address).await?);
     }
-    let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    let total = scheduled(plan);
     let interval = Duration::from_secs_f64(1.0 / plan.rate);
     let next_ticket = Rc::new(Cell::new(0u64));
     let tally = Rc::new(RefCell::new(Tally::default()));
     let started = Instant::now();
     let local = tokio::task::LocalSet::new();
-    for stream in streams {
-        let (request, next_ticket, tally) = (
-            Rc::clone(&request),
-            Rc::clone(&next_ticket),
-            Rc::clone(&tally),
-        );
-        local.spawn_local(async move {
-            let mut connection = Connection::new(stream);
-            loop {
-                let ticket = next_ticket.get();
-                if ticket >= total {
-                    break;
-                }
-                next_ticket.set(ticket + 1);
-                let due = started + interval.mul_f64(ticket as f64);
-                let now = Instant::now();
-                let counted_from = if now < due {
-                    tokio::time::sleep_until(due.into()).await;
-                    Instant::now()
-                } else {
-                    if now - due > Duration::from_millis(1) {
-                        tally.borrow_mut().late += 1;
-                    }
-                    due
-                };
-                let status = connection.exchange(&request).await;
-                let latency = counted_from.elapsed();
-                let mut tally = tally.borrow_mut();
-                *tally.statuses.entry(status.unwrap_or(0)).or_default() += 1;
-                if status.is_none() {
-                    // A broken connection ends this sender; the others carry on.
-                    break;
-                }
-                tally
-                    .latencies_us
-                    .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
-            }
-        });
+    for connection in connections {
+        let sender = Sender {
+            connection,
+            address: Rc::clone(&address),
+            request: Rc::clone(&request),
+            next_ticket: Rc::clone(&next_ticket),
+            tally: Rc::clone(&tally),
+        };
+        local.spawn_local(sender.run(started, interval, total));
     }
     local.await;
     let elapsed = started.elapsed();
-    let tally = Rc::try_unwrap(tally)
+    let mut tally = Rc::try_unwrap(tally)
         .map_err(|_| anyhow::anyhow!("a sender outlived the run"))?
         .into_inner();
+    tally.unsent = total.saturating_sub(next_ticket.get());
     Ok((tally, elapsed))
+}
+
+/// One connection's loop: take the next ticket of the schedule, wait for its time, send.
+struct Sender {
+    connection: Connection,
+    address: Rc<str>,
+    request: Rc<[u8]>,
+    next_ticket: Rc<Cell<u64>>,
+    tally: Rc<RefCell<Tally>>,
+}
+
+impl Sender {
+    async fn run(mut self, started: Instant, interval: Duration, total: u64) {
+        loop {
+            let ticket = self.next_ticket.get();
+            if ticket >= total {
+                return;
+            }
+            self.next_ticket.set(ticket + 1);
+            let due = started + interval.mul_f64(ticket as f64);
+            if Instant::now() < due {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let now = Instant::now();
+            let counted_from = if now - due > LATE {
+                self.tally.borrow_mut().late += 1;
+                due
+            } else {
+                now
+            };
+            let answer =
+                tokio::time::timeout(ANSWER_TIMEOUT, self.connection.exchange(&self.request))
+                    .await
+                    .ok()
+                    .flatten();
+            let latency = counted_from.elapsed();
+            let keep_connection = {
+                let mut tally = self.tally.borrow_mut();
+                let status = answer.as_ref().map_or(0, |answer| answer.status);
+                *tally.statuses.entry(status).or_default() += 1;
+                if answer.is_some() {
+                    tally
+                        .latencies_us
+                        .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+                }
+                answer.is_some_and(|answer| answer.keep_alive)
+            };
+            // A closed, broken or confused connection is replaced, so that the schedule keeps
+            // its capacity; a sender that cannot reconnect stops, and its tickets go to the
+            // others (or, with none left, are reported unsent).
+            if !keep_connection {
+                match Connection::open(&self.address).await {
+                    Ok(fresh) => self.connection = fresh,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
 }
 
 /// The whole request, built once: every request of the run is these bytes.
@@ -163,23 +211,39 @@ struct Connection {
     buffer: Vec<u8>,
 }
 
+/// What came back for one request.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    /// False when the server said `Connection: close`.
+    keep_alive: bool,
+}
+
 impl Connection {
-    fn new(stream: TcpStream) -> Self {
-        Self {
+    async fn open(address: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address)
+            .await
+            .with_context(|| format!("connecting to {address}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
             stream,
             buffer: Vec::with_capacity(4096),
-        }
+        })
     }
 
-    /// Writes `request` and reads one answer; its status, or `None` if the connection broke.
-    async fn exchange(&mut self, request: &[u8]) -> Option<u16> {
+    /// Writes `request` and reads one answer; `None` if the connection broke or the answer is
+    /// not one pace can frame.
+    async fn exchange(&mut self, request: &[u8]) -> Option<Answer> {
         self.stream.write_all(request).await.ok()?;
         self.buffer.clear();
         loop {
-            if let Some((status, length)) = complete_answer(&self.buffer) {
-                // Anything past this answer would be a pipelining bug on the server's side.
-                self.buffer.drain(..length);
-                return Some(status);
+            match parse_answer(&self.buffer) {
+                // One request at a time: bytes past the answer mean a confused exchange.
+                Parsed::Complete(answer, length) => {
+                    return (length == self.buffer.len()).then_some(answer)
+                }
+                Parsed::Invalid => return None,
+                Parsed::Partial => {}
             }
             if self.buffer.capacity() - self.buffer.len() < 1024 {
                 self.buffer.reserve(4096);
@@ -192,21 +256,53 @@ impl Connection {
     }
 }
 
-/// The status and total length of the answer at the start of `buffer`, once all of it is there.
-fn complete_answer(buffer: &[u8]) -> Option<(u16, usize)> {
+/// How far the bytes of an answer have come.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Partial,
+    /// The answer and its total length in bytes.
+    Complete(Answer, usize),
+    /// Not HTTP/1.1, or a body framed other than by `Content-Length` (chunked): pace reads
+    /// only what finhook and the ceilings send.
+    Invalid,
+}
+
+fn parse_answer(buffer: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head_length) = response.parse(buffer).ok()? else {
-        return None;
+    let head_length = match response.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
     };
-    let body_length = response
-        .headers
-        .iter()
-        .find(|header| header.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|header| std::str::from_utf8(header.value).ok()?.trim().parse().ok())
-        .unwrap_or(0usize);
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|header| header.name.eq_ignore_ascii_case(name))
+            .map(|header| std::str::from_utf8(header.value).map(str::trim))
+    };
+    if header("transfer-encoding").is_some() {
+        return Parsed::Invalid;
+    }
+    let body_length = match header("content-length") {
+        None => 0,
+        Some(Ok(value)) => match value.parse::<usize>() {
+            Ok(length) => length,
+            Err(_) => return Parsed::Invalid,
+        },
+        Some(Err(_)) => return Parsed::Invalid,
+    };
+    let keep_alive =
+        !matches!(header("connection"), Some(Ok(value)) if value.eq_ignore_ascii_case("close"));
+    let Some(status) = response.code else {
+        return Parsed::Invalid;
+    };
     let length = head_length + body_length;
-    (buffer.len() >= length).then_some((response.code?, length))
+    if buffer.len() < length {
+        return Parsed::Partial;
+    }
+    Parsed::Complete(Answer { status, keep_alive }, length)
 }
 
 #[cfg(test)]
@@ -217,11 +313,101 @@ mod tests {
     fn an_answer_is_complete_only_with_its_whole_body() {
         let head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\n";
         let mut buffer = head.to_vec();
-        assert_eq!(complete_answer(&buffer), None);
+        assert_eq!(parse_answer(&buffer), Parsed::Partial);
         buffer.extend_from_slice(b"abc");
-        assert_eq!(complete_answer(&buffer), None);
+        assert_eq!(parse_answer(&buffer), Parsed::Partial);
         buffer.extend_from_slice(b"de");
-        assert_eq!(complete_answer(&buffer), Some((503, head.len() + 5)));
-        assert_eq!(complete_answer(b"HTTP/1.1 200 OK\r\n"), None);
+        let answer = Answer {
+            status: 503,
+            keep_alive: true,
+        };
+        assert_eq!(
+            parse_answer(&buffer),
+            Parsed::Complete(answer, head.len() + 5)
+        );
+        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\n"), Parsed::Partial);
+    }
+
+    #[test]
+    fn answers_pace_cannot_frame_are_refused() {
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(chunked), Parsed::Invalid);
+        assert_eq!(parse_answer(b"garbage\r\n\r\n"), Parsed::Invalid);
+        let bad_length = b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n";
+        assert_eq!(parse_answer(bad_length), Parsed::Invalid);
+    }
+
+    #[test]
+    fn connection_close_is_noticed() {
+        let closing = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let answer = Answer {
+            status: 200,
+            keep_alive: false,
+        };
+        assert_eq!(
+            parse_answer(closing),
+            Parsed::Complete(answer, closing.len())
+        );
+    }
+
+    /// Against a server that answers after a pause: every scheduled request is answered, and
+    /// those sent on time are timed from their write, so the figures hold the pause and little
+    /// else; with one connection and a rate it cannot keep, sends are late and timed from due.
+    #[test]
+    fn the_schedule_is_kept_and_queueing_is_counted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buffer = [0u8; 4096];
+                    let mut pending = Vec::new();
+                    loop {
+                        let Ok(read) = stream.read(&mut buffer) else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buffer[..read]);
+                        // Each request is a head and a 2-byte body.
+                        while let Some(end) =
+                            pending.windows(4).position(|window| window == b"\r\n\r\n")
+                        {
+                            if pending.len() < end + 4 + 2 {
+                                break;
+                            }
+                            pending.drain(..end + 4 + 2);
+                            std::thread::sleep(Duration::from_millis(5));
+                            let answer = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok";
+                            if stream.write_all(answer).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let plan = |rate: f64, connections: usize| PacePlan {
+            url: format!("http://{address}/webhooks/x").parse().unwrap(),
+            body: b"{}".to_vec(),
+            headers: vec!["X-Test: 1".to_owned()],
+            rate,
+            connections,
+            duration: Duration::from_secs(1),
+        };
+        let relaxed = run(plan(100.0, 4)).unwrap();
+        assert_eq!(relaxed["answered"], 100);
+        assert_eq!(relaxed["statuses"]["202"], 100);
+        assert_eq!(relaxed["unsent"], 0);
+        assert!(relaxed["latency_ms"]["p50"].as_f64().unwrap() >= 5.0);
+
+        // One connection answering every 5 ms cannot carry 400/s: requests queue behind it.
+        let overloaded = run(plan(400.0, 1)).unwrap();
+        assert!(overloaded["late_sends"].as_u64().unwrap() > 100);
+        assert!(overloaded["latency_ms"]["p99"].as_f64().unwrap() > 100.0);
     }
 }
