@@ -73,7 +73,7 @@ impl App {
             .context("creating the Kafka producer")?;
         metrics.register_sources(sources.names());
         let http = OxlinClient::http_client().context("creating the HTTP client")?;
-        let policies = Arc::new(config.protection.policies()?);
+        let policies = sources.policies();
         let mut pollers = Vec::new();
         for (name, poller_config) in &config.pollers {
             let protection = crate::poller::Protection {

@@ -32,8 +32,6 @@ use crate::secret::Secret;
 pub const SEALED_FIELD: &str = "finhook-field:v1";
 /// What a redacted value becomes.
 pub const REDACTED_VALUE: &str = "[redacted]";
-/// How deep a payload may nest to be protected (serde_json's own limit is 128).
-const MAX_DEPTH: usize = 128;
 
 /// What is done to a chosen field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -176,8 +174,10 @@ impl FieldPath {
 /// than out unprotected.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtectError {
-    #[error("the payload nests deeper than {MAX_DEPTH} levels: it cannot be protected")]
-    TooDeep,
+    /// serde_json refuses payloads nested deeper than 128 levels, which also bounds the
+    /// recursion of [`Policy::apply`]'s walk.
+    #[error("the payload cannot be read to protect it: {0}")]
+    Unreadable(#[from] serde_json::Error),
 }
 
 /// A named policy with the keys it needs.
@@ -226,24 +226,15 @@ impl Policy {
 
     /// The payload `data` (valid JSON) with the policy applied, as compact JSON.
     pub fn apply(&self, data: &str) -> Result<String, ProtectError> {
-        let mut value: Value = serde_json::from_str(data).map_err(|_| ProtectError::TooDeep)?;
+        let mut value: Value = serde_json::from_str(data)?;
         let mut path = Vec::new();
-        self.visit(&mut value, &mut path, None, 0)?;
+        self.visit(&mut value, &mut path, None);
         Ok(serde_json::to_string(&value).expect("a JSON value serializes"))
     }
 
     /// `path` is kept only when the policy has explicit fields (it costs an allocation per
     /// member); `parent` is the nearest member name above, normalized.
-    fn visit(
-        &self,
-        value: &mut Value,
-        path: &mut Vec<String>,
-        parent: Option<&str>,
-        depth: usize,
-    ) -> Result<(), ProtectError> {
-        if depth > MAX_DEPTH {
-            return Err(ProtectError::TooDeep);
-        }
+    fn visit(&self, value: &mut Value, path: &mut Vec<String>, parent: Option<&str>) {
         let track = !self.fields.is_empty();
         match value {
             Value::Object(members) => {
@@ -254,7 +245,7 @@ impl Policy {
                     let normal = (!self.presets.is_empty()).then(|| normalized(name));
                     match self.action_for(path, normal.as_deref(), parent) {
                         Some(action) => *member = self.protect(action, member),
-                        None => self.visit(member, path, normal.as_deref(), depth + 1)?,
+                        None => self.visit(member, path, normal.as_deref()),
                     }
                     if track {
                         path.pop();
@@ -268,7 +259,7 @@ impl Policy {
                     }
                     match track.then(|| self.explicit_action(path)).flatten() {
                         Some(action) => *item = self.protect(action, item),
-                        None => self.visit(item, path, parent, depth + 1)?,
+                        None => self.visit(item, path, parent),
                     }
                     if track {
                         path.pop();
@@ -283,7 +274,6 @@ impl Policy {
             }
             _ => {}
         }
-        Ok(())
     }
 
     fn explicit_action(&self, path: &[String]) -> Option<Action> {
@@ -537,7 +527,9 @@ mod tests {
     #[test]
     fn too_deep_a_payload_is_refused_not_published_unprotected() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let result = policy(vec![Preset::Iban], Action::Redact, &[]).apply(&deep);
-        assert!(result.is_err());
+        let error = policy(vec![Preset::Iban], Action::Redact, &[])
+            .apply(&deep)
+            .unwrap_err();
+        assert!(error.to_string().contains("recursion limit"), "{error}");
     }
 }

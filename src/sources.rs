@@ -89,7 +89,9 @@ impl Source {
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     by_name: HashMap<String, Arc<Source>>,
-    policies: BTreeMap<String, Arc<Policy>>,
+    /// Every `[protection]` policy, built once (key files read, HMAC keyed) and shared with
+    /// the pollers.
+    policies: Arc<BTreeMap<String, Arc<Policy>>>,
 }
 
 impl Sources {
@@ -97,7 +99,7 @@ impl Sources {
     /// shared for key fetches).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let context = BuildContext::new();
-        let policies = config.protection.policies()?;
+        let policies = Arc::new(config.protection.policies()?);
         let mut sources = HashMap::new();
         for (name, source) in &config.sources {
             let secrets = source.resolve_secrets(name)?;
@@ -146,6 +148,11 @@ impl Sources {
     /// A protection policy by name.
     pub fn policy(&self, name: &str) -> Option<&Arc<Policy>> {
         self.policies.get(name)
+    }
+
+    /// All the policies by name, for the pollers (the same objects the sources use).
+    pub fn policies(&self) -> Arc<BTreeMap<String, Arc<Policy>>> {
+        Arc::clone(&self.policies)
     }
 }
 

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::providers;
 use crate::publish::Publisher;
 use crate::sources::Sources;
-use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
+use crate::vocabulary::Ingress;
 
 /// Where in each partition of the dead-letter topic reading starts.
 #[derive(Debug, Clone, Copy)]
@@ -124,19 +124,24 @@ pub fn run(
     };
     for record in &records {
         summary.read += 1;
-        match redrive_one(
+        let outcomes = redrive_one(
             record,
             &sources,
             &poller_policies,
             &routing,
             publisher.as_ref(),
             &runtime,
-        ) {
-            Outcome::Redriven(event_type) => *summary.redriven.entry(event_type).or_default() += 1,
-            Outcome::StillFailing(reason) => {
-                *summary.still_failing.entry(reason.to_owned()).or_default() += 1
+        );
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Redriven(event_type) => {
+                    *summary.redriven.entry(event_type).or_default() += 1
+                }
+                Outcome::StillFailing(reason) => {
+                    *summary.still_failing.entry(reason.to_owned()).or_default() += 1
+                }
+                Outcome::Skipped(why) => *summary.skipped.entry(why.to_owned()).or_default() += 1,
             }
-            Outcome::Skipped(why) => *summary.skipped.entry(why.to_owned()).or_default() += 1,
         }
         progress.advance();
     }
@@ -181,15 +186,15 @@ fn redrive_one(
     routing: &crate::publish::Routing,
     publisher: Option<&Arc<Publisher>>,
     runtime: &tokio::runtime::Runtime,
-) -> Outcome {
+) -> Vec<Outcome> {
     if record.header("ce_type") != Some(crate::publish::dead_letter::DEAD_LETTER_TYPE) {
-        return Outcome::Skipped("not_a_dead_letter");
+        return vec![Outcome::Skipped("not_a_dead_letter")];
     }
     if record.header("ce_bodysize").is_some() {
-        return Outcome::Skipped("body_not_kept");
+        return vec![Outcome::Skipped("body_not_kept")];
     }
     let Some(entry) = record.header("ce_provider").and_then(providers::entry) else {
-        return Outcome::Skipped("source_not_configured");
+        return vec![Outcome::Skipped("source_not_configured")];
     };
     let kind = entry.kind();
     let source_name = record
@@ -225,72 +230,91 @@ fn redrive_one(
         }
     }
     let raw = record.value.as_slice();
-    let facts: Result<EventFacts, NormalizeError> = match ingress {
+    // The letter is read as live traffic would read it: a webhook body split into its events
+    // when its source takes batches, a queue letter (one event, or a whole page that could not
+    // be read) as a page.
+    let page;
+    let (items, fallback) = match ingress {
         Ingress::Webhook => {
             let Some(source) = sources
                 .get(&source_name)
                 .filter(|source| source.kind == kind)
             else {
-                return Outcome::Skipped("source_not_configured");
+                return vec![Outcome::Skipped("source_not_configured")];
             };
             let verified = match record.header("ce_pathevent") {
                 Some(event) => Verified::assume_at(raw, &request_headers, event),
                 // Authenticated when it was received; it is read, not verified, again.
                 None => Verified::assume(raw, &request_headers),
             };
-            source.read(&verified)
+            let items = match source.split(&verified) {
+                None => vec![ingest::item(
+                    &origin,
+                    source.read(&verified),
+                    raw,
+                    &request_headers,
+                )],
+                Some(Ok(events)) => events
+                    .into_iter()
+                    .map(|event| {
+                        let facts = source.read(&verified.part(event));
+                        ingest::item(&origin, facts, event, &request_headers)
+                    })
+                    .collect(),
+                Some(Err(error)) => vec![ingest::item(&origin, Err(error), raw, &request_headers)],
+            };
+            (items, source.protection.as_deref())
         }
-        Ingress::Queue => read_queue_event(entry, raw, record.header("ce_userid").unwrap_or("")),
-    };
-    let item = ingest::item(&origin, facts, raw, &request_headers);
-    // The route's policy when it names one, else the source's, as for live traffic. (A dry run
-    // has no publisher to route with: it applies the source's.)
-    // A webhook's source, or for a queue event its poller (named like a source in ce_source);
-    // a route that names a policy wins, as for live traffic (dry runs included).
-    let fallback = match ingress {
-        Ingress::Webhook => sources
-            .get(&source_name)
-            .and_then(|source| source.protection.as_deref()),
-        Ingress::Queue => poller_policies
-            .get(&source_name)
-            .and_then(|name| sources.policy(name))
-            .map(|policy| policy.as_ref()),
-    };
-    let policy = ingest::choose_policy(
-        routing,
-        |name| sources.policy(name).map(|policy| policy.as_ref()),
-        fallback,
-        &item,
-    );
-    let envelope = match ingest::protect(item, policy, &request_headers) {
-        ingest::Item::Event { envelope, .. } => envelope,
-        ingest::Item::DeadLetter(letter) => return Outcome::StillFailing(letter.reason),
-    };
-    let event_type = envelope.event_type.to_owned();
-    if let Some(publisher) = publisher {
-        if let Err(error) = runtime.block_on(publisher.publish_event(&envelope)) {
-            tracing::error!(%error, id = %envelope.id, "a redriven event was not published");
-            return Outcome::StillFailing("kafka_refused");
+        Ingress::Queue => {
+            let user_id = record.header("ce_userid").unwrap_or("");
+            page = queue_page(raw);
+            let items = crate::poller::page::items(&origin, &page, user_id, |item| item);
+            // A queue event's poller is named like a source in ce_source.
+            let policy = poller_policies
+                .get(&source_name)
+                .and_then(|name| sources.policy(name))
+                .map(|policy| policy.as_ref());
+            (items, policy)
         }
-    }
-    Outcome::Redriven(event_type)
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            // A route that names a policy wins over the source's or poller's, as for live
+            // traffic (dry runs included).
+            let policy = ingest::choose_policy(
+                routing,
+                |name| sources.policy(name).map(|policy| policy.as_ref()),
+                fallback,
+                &item,
+            );
+            let envelope = match ingest::protect(item, policy, &request_headers) {
+                ingest::Item::Event { envelope, .. } => envelope,
+                ingest::Item::DeadLetter(letter) => return Outcome::StillFailing(letter.reason),
+            };
+            let event_type = envelope.event_type.to_owned();
+            if let Some(publisher) = publisher {
+                if let Err(error) = runtime.block_on(publisher.publish_event(&envelope)) {
+                    tracing::error!(%error, id = %envelope.id, "a redriven event was not published");
+                    return Outcome::StillFailing("kafka_refused");
+                }
+            }
+            Outcome::Redriven(event_type)
+        })
+        .collect()
 }
 
-/// A queue dead letter holds one event (or a page that could not be split): read it as a page
-/// of its own, as the poller would have.
-fn read_queue_event(
-    entry: &dyn providers::Entry,
-    raw: &[u8],
-    user_id: &str,
-) -> Result<EventFacts, NormalizeError> {
-    let settings = entry.default_settings();
-    let page = [b"[".as_slice(), raw, b"]"].concat();
-    let events = settings
-        .read_queue_page(&page, user_id)
-        .ok_or(NormalizeError::MissingField("a queue reader"))??;
-    match events.into_iter().next() {
-        Some((_, facts)) => facts,
-        None => Err(NormalizeError::NotAnObject),
+/// A queue dead letter holds one event, or a whole page the poller could not read: either way
+/// it is read as a page (an array), as the poller would have.
+fn queue_page(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let is_array = raw
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'[');
+    if is_array {
+        std::borrow::Cow::Borrowed(raw)
+    } else {
+        std::borrow::Cow::Owned([b"[".as_slice(), raw, b"]"].concat())
     }
 }
 
@@ -483,4 +507,56 @@ fn print_summary(summary: &Summary) -> std::io::Result<()> {
         total(&summary.skipped),
         list(&summary.skipped)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::dead_letter::DEAD_LETTER_TYPE;
+
+    /// A dead letter of the poller `oxlin`'s queue for user `u1`, holding `value`.
+    fn queue_letter(value: &[u8]) -> DeadRecord {
+        let headers = [
+            ("ce_type", DEAD_LETTER_TYPE),
+            ("ce_provider", "linxo"),
+            ("ce_source", "finhook://linxo/oxlin"),
+            ("ce_ingress", "queue"),
+            ("ce_userid", "u1"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
+        .collect();
+        DeadRecord {
+            value: value.to_vec(),
+            headers,
+        }
+    }
+
+    /// Dry runs (no publisher) of one letter: what each of its events became.
+    fn dry_run(letter: &DeadRecord) -> Vec<Outcome> {
+        let config = Config::load(None).unwrap();
+        let sources = Sources::from_config(&config).unwrap();
+        let routing =
+            crate::publish::Routing::new(&config.kafka.routes, &config.kafka.topics.default);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        redrive_one(letter, &sources, &BTreeMap::new(), &routing, None, &runtime)
+    }
+
+    #[test]
+    fn a_queue_letter_is_read_as_a_page_whether_it_holds_one_event_or_all_of_them() {
+        let page: &[u8] = include_bytes!("../../tests/fixtures/oxlin-queue/poll-page-1.json");
+        let events: Vec<serde_json::Value> = serde_json::from_slice(page).unwrap();
+        assert!(events.len() > 1);
+
+        let whole_page = dry_run(&queue_letter(page));
+        assert_eq!(whole_page.len(), events.len());
+        assert!(whole_page
+            .iter()
+            .all(|outcome| matches!(outcome, Outcome::Redriven(_))));
+
+        let one_event = dry_run(&queue_letter(events[0].to_string().as_bytes()));
+        assert!(matches!(one_event.as_slice(), [Outcome::Redriven(_)]));
+    }
 }

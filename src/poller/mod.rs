@@ -6,7 +6,7 @@
 pub mod assignment;
 mod backoff;
 pub mod client;
-mod page;
+pub(crate) mod page;
 mod user;
 
 use std::collections::HashMap;
