@@ -252,7 +252,7 @@ fn messages() -> Value {
             json!({ "type": "string", "description": description }),
         );
     }
-    header_properties.insert("ce_type".to_owned(), json!({ "enum": types }));
+    header_properties["ce_type"]["enum"] = json!(types);
     json!({
         "envelope": {
             "name": "envelope",
@@ -300,4 +300,51 @@ fn messages() -> Value {
             "bindings": { "kafka": string_key("The Oxlin user id, in the same partition as its user record.") },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Envelope, Origin};
+    use crate::vocabulary::{EventFacts, Ingress, ProviderKind};
+
+    /// The documented headers are the ones an envelope writes: every optional attribute set,
+    /// every header it emits is described (and `ce_type` keeps both its text and its values).
+    #[test]
+    fn every_header_an_envelope_writes_is_documented() {
+        let mut facts = EventFacts::new(EventType::ConnectionSyncFailed, "CONNECTIONS.UPDATED");
+        facts.provider_event_id = Some("e1".to_owned());
+        facts.connection_id = Some("c1".to_owned());
+        facts.user_id = Some("u1".to_owned());
+        facts.channel_id = Some("ch1".to_owned());
+        facts.time = Some(time::OffsetDateTime::UNIX_EPOCH);
+        facts.reason = Some("FAILED".to_owned());
+        facts.provider_status = Some("FAILED".to_owned());
+        facts.account_count = Some(2);
+        facts.accounts_truncated = Some(false);
+        facts.new_transactions = Some(true);
+        let origin = Origin {
+            provider: ProviderKind::new("linxo"),
+            source_name: "l",
+            ingress: Ingress::Webhook,
+            received_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let mut envelope = Envelope::new(&origin, facts, b"{}", "{}");
+        envelope.dataprotection = Some("p".to_owned());
+        let messages = messages();
+        let documented = messages["envelope"]["headers"]["properties"]
+            .as_object()
+            .unwrap();
+        let mut emitted = Vec::new();
+        envelope.each_kafka_header(|name, _| emitted.push(name));
+        assert_eq!(emitted.len(), 22, "{emitted:?}");
+        for name in emitted {
+            assert!(documented.contains_key(name), "{name} is not documented");
+        }
+        assert!(documented["ce_type"]["description"].is_string());
+        assert_eq!(
+            documented["ce_type"]["enum"].as_array().unwrap().len(),
+            EventType::ALL.len()
+        );
+    }
 }

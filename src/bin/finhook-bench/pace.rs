@@ -416,4 +416,61 @@ mod tests {
         assert!(overloaded["late_sends"].as_u64().unwrap() > 100);
         assert!(overloaded["latency_ms"]["p99"].as_f64().unwrap() > 100.0);
     }
+
+    /// A server that hangs up on every connection and stops listening: each exchange counts as
+    /// status 0, no sender can reconnect, and the rest of the schedule is reported unsent.
+    #[test]
+    fn failures_and_unsent_requests_are_reported() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let accepted: Vec<_> = listener.incoming().take(2).map(Result::unwrap).collect();
+            drop(listener);
+            for mut stream in accepted {
+                use std::io::Read;
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer);
+            }
+        });
+        let figures = run(PacePlan {
+            url: format!("http://{address}/").parse().unwrap(),
+            body: b"{}".to_vec(),
+            headers: Vec::new(),
+            rate: 100.0,
+            connections: 2,
+            duration: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(figures["answered"], 0);
+        assert_eq!(figures["statuses"]["0"], 2);
+        assert_eq!(figures["unsent"], 98);
+    }
+
+    #[test]
+    fn plans_it_cannot_run_are_refused() {
+        let plan = |url: &str, rate: f64, connections: usize| PacePlan {
+            url: url.parse().unwrap(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            rate,
+            connections,
+            duration: Duration::from_secs(1),
+        };
+        // A server that is there, so only the plan can be what is refused.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = format!("http://{}/", listener.local_addr().unwrap());
+        let https = http.replace("http:", "https:");
+        for (url, rate, connections) in [
+            (https.as_str(), 10.0, 1),
+            (http.as_str(), 0.0, 1),
+            (http.as_str(), f64::NAN, 1),
+            (http.as_str(), 10.0, 0),
+        ] {
+            let error = run(plan(url, rate, connections)).unwrap_err().to_string();
+            assert!(
+                !error.contains("connecting"),
+                "{url} {rate} {connections}: {error}"
+            );
+        }
+    }
 }
