@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::registry::PreviousKey;
+use super::registry::{build_keyring, read_key, PreviousKey};
 use super::ConfigError;
 use crate::keyring::Keyring;
 use crate::protection::{Action, FieldPath, Policy, Preset};
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,17 +124,10 @@ impl ProtectionConfig {
 
     /// The encryption keys, files read; `None` without an encryption key.
     pub fn keyring(&self) -> Result<Option<Keyring>, ConfigError> {
-        let read = |key: &str, inline: &Option<Secret>, file: &Option<PathBuf>| {
-            secret::resolve(inline, file).map_err(|source| ConfigError::SecretFile {
-                key: key.to_owned(),
-                path: file.clone().unwrap_or_default(),
-                source,
-            })
-        };
         let Some(id) = &self.encryption_key_id else {
             return Ok(None);
         };
-        let Some(current) = read(
+        let Some(current) = read_key(
             "protection.encryption_key_file",
             &self.encryption_key,
             &self.encryption_key_file,
@@ -142,20 +135,14 @@ impl ProtectionConfig {
         else {
             return Ok(None);
         };
-        let invalid = |error: crate::keyring::CryptoError| {
-            ConfigError::Invalid(vec![format!("protection: {error}")])
-        };
-        let mut ring = Keyring::new(id, &current).map_err(invalid)?;
-        for (index, previous) in self.previous_encryption_keys.iter().enumerate() {
-            if let Some(key) = read(
-                &format!("protection.previous_encryption_keys[{index}].key_file"),
-                &previous.key,
-                &previous.key_file,
-            )? {
-                ring = ring.with_previous(&previous.id, &key).map_err(invalid)?;
-            }
-        }
-        Ok(Some(ring))
+        build_keyring(
+            "protection",
+            "protection.previous_encryption_keys",
+            id,
+            &current,
+            &self.previous_encryption_keys,
+        )
+        .map(Some)
     }
 
     /// Every policy, keys read, by name.
@@ -163,12 +150,11 @@ impl ProtectionConfig {
         if self.policies.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let pseudonymize_key = secret::resolve(&self.pseudonymize_key, &self.pseudonymize_key_file)
-            .map_err(|source| ConfigError::SecretFile {
-                key: "protection.pseudonymize_key_file".to_owned(),
-                path: self.pseudonymize_key_file.clone().unwrap_or_default(),
-                source,
-            })?;
+        let pseudonymize_key = read_key(
+            "protection.pseudonymize_key_file",
+            &self.pseudonymize_key,
+            &self.pseudonymize_key_file,
+        )?;
         let keyring = self.keyring()?.map(Arc::new);
         let mut policies = BTreeMap::new();
         for (name, policy) in &self.policies {

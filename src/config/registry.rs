@@ -55,6 +55,50 @@ pub struct PreviousKey {
     pub key_file: Option<PathBuf>,
 }
 
+/// A key given inline or as a file (`name` is the config key errors report); `None` when
+/// neither is given.
+pub(crate) fn read_key(
+    name: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    secret::resolve(inline, file).map_err(|source| ConfigError::SecretFile {
+        key: name.to_owned(),
+        path: file.clone().unwrap_or_default(),
+        source,
+    })
+}
+
+/// A keyring of the current key `id` and every previous key, for the registry and for field
+/// encryption alike: a previous key without its key, or reusing the current id, is refused.
+/// `section` and `list` name them in errors (`registry`, `registry.previous_keys`).
+pub(crate) fn build_keyring(
+    section: &str,
+    list: &str,
+    id: &str,
+    current: &Secret,
+    previous: &[PreviousKey],
+) -> Result<Keyring, ConfigError> {
+    let invalid = |error: CryptoError| ConfigError::Invalid(vec![format!("{section}: {error}")]);
+    let mut ring = Keyring::new(id, current).map_err(invalid)?;
+    for (index, previous) in previous.iter().enumerate() {
+        let entry = format!("{list}[{index}]");
+        if previous.id == id {
+            return Err(ConfigError::Invalid(vec![format!(
+                "{entry}.id: `{id}` is the current key id"
+            )]));
+        }
+        let key = read_key(
+            &format!("{entry}.key_file"),
+            &previous.key,
+            &previous.key_file,
+        )?
+        .ok_or_else(|| ConfigError::Invalid(vec![format!("{entry}: key or key_file missing")]))?;
+        ring = ring.with_previous(&previous.id, &key).map_err(invalid)?;
+    }
+    Ok(ring)
+}
+
 impl RegistryConfig {
     pub(super) fn validate(&self, problems: &mut Vec<String>) {
         if !self.enabled {
@@ -107,26 +151,14 @@ impl RegistryConfig {
 
     /// Reads the key files and builds the keyring.
     pub fn keyring(&self) -> Result<Keyring, ConfigError> {
-        let read = |key: &str, inline: &Option<Secret>, file: &Option<PathBuf>| {
-            secret::resolve(inline, file)
-                .map_err(|source| ConfigError::SecretFile {
-                    key: key.to_owned(),
-                    path: file.clone().unwrap_or_default(),
-                    source,
-                })?
-                .ok_or_else(|| ConfigError::Invalid(vec![format!("{key}: missing")]))
-        };
-        let invalid = |error: CryptoError| ConfigError::Invalid(vec![format!("registry: {error}")]);
-        let current = read("registry.key_file", &self.key, &self.key_file)?;
-        let mut ring = Keyring::new(&self.key_id, &current).map_err(invalid)?;
-        for (index, previous) in self.previous_keys.iter().enumerate() {
-            let key = read(
-                &format!("registry.previous_keys[{index}].key_file"),
-                &previous.key,
-                &previous.key_file,
-            )?;
-            ring = ring.with_previous(&previous.id, &key).map_err(invalid)?;
-        }
-        Ok(ring)
+        let current = read_key("registry.key_file", &self.key, &self.key_file)?
+            .ok_or_else(|| ConfigError::Invalid(vec!["registry.key_file: missing".to_owned()]))?;
+        build_keyring(
+            "registry",
+            "registry.previous_keys",
+            &self.key_id,
+            &current,
+            &self.previous_keys,
+        )
     }
 }

@@ -398,3 +398,30 @@ fn the_default_toml_poller_example_shows_the_real_defaults() {
         );
     }
 }
+
+/// Field encryption and the registry share one keyring builder: a previous key that reuses the
+/// current id, or gives no key, is refused for both (field encryption used to skip the latter).
+#[test]
+fn previous_keys_are_checked_alike_for_field_encryption_and_the_registry() {
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let protection = |previous: &str| {
+        let config = parse(&format!(
+            "[protection]\nencryption_key_id = \"f2\"\nencryption_key = \"{KEY}\"\n[[protection.previous_encryption_keys]]\n{previous}\n"
+        ))
+        .unwrap();
+        config.protection.keyring().map(|ring| ring.is_some())
+    };
+    assert!(protection(&format!("id = \"f1\"\nkey = \"{KEY}\"")).unwrap());
+    let reused = protection(&format!("id = \"f2\"\nkey = \"{KEY}\"")).unwrap_err();
+    assert!(
+        reused.to_string().contains("is the current key id"),
+        "{reused}"
+    );
+    let keyless = protection("id = \"f1\"").unwrap_err();
+    assert!(
+        keyless
+            .to_string()
+            .contains("protection.previous_encryption_keys[0]: key or key_file missing"),
+        "{keyless}"
+    );
+}
