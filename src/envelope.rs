@@ -115,11 +115,11 @@ impl<'a> Envelope<'a> {
             None if facts.unique_per_delivery => per_delivery_id(origin, raw),
             None => derived_id(origin.provider, raw),
         };
-        let key_part = facts
-            .connection_id
-            .clone()
-            .or(facts.fallback_key)
-            .unwrap_or_else(|| format!("event:{id}"));
+        let partitionkey = match (&facts.connection_id, &facts.fallback_key) {
+            (Some(connection), _) => format!("{}:{connection}", origin.provider),
+            (None, Some(fallback)) => format!("{}:{fallback}", origin.provider),
+            (None, None) => format!("{}:event:{id}", origin.provider),
+        };
         Envelope {
             specversion: SPEC_VERSION,
             source: origin.source_uri(),
@@ -133,7 +133,7 @@ impl<'a> Envelope<'a> {
             connectionid: facts.connection_id,
             userid: facts.user_id,
             channelid: facts.channel_id,
-            partitionkey: format!("{}:{key_part}", origin.provider),
+            partitionkey,
             receivedtime: rfc3339(origin.received_at),
             reason: facts.reason,
             accountcount: facts.account_count,
@@ -195,7 +195,7 @@ impl<'a> Envelope<'a> {
             }
         }
         if let Some(count) = self.accountcount {
-            emit("ce_accountcount", &count.to_string());
+            emit("ce_accountcount", itoa::Buffer::new().format(count));
         }
         let flags = [
             ("ce_accountstruncated", self.accountstruncated),
@@ -215,18 +215,24 @@ impl<'a> Envelope<'a> {
 /// every other byte of the provider's payload stay as they were. (Removing all insignificant
 /// whitespace instead cost a third of the CPU of a pretty-printed 25 KB webhook.)
 fn on_one_line(json: &mut [u8]) {
-    let mut position = 0;
-    while let Some(offset) = memchr::memchr2(b'\n', b'\r', &json[position..]) {
-        json[position + offset] = b' ';
-        position += offset + 1;
+    // A plain pass the compiler vectorizes: a pretty-printed body has a line break every few
+    // dozen bytes, and a search call per break (memchr2) cost about 1 µs per 2.7 KB webhook.
+    for byte in json {
+        if matches!(*byte, b'\n' | b'\r') {
+            *byte = b' ';
+        }
     }
 }
 
 /// RFC 3339 in UTC, as CloudEvents `time` requires.
 pub fn rfc3339(time: OffsetDateTime) -> String {
+    // Written into a buffer of the final size: `format` grows an empty one, reallocating
+    // twice per timestamp, and an envelope carries two.
+    let mut text = Vec::with_capacity("2017-11-06T08:04:08.123456789Z".len());
     time.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("a UTC time within range always formats")
+        .format_into(&mut text, &Rfc3339)
+        .expect("a UTC time within range always formats");
+    String::from_utf8(text).expect("RFC 3339 is ASCII")
 }
 
 #[cfg(test)]

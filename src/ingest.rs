@@ -62,6 +62,14 @@ impl Item<'_> {
         }
     }
 
+    /// The id, moved out (the answer to a webhook carries it).
+    pub fn into_id(self) -> String {
+        match self {
+            Item::Event { envelope, .. } => envelope.id,
+            Item::DeadLetter(letter) => letter.id,
+        }
+    }
+
     /// What orders it: the envelope's partition key, or the dead letter's own id.
     pub fn ordering_key(&self) -> &str {
         match self {
@@ -301,7 +309,7 @@ async fn finish_one(
         letter.path_event = request.path_event.map(str::to_owned);
     }
     let delivered = deliver(publisher, metrics, &source.name, &item, request.headers).await?;
-    let id = item.id().to_owned();
+    let id = item.into_id();
     match delivered {
         Delivered::Event => Ok(Ingested::Published { id }),
         Delivered::DeadLettered { reason } => Ok(Ingested::DeadLettered { id, reason }),

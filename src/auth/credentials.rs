@@ -89,10 +89,9 @@ impl CredentialSettings {
     /// The check for these settings with the source's resolved secrets.
     pub fn verifier(&self, secrets: Vec<Secret>) -> Credentials {
         match self.auth.unwrap_or(AuthMode::None) {
-            AuthMode::Basic => Credentials::Basic {
-                username: self.username.clone().unwrap_or_default(),
-                secrets,
-            },
+            AuthMode::Basic => {
+                Credentials::basic(self.username.as_deref().unwrap_or_default(), &secrets)
+            }
             AuthMode::Bearer => Credentials::Bearer(secrets),
             AuthMode::Query => Credentials::Query {
                 parameter: self
@@ -120,9 +119,10 @@ impl AuthMode {
 /// Credentials a request must carry, any of the listed secrets accepted.
 #[derive(Debug)]
 pub enum Credentials {
+    /// HTTP Basic: the base64 of `username:password` for each accepted password, as a request
+    /// carries it.
     Basic {
-        username: String,
-        secrets: Vec<Secret>,
+        encoded: Vec<Secret>,
     },
     Bearer(Vec<Secret>),
     Query {
@@ -133,19 +133,30 @@ pub enum Credentials {
 }
 
 impl Credentials {
+    /// HTTP Basic with `username` and any of `passwords`. The expected header values are
+    /// encoded once, here: a request is then checked by comparing its base64 text, which is
+    /// the same check as decoding it (standard base64 with padding has one encoding per value,
+    /// and the decoder refuses any other) without decoding or copying a password per request.
+    pub fn basic(username: &str, passwords: &[Secret]) -> Self {
+        let encoded = passwords
+            .iter()
+            .map(|password| {
+                Secret::new(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{}", password.expose())),
+                )
+            })
+            .collect();
+        Credentials::Basic { encoded }
+    }
+
     /// Checks the credentials a request carries in its headers or its query.
     fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), AuthError> {
         match self {
             Credentials::Anyone => Ok(()),
-            Credentials::Basic { username, secrets } => {
+            Credentials::Basic { encoded } => {
                 let presented = authorization(headers, "Basic")?;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(presented)
-                    .map_err(|_| AuthError::WrongCredentials)?;
-                let expected = secrets
-                    .iter()
-                    .map(|secret| format!("{username}:{}", secret.expose()));
-                any_equal(&decoded, expected)
+                any_equal(presented, encoded.iter().map(Secret::expose))
             }
             Credentials::Bearer(secrets) => {
                 let presented = authorization(headers, "Bearer")?;
@@ -180,11 +191,7 @@ impl Verify for Credentials {
 
     fn sign(&self, _body: &[u8], _at: OffsetDateTime) -> Option<Vec<(HeaderName, String)>> {
         let authorization = match self {
-            Credentials::Basic { username, secrets } => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", secrets.first()?.expose()))
-            ),
+            Credentials::Basic { encoded } => format!("Basic {}", encoded.first()?.expose()),
             Credentials::Bearer(secrets) => format!("Bearer {}", secrets.first()?.expose()),
             // A query token goes in the URL, not a header.
             Credentials::Query { .. } | Credentials::Anyone => return Some(Vec::new()),
@@ -237,10 +244,7 @@ mod tests {
 
     #[test]
     fn basic_auth_accepts_current_and_previous_password_only() {
-        let check = Credentials::Basic {
-            username: "linxo".into(),
-            secrets: vec![Secret::new("new"), Secret::new("old")],
-        };
+        let check = Credentials::basic("linxo", &[Secret::new("new"), Secret::new("old")]);
         let encode = |pair: &str| {
             format!(
                 "Basic {}",
@@ -260,6 +264,23 @@ mod tests {
             check.admit(&head("/", None)),
             Err(AuthError::MissingCredentials)
         );
+        // Only the one canonical encoding is accepted, as a strict decoder would: not the
+        // same pair unpadded, not text that is no base64 at all.
+        let padded = Credentials::basic("linxo", &[Secret::new("newer")]);
+        let canonical = encode("linxo:newer");
+        assert!(canonical.ends_with('='));
+        assert_eq!(padded.admit(&head("/", Some(&canonical))), Ok(()));
+        for bad in [
+            canonical.trim_end_matches('='),
+            "Basic linxo:newer",
+            "Basic %%%%",
+        ] {
+            assert_eq!(
+                padded.admit(&head("/", Some(bad))),
+                Err(AuthError::WrongCredentials),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -89,19 +89,30 @@ impl<'de> Visitor<'de> for Skip {
     }
 }
 
-/// A non-empty string.
-pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    struct Text;
-    impl<'de> Visitor<'de> for Text {
-        type Value = Option<String>;
+/// A non-empty string, as a `String` or, borrowed from the body where the JSON string has no
+/// escapes, as a `Cow<'de, str>` (for fields only looked at, never kept: no copy per event).
+pub(crate) fn text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<&'de str> + From<String>,
+{
+    struct Text<T>(PhantomData<T>);
+    impl<'de, T: From<&'de str> + From<String>> Visitor<'de> for Text<T> {
+        type Value = Option<T>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string")
         }
+        fn visit_borrowed_str<E: serde::de::Error>(
+            self,
+            value: &'de str,
+        ) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| T::from(value)))
+        }
         fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| value.to_owned()))
+            Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
         }
         fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then_some(value))
+            Ok((!value.is_empty()).then(|| T::from(value)))
         }
         absent_otherwise!(
             visit_bool(bool),
@@ -113,37 +124,46 @@ pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
         skip_containers!(maps);
         skip_containers!(seqs);
     }
-    deserializer.deserialize_any(Text)
+    deserializer.deserialize_any(Text(PhantomData))
 }
 
 /// An id written as a non-empty string or an integer; the envelope always carries strings.
-pub(crate) fn id_string<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    struct Id;
-    impl<'de> Visitor<'de> for Id {
-        type Value = Option<String>;
+/// Like [`text`], a `String` or a borrowed `Cow<'de, str>`.
+pub(crate) fn id_string<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<&'de str> + From<String>,
+{
+    struct Id<T>(PhantomData<T>);
+    impl<'de, T: From<&'de str> + From<String>> Visitor<'de> for Id<T> {
+        type Value = Option<T>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string or an integer")
         }
+        fn visit_borrowed_str<E: serde::de::Error>(
+            self,
+            value: &'de str,
+        ) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| T::from(value)))
+        }
         fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| value.to_owned()))
+            Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
         }
         fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then_some(value))
+            Ok((!value.is_empty()).then(|| T::from(value)))
         }
         fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
+            Ok(Some(T::from(value.to_string())))
         }
         fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
+            Ok(Some(T::from(value.to_string())))
         }
         absent_otherwise!(visit_bool(bool), visit_f64(f64));
         skip_containers!();
         skip_containers!(maps);
         skip_containers!(seqs);
     }
-    deserializer.deserialize_any(Id)
+    deserializer.deserialize_any(Id(PhantomData))
 }
 
 /// A number.

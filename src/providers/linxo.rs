@@ -8,6 +8,8 @@
 //! Oxlin also keeps per-user event queues that finhook polls (src/poller): a queue page is
 //! read by [`split_queue_page`] and [`read_queue_event`], through the same ingest path.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -79,20 +81,22 @@ pub const ACTION_REQUIRED_STATUSES: &[&str] = &[
     "CHALLENGE_REQUIRED",
 ];
 
+/// Strings only looked at (types, statuses, channel ids inside the resource) borrow from the
+/// body; what the envelope keeps is owned.
 #[derive(Deserialize)]
-struct LinxoEvent {
+struct LinxoEvent<'a> {
     #[serde(default, deserialize_with = "id_string")]
     id: Option<String>,
-    #[serde(default, deserialize_with = "text")]
-    event_type: Option<String>,
-    #[serde(default, deserialize_with = "text")]
-    resource_type: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    resource_type: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "number")]
     creation_date: Option<f64>,
     #[serde(default, deserialize_with = "id_string")]
     channel_definition_id: Option<String>,
-    #[serde(default, deserialize_with = "object")]
-    resource: Option<LinxoResource>,
+    #[serde(default, borrow, deserialize_with = "object")]
+    resource: Option<LinxoResource<'a>>,
     /// Documented at the top level; the seed's example carries it in `connection_updated`.
     #[serde(default, deserialize_with = "boolean")]
     new_transactions: Option<bool>,
@@ -107,7 +111,7 @@ struct ConnectionUpdated {
 }
 
 #[derive(Deserialize)]
-struct LinxoResource {
+struct LinxoResource<'a> {
     #[serde(default, deserialize_with = "id_string")]
     id: Option<String>,
     /// On a resource that is not a connection (an account, a transaction): its connection.
@@ -120,11 +124,11 @@ struct LinxoResource {
     /// Only the length matters; the accounts themselves stay in `data`, untouched.
     #[serde(default, deserialize_with = "count")]
     accounts: Option<u64>,
-    #[serde(default, deserialize_with = "list")]
-    channels: Option<Vec<LinxoChannel>>,
+    #[serde(default, borrow, deserialize_with = "list")]
+    channels: Option<Vec<LinxoChannel<'a>>>,
 }
 
-impl LinxoResource {
+impl LinxoResource<'_> {
     /// The status of the channel an event is about (the event names it by definition id).
     fn channel_status(&self, channel: Option<&str>) -> Option<&str> {
         let channel = channel?;
@@ -138,11 +142,11 @@ impl LinxoResource {
 }
 
 #[derive(Deserialize)]
-struct LinxoChannel {
-    #[serde(default, deserialize_with = "id_string")]
-    channel_definition_id: Option<String>,
-    #[serde(default, deserialize_with = "text")]
-    status: Option<String>,
+struct LinxoChannel<'a> {
+    #[serde(default, borrow, deserialize_with = "id_string")]
+    channel_definition_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    status: Option<Cow<'a, str>>,
 }
 
 /// The resource type of connection events, the only one Linxo documents today.
@@ -151,7 +155,7 @@ const CONNECTIONS: &str = "CONNECTIONS";
 /// Which connection an event belongs to: the resource itself when it is a connection, else the
 /// connection the resource names (an account's `connection_id`). Never an account's own id:
 /// that would key its events apart from the connection's and break their order.
-fn connection_of(resource_type: Option<&str>, resource: &LinxoResource) -> Option<String> {
+fn connection_of(resource_type: Option<&str>, resource: &LinxoResource<'_>) -> Option<String> {
     let is_connection = match resource_type {
         Some(kind) => kind == CONNECTIONS,
         // Queue events may not say; a resource with channels is a connection.
@@ -238,7 +242,7 @@ fn canonical_type(
 /// is our reading (tests/fixtures/oxlin-queue/README.md). Every field is optional and unknown
 /// ones are ignored.
 #[derive(Deserialize)]
-struct QueueEvent {
+struct QueueEvent<'a> {
     #[serde(default, deserialize_with = "id_string")]
     id: Option<String>,
     #[serde(default, deserialize_with = "number")]
@@ -264,8 +268,8 @@ struct QueueEvent {
     channel_definition_id: Option<String>,
     #[serde(default, deserialize_with = "id_string")]
     connection_id: Option<String>,
-    #[serde(default, deserialize_with = "object")]
-    resource: Option<LinxoResource>,
+    #[serde(default, borrow, deserialize_with = "object")]
+    resource: Option<LinxoResource<'a>>,
 }
 
 /// The status that ends a synchronization successfully.
