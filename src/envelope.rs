@@ -215,12 +215,13 @@ impl<'a> Envelope<'a> {
 /// every other byte of the provider's payload stay as they were. (Removing all insignificant
 /// whitespace instead cost a third of the CPU of a pretty-printed 25 KB webhook.)
 fn on_one_line(json: &mut [u8]) {
-    // A plain pass the compiler vectorizes: a pretty-printed body has a line break every few
-    // dozen bytes, and a search call per break (memchr2) cost about 1 µs per 2.7 KB webhook.
+    // A pass the compiler vectorizes (16 bytes at a time, no branch): a pretty-printed body has
+    // a line break every few dozen bytes, so a search call per break (memchr2) cost about 1 µs
+    // per 2.7 KB webhook, and a conditional store per break (`if` around the write) was no
+    // better: the store is unconditional, the value selected.
     for byte in json {
-        if matches!(*byte, b'\n' | b'\r') {
-            *byte = b' ';
-        }
+        let is_break = (*byte == b'\n') | (*byte == b'\r');
+        *byte = if is_break { b' ' } else { *byte };
     }
 }
 
