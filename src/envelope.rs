@@ -227,13 +227,9 @@ fn on_one_line(json: &mut [u8]) {
 
 /// RFC 3339 in UTC, as CloudEvents `time` requires.
 pub fn rfc3339(time: OffsetDateTime) -> String {
-    // Written into a buffer of the final size: `format` grows an empty one, reallocating
-    // twice per timestamp, and an envelope carries two.
-    let mut text = Vec::with_capacity("2017-11-06T08:04:08.123456789Z".len());
     time.to_offset(time::UtcOffset::UTC)
-        .format_into(&mut text, &Rfc3339)
-        .expect("a UTC time within range always formats");
-    String::from_utf8(text).expect("RFC 3339 is ASCII")
+        .format(&Rfc3339)
+        .expect("a UTC time within range always formats")
 }
 
 #[cfg(test)]
@@ -258,6 +254,20 @@ mod tests {
         let before: serde_json::Value = serde_json::from_str(pretty).unwrap();
         let after: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn only_line_breaks_change_on_one_line() {
+        let mut every_byte: Vec<u8> = (0..=255).collect();
+        on_one_line(&mut every_byte);
+        for (value, byte) in every_byte.iter().enumerate() {
+            let expected = if value == 10 || value == 13 {
+                b' '
+            } else {
+                value as u8
+            };
+            assert_eq!(*byte, expected, "byte {value}");
+        }
     }
 
     proptest::proptest! {

@@ -264,17 +264,30 @@ mod tests {
             check.admit(&head("/", None)),
             Err(AuthError::MissingCredentials)
         );
-        // Only the one canonical encoding is accepted, as a strict decoder would: not the
-        // same pair unpadded, not text that is no base64 at all.
-        let padded = Credentials::basic("linxo", &[Secret::new("newer")]);
+        // Only the one canonical encoding is accepted, as base64's strict decoder did before
+        // the expected values were encoded once: not the pair unpadded or over-padded, not with
+        // the last symbol's spare bits set (a lenient decoder reads "linxo:newer" from
+        // "...ZXJ="), not in the URL-safe alphabet, not text that is no base64 at all.
+        let padded = Credentials::basic("linxo", &[Secret::new("newer"), Secret::new("newer?>")]);
         let canonical = encode("linxo:newer");
-        assert!(canonical.ends_with('='));
-        assert_eq!(padded.admit(&head("/", Some(&canonical))), Ok(()));
-        for bad in [
-            canonical.trim_end_matches('='),
-            "Basic linxo:newer",
-            "Basic %%%%",
-        ] {
+        assert!(canonical.ends_with("ZXI="));
+        let with_slash = encode("linxo:newer?>");
+        assert!(with_slash.contains('/'));
+        for good in [&canonical, &with_slash] {
+            assert_eq!(padded.admit(&head("/", Some(good))), Ok(()));
+        }
+        // The scheme is case-insensitive and spaces around the value are not part of it.
+        let relaxed = format!("basic   {}  ", canonical.trim_start_matches("Basic "));
+        assert_eq!(padded.admit(&head("/", Some(&relaxed))), Ok(()));
+        let bad = [
+            canonical.trim_end_matches('=').to_owned(),
+            format!("{canonical}="),
+            canonical.replace("ZXI=", "ZXJ="),
+            with_slash.replace('/', "_"),
+            "Basic linxo:newer".to_owned(),
+            "Basic %%%%".to_owned(),
+        ];
+        for bad in &bad {
             assert_eq!(
                 padded.admit(&head("/", Some(bad))),
                 Err(AuthError::WrongCredentials),

@@ -62,8 +62,8 @@ pub async fn wrong_method(State(state): State<Arc<AppState>>, path: RawPathParam
     )
 }
 
-/// A named segment of the webhook path, percent-decoded. Read in place: a map of the segments
-/// would cost five allocations per webhook.
+/// A named segment of the webhook path, percent-decoded. Read from axum's list of segments: a
+/// `Path<HashMap<String, String>>` built a map and four strings per webhook, this one copy.
 fn segment<'p>(path: &'p RawPathParams, name: &str) -> Option<&'p str> {
     path.iter()
         .find_map(|(key, value)| (key == name).then_some(value))

@@ -89,8 +89,9 @@ impl<'de> Visitor<'de> for Skip {
     }
 }
 
-/// A non-empty string, as a `String` or, borrowed from the body where the JSON string has no
-/// escapes, as a `Cow<'de, str>` (for fields only looked at, never kept: no copy per event).
+/// A non-empty string, as a `String` or as a `Cow<'de, str>` (for fields only looked at, never
+/// kept). The `Cow` borrows from the input when the deserializer lends it (serde_json reading a
+/// slice, for a string without escapes) and owns a copy otherwise.
 pub(crate) fn text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -340,6 +341,27 @@ mod tests {
         n: Option<f64>,
         #[serde(default, deserialize_with = "boolean")]
         b: Option<bool>,
+    }
+
+    #[derive(Deserialize)]
+    struct Looked<'a> {
+        #[serde(default, borrow, deserialize_with = "text")]
+        name: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default, borrow, deserialize_with = "id_string")]
+        id: Option<std::borrow::Cow<'a, str>>,
+    }
+
+    #[test]
+    fn looked_at_strings_borrow_unless_escaped_or_numbers() {
+        use std::borrow::Cow;
+        let plain: Looked = serde_json::from_str(r#"{"name":"abc","id":"7"}"#).unwrap();
+        assert!(matches!(plain.name, Some(Cow::Borrowed("abc"))));
+        assert!(matches!(plain.id, Some(Cow::Borrowed("7"))));
+        let escaped: Looked = serde_json::from_str(r#"{"name":"a\u0062c","id":42}"#).unwrap();
+        assert!(matches!(&escaped.name, Some(Cow::Owned(name)) if name == "abc"));
+        assert!(matches!(&escaped.id, Some(Cow::Owned(id)) if id == "42"));
+        let empty: Looked = serde_json::from_str(r#"{"name":"","id":""}"#).unwrap();
+        assert!(empty.name.is_none() && empty.id.is_none());
     }
 
     #[test]

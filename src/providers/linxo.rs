@@ -81,8 +81,8 @@ pub const ACTION_REQUIRED_STATUSES: &[&str] = &[
     "CHALLENGE_REQUIRED",
 ];
 
-/// Strings only looked at (types, statuses, channel ids inside the resource) borrow from the
-/// body; what the envelope keeps is owned.
+/// Strings only looked at (types, statuses, channel ids inside the resource) are `Cow`s that
+/// borrow from the body unless escaped or numeric; what the envelope keeps is owned.
 #[derive(Deserialize)]
 struct LinxoEvent<'a> {
     #[serde(default, deserialize_with = "id_string")]
@@ -391,6 +391,28 @@ mod tests {
         assert_eq!(facts.reason.as_deref(), Some("AUTH_FAILED"));
         assert_eq!(facts.provider_type, "CONNECTIONS.UPDATED");
         assert_eq!(facts.channel_id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn escaped_or_numeric_strings_read_as_their_plain_twins() {
+        // The looked-at strings borrow from the body when they can; these cannot be borrowed
+        // and must read the same.
+        let body = MINIMAL
+            .replace(r#""UPDATED""#, r#""UPD\u0041TED""#)
+            .replace(
+                r#""status":"AUTH_FAILED""#,
+                r#""status":"AUTH\u005FFAILED""#,
+            )
+            .replace(
+                r#"{"channel_definition_id":"7","#,
+                r#"{"channel_definition_id":7,"#,
+            );
+        assert!(body.contains(r#"\u0041"#) && body.contains(r#"\u005F"#) && body.contains(":7,"));
+        let facts = normalize(body.as_bytes()).unwrap();
+        assert_eq!(facts.event_type, EventType::ConnectionActionRequired);
+        assert_eq!(facts.reason.as_deref(), Some("AUTH_FAILED"));
+        assert_eq!(facts.provider_status.as_deref(), Some("AUTH_FAILED"));
+        assert_eq!(facts.provider_type, "CONNECTIONS.UPDATED");
     }
 
     #[test]
