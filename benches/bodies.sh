@@ -27,40 +27,14 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 start_broker finhook.events bench.ceiling
 
 webhook_port=$(free_port); ops_port=$(free_port); http_port=$(free_port); kafka_port=$(free_port)
-cat > "$work/finhook.toml" <<TOML
-[server]
-listen = "127.0.0.1:$webhook_port"
-max_in_flight = 4096
-[metrics]
-listen = "127.0.0.1:$ops_port"
-[log]
-level = "warn"
-[kafka]
-brokers = "$brokers"
-[sources.bridge]
-kind = "bridge"
-secret = "bench-secret"
-[sources.linxo]
-kind = "linxo"
-auth = "basic"
-username = "linxo"
-secret = "bench-password"
-TOML
+write_finhook_config "$work/finhook.toml" "$webhook_port" "$ops_port"
 "${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
 finhook=$!; pids+=($finhook)
 "$bin/finhook-bench" ceiling-http --listen "127.0.0.1:$http_port" &
 ceiling_http=$!; pids+=($ceiling_http)
 "$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
 ceiling_kafka=$!; pids+=($ceiling_kafka)
-for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ops_port/readyz")" = 200 ] && break; sleep 0.1; done
-
-linxo_auth="Basic $(printf 'linxo:bench-password' | base64)"
-body_file() { case $1 in
-  bridge) echo tests/fixtures/bridge/item-refreshed.json ;;
-  linxo) echo tests/fixtures/linxo/connection-updated-2-accounts.json ;;
-  linxo-110) echo benches/bodies/linxo-110-accounts.json ;;
-esac; }
-source_of() { case $1 in bridge) echo bridge ;; *) echo linxo ;; esac; }
+wait_ready "$ops_port"
 
 # One wrk run: target name, port, server pid, body name, connections → one JSON line.
 run() {
@@ -97,28 +71,11 @@ done | tee "$work/closed.jsonl"
 echo "finhook peak RSS: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
 
 echo "== open loop at half of finhook's closed-loop peak, per body, finhook and ceiling (b) at the same rate (finhook-bench pace)"
-# One run: target name, port, server pid, body, rate → one JSON line (the server's CPU per 10k too).
-pace() {
-  local target=$1 port=$2 pid=$3 body=$4 rate=$5 file before after line
-  file=$(body_file "$body")
-  before=$(cpu_seconds "$pid")
-  line=$("$bin/finhook-bench" pace --url "http://127.0.0.1:$port/webhooks/$(source_of "$body")" \
-    --body-file "$file" --header "BridgeApi-Signature: $("$bin/finhook" sign --secret bench-secret "$file")" \
-    --header "Authorization: $linxo_auth" --rate "$rate" --connections "${PACE_CONNECTIONS:-128}" \
-    --seconds "$seconds" --target "$target")
-  after=$(cpu_seconds "$pid")
-  python3 -c '
-import json, sys
-run = json.loads(sys.argv[1]); cpu = float(sys.argv[2])
-run["body"] = sys.argv[3]
-run["server_cpu_s_per_10k"] = round(cpu / max(run["figures"]["answered"], 1) * 10000, 3)
-print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" "$body"
-}
 for body in "${bodies[@]}"; do
   peak=$(python3 -c 'import json,sys; print(max(r["per_second"] for r in map(json.loads, open(sys.argv[1])) if r["target"] == "finhook" and r["body"] == sys.argv[2]))' "$work/closed.jsonl" "$body")
   rate=$(python3 -c "print(round($peak / 2))")
-  pace ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$rate"
-  pace finhook "$webhook_port" "$finhook" "$body" "$rate"
+  pace_run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$rate"
+  pace_run finhook "$webhook_port" "$finhook" "$body" "$rate"
 done | tee "$work/open.jsonl"
 echo "finhook peak RSS after the open loop: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
 

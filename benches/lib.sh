@@ -11,6 +11,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 peak_rss_mib() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+wait_ready() { for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0; sleep 0.1; done; echo "finhook on ops port $1 never got ready" >&2; return 1; }
 wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
 # 32 partitions: the mock broker keeps only the latest few MB of each partition, and every
@@ -22,4 +23,57 @@ start_broker() {
   pids+=($!)
   for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
   brokers=$(head -1 "$work/kafka.out")
+}
+
+# finhook's configuration for the webhook benches: a Bridge source and a Linxo source (HTTP
+# Basic), webhooks on PORT, metrics on OPS_PORT, the broker in $brokers.
+#   write_finhook_config FILE PORT OPS_PORT
+write_finhook_config() {
+  cat > "$1" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+max_in_flight = 4096
+[metrics]
+listen = "127.0.0.1:$3"
+[log]
+level = "warn"
+[kafka]
+brokers = "$brokers"
+[sources.bridge]
+kind = "bridge"
+secret = "bench-secret"
+[sources.linxo]
+kind = "linxo"
+auth = "basic"
+username = "linxo"
+secret = "bench-password"
+TOML
+}
+
+# The bench bodies: the Bridge and Linxo fixtures, and a 25 KB Linxo body with 110 accounts.
+linxo_auth="Basic $(printf 'linxo:bench-password' | base64)"
+body_file() { case $1 in
+  bridge) echo tests/fixtures/bridge/item-refreshed.json ;;
+  linxo) echo tests/fixtures/linxo/connection-updated-2-accounts.json ;;
+  linxo-110) echo benches/bodies/linxo-110-accounts.json ;;
+esac; }
+source_of() { case $1 in bridge) echo bridge ;; *) echo linxo ;; esac; }
+
+# One open-loop run of `finhook-bench pace` → one JSON line, with the server's CPU per 10k.
+#   pace_run TARGET PORT SERVER_PID BODY RATE   (uses $seconds, $PACE_CONNECTIONS)
+pace_run() {
+  local target=$1 port=$2 pid=$3 body=$4 rate=$5 file before after line
+  file=$(body_file "$body")
+  before=$(cpu_seconds "$pid")
+  line=$("$bin/finhook-bench" pace --url "http://127.0.0.1:$port/webhooks/$(source_of "$body")" \
+    --body-file "$file" --header "BridgeApi-Signature: $("$bin/finhook" sign --secret bench-secret "$file")" \
+    --header "Authorization: $linxo_auth" --rate "$rate" --connections "${PACE_CONNECTIONS:-128}" \
+    --seconds "$seconds" --target "$target")
+  after=$(cpu_seconds "$pid")
+  python3 -c '
+import json, sys
+run = json.loads(sys.argv[1]); cpu = float(sys.argv[2])
+run["body"] = sys.argv[3]
+run["server_cpu_s_per_10k"] = round(cpu / max(run["figures"]["answered"], 1) * 10000, 3)
+print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" "$body"
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CPU per webhook at a fixed rate: finhook against ceiling (b), "HTTP → Kafka → ack" on the raw
+# body, and optionally against another finhook build, in interleaved rounds of `finhook-bench
+# pace` (open loop). At a fixed rate every server does the same work per second, so the CPU per
+# webhook is the steadiest comparison this 2-core machine gives: closed-loop ratios move by up
+# to 30 points between runs of the same code, these by about ±5 %.
+#
+#   benches/fixed_rate.sh                                        # 3 rounds, 5 s per run
+#   BENCH_FINHOOK_BEFORE=/tmp/finhook-before benches/fixed_rate.sh   # before/after
+#   RATES="linxo=8000" ROUNDS=4 SECONDS_PER_RUN=5 benches/fixed_rate.sh
+#
+# Prints one line per run and, per body and server, the mean CPU µs per webhook, its spread
+# and the open-loop p99.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${SECONDS_PER_RUN:-5}
+rounds=${ROUNDS:-3}
+rates=(${RATES:-bridge=8000 linxo=8000 linxo-110=3000})
+
+source benches/lib.sh
+start_broker finhook.events bench.ceiling
+kafka_port=$(free_port)
+"$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
+ceiling=$!; pids+=($ceiling)
+# Each finhook build: "name=binary" → its port and pid.
+builds=("finhook=$bin/finhook")
+[ -n "${BENCH_FINHOOK_BEFORE:-}" ] && builds+=("before=$BENCH_FINHOOK_BEFORE")
+declare -A port_of pid_of
+for build in "${builds[@]}"; do
+  name=${build%%=*}; binary=${build#*=}
+  port=$(free_port); ops=$(free_port)
+  write_finhook_config "$work/$name.toml" "$port" "$ops"
+  "$binary" serve --config "$work/$name.toml" 2> "$work/$name.err" &
+  pid_of[$name]=$!; pids+=($!); port_of[$name]=$port
+  wait_ready "$ops"
+done
+wait_http "http://127.0.0.1:$kafka_port/"
+
+for entry in "${rates[@]}"; do
+  body=${entry%%=*}; rate=${entry#*=}
+  # Warm-up: connections, producers, topic metadata.
+  seconds_saved=$seconds; seconds=2
+  pace_run ceiling-kafka "$kafka_port" "$ceiling" "$body" "$rate" > /dev/null
+  for build in "${builds[@]}"; do name=${build%%=*}; pace_run "$name" "${port_of[$name]}" "${pid_of[$name]}" "$body" "$rate" > /dev/null; done
+  seconds=$seconds_saved
+  for _ in $(seq "$rounds"); do
+    pace_run ceiling-kafka "$kafka_port" "$ceiling" "$body" "$rate"
+    for build in "${builds[@]}"; do name=${build%%=*}; pace_run "$name" "${port_of[$name]}" "${pid_of[$name]}" "$body" "$rate"; done
+  done
+done | tee "$work/fixed.jsonl"
+
+echo "== CPU µs per webhook at a fixed rate (mean of $rounds rounds, min–max), open-loop p99"
+python3 - "$work/fixed.jsonl" <<'PY'
+import json, sys, collections
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs[(r["body"], r["figures"]["rate"], r["target"])].append(r)
+print(f"{'body':<10} {'rate':>6} {'server':<14} {'µs/webhook':>10} {'min–max':>13} {'vs (b)':>7} {'worst p99':>9} {'non-2xx':>7}")
+for (body, rate, target), rs in runs.items():
+    cpu = [r["server_cpu_s_per_10k"] * 100 for r in rs]
+    ceiling = [r["server_cpu_s_per_10k"] * 100 for r in runs[(body, rate, "ceiling-kafka")]]
+    mean, base = sum(cpu) / len(cpu), sum(ceiling) / len(ceiling)
+    p99 = max(r["figures"]["latency_ms"]["p99"] for r in rs)
+    bad = sum(n for r in rs for status, n in r["figures"]["statuses"].items() if not status.startswith("2"))
+    print(f"{body:<10} {rate:>6.0f} {target:<14} {mean:>10.1f} {min(cpu):>6.1f}–{max(cpu):<6.1f} {mean / base:>6.2f}× {p99:>9.2f} {bad:>7}")
+PY
