@@ -425,3 +425,66 @@ fn previous_keys_are_checked_alike_for_field_encryption_and_the_registry() {
         "{keyless}"
     );
 }
+
+#[test]
+fn protection_policies_and_their_users_are_checked() {
+    let message = problems(
+        r#"
+[sources.b]
+kind = "bridge"
+secret = "s"
+protect = "missing"
+[[kafka.routes]]
+type_prefix = "io.finhook."
+topic = "analytics"
+protect = "gone"
+[protection]
+pseudonymize_key = "k"
+pseudonymize_key_file = "/run/secrets/k"
+[protection.policies.empty]
+[protection.policies.tokens]
+presets = ["iban"]
+[protection.policies.sealed]
+fields = [{ path = "resource.accounts.*.owner", action = "encrypt" }]
+[protection.policies.bad_path]
+fields = [{ path = "resource..iban", action = "redact" }, { path = "a[0]", action = "redact" }]
+"#,
+    );
+    for expected in [
+        "sources.b.protect: no policy `missing` under [protection.policies]",
+        "kafka.routes[0].protect: no policy `gone` under [protection.policies]",
+        "protection.policies.empty: give `presets` or `fields`",
+        "protection.policies.sealed: encrypt needs protection.encryption_key_id and encryption_key (or _file)",
+        "protection.policies.bad_path.fields[0].path: `resource..iban` has an empty segment",
+        "protection.policies.bad_path.fields[1].path: `a[0]`: segments are member names",
+        "protection: give pseudonymize_key or pseudonymize_key_file, not both",
+    ] {
+        assert!(message.contains(expected), "missing {expected:?} in {message}");
+    }
+    // The key is there (twice, refused above), so pseudonymizing policies are not blamed.
+    assert!(!message.contains("tokens"), "{message}");
+
+    let message = problems("[protection.policies.tokens]\npresets = [\"iban\"]\n");
+    assert!(
+        message.contains(
+            "protection.policies.tokens: pseudonymize needs protection.pseudonymize_key (or _file)"
+        ),
+        "{message}"
+    );
+    let message = problems(
+        "[protection]\nencryption_key_id = \"k1\"\nencryption_key = \"a\"\nencryption_key_file = \"/k\"\n",
+    );
+    assert!(
+        message.contains("protection: give encryption_key or encryption_key_file, not both"),
+        "{message}"
+    );
+    // A poller naming an unknown policy is refused like a source; a known one is accepted.
+    let poller = "[pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+    let policy = "[protection]\npseudonymize_key = \"k\"\n[protection.policies.tokens]\npresets = [\"iban\"]\n";
+    let message = problems(&format!("{poller}protect = \"nope\"\n{policy}"));
+    assert!(
+        message.contains("pollers.oxlin.protect: no policy `nope` under [protection.policies]"),
+        "{message}"
+    );
+    assert!(parse(&format!("{poller}protect = \"tokens\"\n{policy}")).is_ok());
+}
