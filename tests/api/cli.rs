@@ -417,17 +417,60 @@ header = "X-Relay-Signature"
     for letter in &letters {
         *per_partition.entry(letter.partition).or_default() += 1;
     }
-    let from_two: i64 = per_partition.values().map(|count| (count - 2).max(0)).sum();
+    let from = |offset: i64| -> i64 {
+        per_partition
+            .values()
+            .map(|count| (count - offset).max(0))
+            .sum()
+    };
+    // A time between the letters' own timestamps, so that a range that ignored it would read
+    // all of them or none: `--since` keeps what was written at or after it, `--until` what was
+    // written at or before it.
+    let mut written: Vec<i64> = letters
+        .iter()
+        .map(|letter| letter.timestamp.unwrap())
+        .collect();
+    written.sort_unstable();
+    let middle = written[2];
+    assert!(
+        written[0] < middle,
+        "the letters were written within one millisecond: {written:?}"
+    );
+    let middle_text =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(middle) * 1_000_000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let since_middle = written.iter().filter(|&&at| at >= middle).count() as i64;
+    let until_middle = written.iter().filter(|&&at| at <= middle).count() as i64;
     for (range, expected) in [
-        (vec!["--since", "2000-01-01T00:00:00Z"], 4),
-        (vec!["--since", "2099-01-01T00:00:00Z"], 0),
-        (vec!["--until", "2000-01-01T00:00:00Z"], 0),
-        (vec!["--from-offset", "2"], from_two),
+        (
+            vec!["--since".to_owned(), "2000-01-01T00:00:00Z".to_owned()],
+            4,
+        ),
+        (
+            vec!["--since".to_owned(), middle_text.clone()],
+            since_middle,
+        ),
+        (
+            vec!["--since".to_owned(), "2099-01-01T00:00:00Z".to_owned()],
+            0,
+        ),
+        (
+            vec!["--until".to_owned(), "2000-01-01T00:00:00Z".to_owned()],
+            0,
+        ),
+        (
+            vec!["--until".to_owned(), middle_text.clone()],
+            until_middle,
+        ),
+        (vec!["--from-offset".to_owned(), "1".to_owned()], from(1)),
+        (vec!["--from-offset".to_owned(), "2".to_owned()], from(2)),
     ] {
         let redrive = redrive.clone();
         let summary = tokio::task::spawn_blocking(move || {
             let mut arguments = vec!["--dry-run"];
-            arguments.extend(range);
+            arguments.extend(range.iter().map(String::as_str));
             redrive(&arguments)
         })
         .await

@@ -211,6 +211,8 @@ impl TestApp {
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp (milliseconds since the epoch), when it has one.
+    pub timestamp: Option<i64>,
     pub key: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub value: Vec<u8>,
@@ -313,6 +315,7 @@ fn read_topic_blocking(
         records.push(Record {
             partition: message.partition(),
             offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
             key: message
                 .key()
                 .map(|key| String::from_utf8_lossy(key).into_owned()),
