@@ -19,25 +19,11 @@ echo "rustc: $(rustc --version)"
 start_broker finhook.events bench.ceiling
 
 webhook_port=$(free_port); ops_port=$(free_port)
-cat > "$work/finhook.toml" <<TOML
-[server]
-listen = "127.0.0.1:$webhook_port"
-max_in_flight = 4096
-[metrics]
-listen = "127.0.0.1:$ops_port"
-[log]
-level = "warn"
-[kafka]
-brokers = "$brokers"
-[sources.bridge]
-kind = "bridge"
-secret = "bench-secret"
-TOML
+write_finhook_config "$work/finhook.toml" "$webhook_port" "$ops_port"
 "$bin/finhook" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
 finhook=$!
 pids+=($finhook)
-wait_http "http://127.0.0.1:$ops_port/readyz"
-for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ops_port/readyz")" = 200 ] && break; sleep 0.1; done
+wait_ready "$ops_port"
 
 load() { "$bin/finhook-bench" load "$@"; }
 url="http://127.0.0.1:$webhook_port/webhooks/bridge"

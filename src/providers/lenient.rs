@@ -45,6 +45,25 @@ macro_rules! skip_containers {
     };
 }
 
+/// The string visitor methods of [`text`] and [`id_string`]: a non-empty string read as `T`,
+/// borrowed when the deserializer lends it; an empty one reads as absent.
+macro_rules! non_empty_strings {
+    () => {
+        fn visit_borrowed_str<E: serde::de::Error>(
+            self,
+            value: &'de str,
+        ) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| T::from(value)))
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
+            Ok((!value.is_empty()).then(|| T::from(value)))
+        }
+    };
+}
+
 /// Skips a value of the wrong type. Unlike `IgnoredAny` (which serde_json skips without any
 /// depth limit), every nested array or object goes through `deserialize_any`, so serde_json's
 /// recursion limit (128) still refuses absurdly deep input in a field finhook reads.
@@ -103,18 +122,7 @@ where
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string")
         }
-        fn visit_borrowed_str<E: serde::de::Error>(
-            self,
-            value: &'de str,
-        ) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value)))
-        }
-        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
-        }
-        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value)))
-        }
+        non_empty_strings!();
         absent_otherwise!(
             visit_bool(bool),
             visit_i64(i64),
@@ -141,18 +149,7 @@ where
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string or an integer")
         }
-        fn visit_borrowed_str<E: serde::de::Error>(
-            self,
-            value: &'de str,
-        ) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value)))
-        }
-        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
-        }
-        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value)))
-        }
+        non_empty_strings!();
         fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
             Ok(Some(T::from(value.to_string())))
         }
