@@ -101,6 +101,47 @@ async fn a_protected_source_publishes_no_personal_data_in_clear_and_decrypt_open
         .as_str()
         .unwrap()
         .starts_with("psn:"));
+
+    // From a file: blank lines skipped, one line out per envelope in.
+    let records = directory.path().join("records.jsonl");
+    std::fs::write(&records, format!("{text}\n\n{text}\n")).unwrap();
+    let decrypt_file = |config: &std::path::Path, file: &std::path::Path| {
+        crate::common::binary(env!("CARGO_BIN_EXE_finhook"))
+            .args(["decrypt", "--config"])
+            .arg(config)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let output = decrypt_file(&config, &records);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines, vec![opened.clone(), opened]);
+    // A line that is not JSON is named by its number; nothing of it is echoed.
+    std::fs::write(&records, format!("{text}\nnot json, iban FR76...\n")).unwrap();
+    let output = decrypt_file(&config, &records);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("line 2: not JSON"), "{stderr}");
+    assert!(!stderr.contains("FR76"), "{stderr}");
+    // Without an encryption key there is nothing to open with.
+    let keyless = directory.path().join("keyless.toml");
+    std::fs::write(&keyless, "").unwrap();
+    let output = decrypt_file(&keyless, &records);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("no [protection] encryption key in the configuration"),
+        "{stderr}"
+    );
 }
 
 #[test]
