@@ -539,9 +539,30 @@ mod tests {
         }
     }
 
+    /// A letter with these headers (name, value) holding `value`.
+    fn letter(headers: &[(&str, &str)], value: &[u8]) -> DeadRecord {
+        DeadRecord {
+            value: value.to_vec(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
     /// Dry runs (no publisher) of one letter: what each of its events became.
     fn dry_run(letter: &DeadRecord) -> Vec<Outcome> {
-        let config = Config::load(None).unwrap();
+        dry_run_with("", letter)
+    }
+
+    /// The same, with `toml` over the embedded defaults.
+    fn dry_run_with(toml: &str, letter: &DeadRecord) -> Vec<Outcome> {
+        use figment::providers::{Format, Toml};
+        let config = Config::from_figment(
+            figment::Figment::from(Toml::string(crate::config::DEFAULT_TOML))
+                .merge(Toml::string(toml)),
+        )
+        .unwrap();
         let sources = Sources::from_config(&config).unwrap();
         let routing =
             crate::publish::Routing::new(&config.kafka.routes, &config.kafka.topics.default);
@@ -565,5 +586,76 @@ mod tests {
 
         let one_event = dry_run(&queue_letter(events[0].to_string().as_bytes()));
         assert!(matches!(one_event.as_slice(), [Outcome::Redriven(_)]));
+    }
+
+    /// Outcomes as text, to compare whole lists.
+    fn names(outcomes: &[Outcome]) -> Vec<String> {
+        outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Outcome::Redriven(event_type) => format!("redriven {event_type}"),
+                Outcome::StillFailing(reason) => format!("still_failing {reason}"),
+                Outcome::Skipped(why) => format!("skipped {why}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn letters_that_cannot_be_redriven_are_skipped_with_their_reason() {
+        fn webhook<'a>(provider: &'a str, source: &'a str) -> Vec<(&'a str, &'a str)> {
+            vec![
+                ("ce_type", DEAD_LETTER_TYPE),
+                ("ce_provider", provider),
+                ("ce_source", source),
+                ("ce_ingress", "webhook"),
+            ]
+        }
+        let not_a_letter = letter(&[("ce_type", "io.finhook.connection.updated")], b"{}");
+        let mut digest_only = webhook("bridge", "finhook://bridge/main");
+        digest_only.push(("ce_bodysize", "2000000"));
+        let cases = [
+            (not_a_letter, "skipped not_a_dead_letter"),
+            (letter(&digest_only, b""), "skipped body_not_kept"),
+            (
+                letter(&webhook("nope", "finhook://nope/x"), b"{}"),
+                "skipped source_not_configured",
+            ),
+            // The default configuration has no `main` Bridge source.
+            (
+                letter(&webhook("bridge", "finhook://bridge/main"), b"{}"),
+                "skipped source_not_configured",
+            ),
+        ];
+        for (letter, expected) in cases {
+            assert_eq!(names(&dry_run(&letter)), vec![expected.to_owned()]);
+        }
+    }
+
+    #[test]
+    fn a_webhook_batch_letter_is_split_and_each_event_read_again() {
+        let relay = "[sources.relay]\nkind = \"hmac\"\nsecret = \"s\"\nheader = \"X-Relay-Signature\"\nevents_path = \"events\"\n";
+        let batch = letter(
+            &[
+                ("ce_type", DEAD_LETTER_TYPE),
+                ("ce_provider", "hmac"),
+                ("ce_source", "finhook://hmac/relay"),
+                ("ce_ingress", "webhook"),
+            ],
+            br#"{"events": [{"type": "a"}, {"kind": "no type"}, {"type": "b"}]}"#,
+        );
+        assert_eq!(
+            names(&dry_run_with(relay, &batch)),
+            [
+                "redriven io.finhook.unmapped",
+                "still_failing missing_field",
+                "redriven io.finhook.unmapped",
+            ]
+        );
+        // Without `events_path` the same body is one event, which has no type.
+        let single = relay.replace("events_path = \"events\"\n", "");
+        assert_eq!(
+            names(&dry_run_with(&single, &batch)),
+            ["still_failing missing_field"]
+        );
     }
 }
