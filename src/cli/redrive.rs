@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -248,12 +247,6 @@ fn redrive_one(
                 None => Verified::assume(raw, &request_headers),
             };
             let items = match source.split(&verified) {
-                None => vec![ingest::item(
-                    &origin,
-                    source.read(&verified),
-                    raw,
-                    &request_headers,
-                )],
                 Some(Ok(events)) => events
                     .into_iter()
                     .map(|event| {
@@ -261,14 +254,26 @@ fn redrive_one(
                         ingest::item(&origin, facts, event, &request_headers)
                     })
                     .collect(),
-                Some(Err(error)) => vec![ingest::item(&origin, Err(error), raw, &request_headers)],
+                // One event: from a source without batches, or a batch's event that could not
+                // be read and was dead-lettered alone (it does not split as a batch). A whole
+                // batch that cannot be split fails again here, read as one event.
+                None | Some(Err(_)) => vec![ingest::item(
+                    &origin,
+                    source.read(&verified),
+                    raw,
+                    &request_headers,
+                )],
             };
             (items, source.protection.as_deref())
         }
         Ingress::Queue => {
             let user_id = record.header("ce_userid").unwrap_or("");
             page = queue_page(raw);
-            let items = crate::poller::page::items(&origin, &page, user_id, |item| item);
+            // A provider without queues cannot have written this letter: nothing reads it.
+            let Some(items) = crate::poller::page::items(&origin, &page, user_id, |item| item)
+            else {
+                return vec![Outcome::Skipped("source_not_configured")];
+            };
             // A queue event's poller is named like a source in ce_source.
             let policy = poller_policies
                 .get(&source_name)
@@ -325,16 +330,11 @@ fn read_range(
     topic: &str,
     range: &Range,
 ) -> anyhow::Result<Vec<DeadRecord>> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = crate::registry::admin::shared_client_config(brokers, properties)
         .set("group.id", "finhook-redrive")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
-    for (name, value) in properties {
-        client.set(name, value);
-    }
-    let consumer: BaseConsumer = client.create()?;
+        .set("enable.partition.eof", "true")
+        .create()?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .context("reading the dead-letter topic's metadata")?;
@@ -620,6 +620,19 @@ mod tests {
                 letter(&webhook("nope", "finhook://nope/x"), b"{}"),
                 "skipped source_not_configured",
             ),
+            // A queue letter naming a provider without queues.
+            (
+                letter(
+                    &[
+                        ("ce_type", DEAD_LETTER_TYPE),
+                        ("ce_provider", "bridge"),
+                        ("ce_source", "finhook://bridge/main"),
+                        ("ce_ingress", "queue"),
+                    ],
+                    b"[{}]",
+                ),
+                "skipped source_not_configured",
+            ),
             // The default configuration has no `main` Bridge source.
             (
                 letter(&webhook("bridge", "finhook://bridge/main"), b"{}"),
@@ -650,6 +663,21 @@ mod tests {
                 "still_failing missing_field",
                 "redriven io.finhook.unmapped",
             ]
+        );
+        // One event of such a batch, dead-lettered alone (as ingest does when it cannot be
+        // read), is read as that event.
+        let part = letter(
+            &[
+                ("ce_type", DEAD_LETTER_TYPE),
+                ("ce_provider", "hmac"),
+                ("ce_source", "finhook://hmac/relay"),
+                ("ce_ingress", "webhook"),
+            ],
+            br#"{"type": "a"}"#,
+        );
+        assert_eq!(
+            names(&dry_run_with(relay, &part)),
+            ["redriven io.finhook.unmapped"]
         );
         // Without `events_path` the same body is one event, which has no type.
         let single = relay.replace("events_path = \"events\"\n", "");

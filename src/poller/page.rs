@@ -18,9 +18,9 @@ pub(crate) fn items<'p>(
     page: &'p [u8],
     user_id: &str,
     protect: impl Fn(Item<'p>) -> Item<'p>,
-) -> Vec<Item<'p>> {
+) -> Option<Vec<Item<'p>>> {
     let no_headers = HeaderMap::new();
-    let mut items: Vec<Item<'p>> = match read(origin, page, user_id) {
+    let mut items: Vec<Item<'p>> = match read(origin, page, user_id)? {
         Ok(events) => events
             .into_iter()
             .map(|(raw, facts)| protect(ingest::item(origin, facts, raw, &no_headers)))
@@ -33,21 +33,25 @@ pub(crate) fn items<'p>(
             letter.user_id = Some(user_id.to_owned());
         }
     }
-    items
+    Some(items)
 }
 
 /// Whether a 200 page holds no event at all (an unreadable page is not empty: it is
 /// dead-lettered).
 pub(crate) fn is_empty(origin: &Origin<'_>, page: &[u8]) -> bool {
-    read(origin, page, "").is_ok_and(|events| events.is_empty())
+    read(origin, page, "").is_some_and(|read| read.is_ok_and(|events| events.is_empty()))
 }
 
-fn read<'p>(origin: &Origin<'_>, page: &'p [u8], user_id: &str) -> providers::QueuePage<'p> {
-    providers::entry(origin.provider.as_str())
-        .expect("a ProviderKind names a catalogue entry")
+/// The page read by its provider's queue reader; `None` when the provider has no queues (a
+/// dead letter that names one, read again by `finhook redrive`).
+fn read<'p>(
+    origin: &Origin<'_>,
+    page: &'p [u8],
+    user_id: &str,
+) -> Option<providers::QueuePage<'p>> {
+    providers::entry(origin.provider.as_str())?
         .default_settings()
         .read_queue_page(page, user_id)
-        .expect("a poller polls a provider with a queue reader")
 }
 
 /// Items grouped by ordering key, in page order within each key: chains can be published in
@@ -89,7 +93,7 @@ mod tests {
             {"id":"2","name":"SYNC_STARTED","resource":{"id":"c2","channels":[]}},
             {"id":"3","name":"SYNC_ALL_SUCCESS","resource":{"id":"c1","channels":[]}},
             {"id":"4"}]"#;
-        let items = items(&origin(), page, "u1", |item| item);
+        let items = items(&origin(), page, "u1", |item| item).unwrap();
         assert_eq!(items.len(), 4);
         assert!(matches!(items[3], Item::DeadLetter(_)), "no event code");
         let chains = chains(&items);
@@ -102,7 +106,7 @@ mod tests {
         assert_eq!(ids[1], ["2"]);
         assert!(is_empty(&origin(), b"[]") && is_empty(&origin(), b" {\"events\": []} "));
         assert!(!is_empty(&origin(), b"not json"));
-        let unreadable = super::items(&origin(), b"not json", "u1", |item| item);
+        let unreadable = super::items(&origin(), b"not json", "u1", |item| item).unwrap();
         assert!(matches!(unreadable[..], [Item::DeadLetter(_)]));
     }
 
@@ -121,7 +125,7 @@ mod tests {
             )),
             other => other,
         };
-        let items = items(&origin(), page, "u7", refuse);
+        let items = items(&origin(), page, "u7", refuse).unwrap();
         match &items[..] {
             [Item::DeadLetter(letter)] => assert_eq!(letter.user_id.as_deref(), Some("u7")),
             _ => panic!("one dead letter"),

@@ -384,7 +384,8 @@ impl<Api: QueueApi> UserLoop<Api> {
                 &item,
             );
             ingest::protect(item, policy, &HeaderMap::new())
-        });
+        })
+        .expect("a poller polls a provider with queues");
         let held = items.len() as i64;
         self.metrics.poller.add_events_held(&self.poller, held);
 
