@@ -115,10 +115,13 @@ impl<'a> Envelope<'a> {
             None if facts.unique_per_delivery => per_delivery_id(origin, raw),
             None => derived_id(origin.provider, raw),
         };
-        let partitionkey = match (&facts.connection_id, &facts.fallback_key) {
-            (Some(connection), _) => format!("{}:{connection}", origin.provider),
-            (None, Some(fallback)) => format!("{}:{fallback}", origin.provider),
-            (None, None) => format!("{}:event:{id}", origin.provider),
+        let partitionkey = match facts
+            .connection_id
+            .as_deref()
+            .or(facts.fallback_key.as_deref())
+        {
+            Some(key) => format!("{}:{key}", origin.provider),
+            None => format!("{}:event:{id}", origin.provider),
         };
         Envelope {
             specversion: SPEC_VERSION,

@@ -45,25 +45,6 @@ macro_rules! skip_containers {
     };
 }
 
-/// The string visitor methods of [`text`] and [`id_string`]: a non-empty string read as `T`,
-/// borrowed when the deserializer lends it; an empty one reads as absent.
-macro_rules! non_empty_strings {
-    () => {
-        fn visit_borrowed_str<E: serde::de::Error>(
-            self,
-            value: &'de str,
-        ) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value)))
-        }
-        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
-        }
-        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok((!value.is_empty()).then(|| T::from(value)))
-        }
-    };
-}
-
 /// Skips a value of the wrong type. Unlike `IgnoredAny` (which serde_json skips without any
 /// depth limit), every nested array or object goes through `deserialize_any`, so serde_json's
 /// recursion limit (128) still refuses absurdly deep input in a field finhook reads.
@@ -116,24 +97,10 @@ where
     D: Deserializer<'de>,
     T: From<&'de str> + From<String>,
 {
-    struct Text<T>(PhantomData<T>);
-    impl<'de, T: From<&'de str> + From<String>> Visitor<'de> for Text<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        non_empty_strings!();
-        absent_otherwise!(
-            visit_bool(bool),
-            visit_i64(i64),
-            visit_u64(u64),
-            visit_f64(f64)
-        );
-        skip_containers!();
-        skip_containers!(maps);
-        skip_containers!(seqs);
-    }
-    deserializer.deserialize_any(Text(PhantomData))
+    deserializer.deserialize_any(NonEmptyText {
+        integers: false,
+        read: PhantomData,
+    })
 }
 
 /// An id written as a non-empty string or an integer; the envelope always carries strings.
@@ -143,25 +110,48 @@ where
     D: Deserializer<'de>,
     T: From<&'de str> + From<String>,
 {
-    struct Id<T>(PhantomData<T>);
-    impl<'de, T: From<&'de str> + From<String>> Visitor<'de> for Id<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or an integer")
-        }
-        non_empty_strings!();
-        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
-            Ok(Some(T::from(value.to_string())))
-        }
-        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
-            Ok(Some(T::from(value.to_string())))
-        }
-        absent_otherwise!(visit_bool(bool), visit_f64(f64));
-        skip_containers!();
-        skip_containers!(maps);
-        skip_containers!(seqs);
+    deserializer.deserialize_any(NonEmptyText {
+        integers: true,
+        read: PhantomData,
+    })
+}
+
+/// The visitor of [`text`] and [`id_string`]: a non-empty string read as `T` (borrowed when the
+/// deserializer lends it), an integer as its decimal text when `integers`, anything else as
+/// absent.
+struct NonEmptyText<T> {
+    integers: bool,
+    read: PhantomData<T>,
+}
+
+impl<'de, T: From<&'de str> + From<String>> Visitor<'de> for NonEmptyText<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.integers {
+            "a string or an integer"
+        } else {
+            "a string"
+        })
     }
-    deserializer.deserialize_any(Id(PhantomData))
+    fn visit_borrowed_str<E: serde::de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok((!value.is_empty()).then(|| T::from(value)))
+    }
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok((!value.is_empty()).then(|| T::from(value.to_owned())))
+    }
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok((!value.is_empty()).then(|| T::from(value)))
+    }
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(self.integers.then(|| T::from(value.to_string())))
+    }
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(self.integers.then(|| T::from(value.to_string())))
+    }
+    absent_otherwise!(visit_bool(bool), visit_f64(f64));
+    skip_containers!();
+    skip_containers!(maps);
+    skip_containers!(seqs);
 }
 
 /// A number.
