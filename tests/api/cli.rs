@@ -431,42 +431,34 @@ header = "X-Relay-Signature"
         .map(|letter| letter.timestamp.unwrap())
         .collect();
     written.sort_unstable();
-    let middle = written[2];
+    // Bounds with letters strictly on both sides: the first time after the earliest letter,
+    // the last time before the latest.
+    let (first, last) = (written[0], written[3]);
     assert!(
-        written[0] < middle,
+        first < last,
         "the letters were written within one millisecond: {written:?}"
     );
-    let middle_text =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(middle) * 1_000_000)
+    let since = *written.iter().find(|&&at| at > first).unwrap();
+    let until = *written.iter().rev().find(|&&at| at < last).unwrap();
+    let rfc3339 = |millis: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
             .unwrap()
             .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
-    let since_middle = written.iter().filter(|&&at| at >= middle).count() as i64;
-    let until_middle = written.iter().filter(|&&at| at <= middle).count() as i64;
+            .unwrap()
+    };
+    let (since_text, until_text) = (rfc3339(since), rfc3339(until));
+    let count = |keep: &dyn Fn(i64) -> bool| written.iter().filter(|&&at| keep(at)).count() as i64;
+    let (from_one, from_two) = (from(1), from(2));
     for (range, expected) in [
-        (
-            vec!["--since".to_owned(), "2000-01-01T00:00:00Z".to_owned()],
-            4,
-        ),
-        (
-            vec!["--since".to_owned(), middle_text.clone()],
-            since_middle,
-        ),
-        (
-            vec!["--since".to_owned(), "2099-01-01T00:00:00Z".to_owned()],
-            0,
-        ),
-        (
-            vec!["--until".to_owned(), "2000-01-01T00:00:00Z".to_owned()],
-            0,
-        ),
-        (
-            vec!["--until".to_owned(), middle_text.clone()],
-            until_middle,
-        ),
-        (vec!["--from-offset".to_owned(), "1".to_owned()], from(1)),
-        (vec!["--from-offset".to_owned(), "2".to_owned()], from(2)),
+        (["--since", "2000-01-01T00:00:00Z"], 4),
+        (["--since", since_text.as_str()], count(&|at| at >= since)),
+        (["--since", "2099-01-01T00:00:00Z"], 0),
+        (["--until", "2000-01-01T00:00:00Z"], 0),
+        (["--until", until_text.as_str()], count(&|at| at <= until)),
+        (["--from-offset", "1"], from_one),
+        (["--from-offset", "2"], from_two),
     ] {
+        let range = range.map(str::to_owned);
         let redrive = redrive.clone();
         let summary = tokio::task::spawn_blocking(move || {
             let mut arguments = vec!["--dry-run"];
