@@ -34,6 +34,8 @@ finhook=$!; pids+=($finhook)
 ceiling_http=$!; pids+=($ceiling_http)
 "$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
 ceiling_kafka=$!; pids+=($ceiling_kafka)
+wait_http "http://127.0.0.1:$http_port/"
+wait_http "http://127.0.0.1:$kafka_port/"
 wait_ready "$ops_port"
 
 # One wrk run: target name, port, server pid, body name, connections → one JSON line.
@@ -58,17 +60,15 @@ print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {prin
 
 for body in "${bodies[@]}"; do
   # Warm-up: connections, producers, topic metadata.
-  SECONDS_SAVED=$seconds; seconds=2
-  run finhook "$webhook_port" "$finhook" "$body" 16 > /dev/null
-  run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" 16 > /dev/null
-  seconds=$SECONDS_SAVED
+  seconds=2 run finhook "$webhook_port" "$finhook" "$body" 16 > /dev/null
+  seconds=2 run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" 16 > /dev/null
   for c in "${connections[@]}"; do
     run ceiling-http "$http_port" "$ceiling_http" "$body" "$c"
     run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$c"
     run finhook "$webhook_port" "$finhook" "$body" "$c"
   done
 done | tee "$work/closed.jsonl"
-echo "finhook peak RSS: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
+echo "finhook peak RSS: $(peak_rss_mib "$finhook") MiB"
 
 echo "== open loop at half of finhook's closed-loop peak, per body, finhook and ceiling (b) at the same rate (finhook-bench pace)"
 for body in "${bodies[@]}"; do
@@ -77,7 +77,7 @@ for body in "${bodies[@]}"; do
   pace_run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$rate"
   pace_run finhook "$webhook_port" "$finhook" "$body" "$rate"
 done | tee "$work/open.jsonl"
-echo "finhook peak RSS after the open loop: $(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$finhook/status") MiB"
+echo "finhook peak RSS after the open loop: $(peak_rss_mib "$finhook") MiB"
 
 echo "== summary"
 python3 - "$work/closed.jsonl" <<'PY'

@@ -39,10 +39,8 @@ wait_http "http://127.0.0.1:$kafka_port/"
 for entry in "${rates[@]}"; do
   body=${entry%%=*}; rate=${entry#*=}
   # Warm-up: connections, producers, topic metadata.
-  seconds_saved=$seconds; seconds=2
-  pace_run ceiling-kafka "$kafka_port" "$ceiling" "$body" "$rate" > /dev/null
-  for build in "${builds[@]}"; do name=${build%%=*}; pace_run "$name" "${port_of[$name]}" "${pid_of[$name]}" "$body" "$rate" > /dev/null; done
-  seconds=$seconds_saved
+  seconds=2 pace_run ceiling-kafka "$kafka_port" "$ceiling" "$body" "$rate" > /dev/null
+  for build in "${builds[@]}"; do name=${build%%=*}; seconds=2 pace_run "$name" "${port_of[$name]}" "${pid_of[$name]}" "$body" "$rate" > /dev/null; done
   for _ in $(seq "$rounds"); do
     pace_run ceiling-kafka "$kafka_port" "$ceiling" "$body" "$rate"
     for build in "${builds[@]}"; do name=${build%%=*}; pace_run "$name" "${port_of[$name]}" "${pid_of[$name]}" "$body" "$rate"; done

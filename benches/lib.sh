@@ -23,6 +23,7 @@ start_broker() {
   pids+=($!)
   for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
   brokers=$(head -1 "$work/kafka.out")
+  [ -n "$brokers" ] || { echo "the mock broker did not start (see finhook-sim kafka)" >&2; return 1; }
 }
 
 # finhook's configuration for the webhook benches: a Bridge source and a Linxo source (HTTP
@@ -60,7 +61,7 @@ esac; }
 source_of() { case $1 in bridge) echo bridge ;; *) echo linxo ;; esac; }
 
 # One open-loop run of `finhook-bench pace` → one JSON line, with the server's CPU per 10k.
-#   pace_run TARGET PORT SERVER_PID BODY RATE   (uses $seconds, $PACE_CONNECTIONS)
+#   pace_run TARGET PORT SERVER_PID BODY RATE   (uses $bin, $linxo_auth, $seconds, $PACE_CONNECTIONS)
 pace_run() {
   local target=$1 port=$2 pid=$3 body=$4 rate=$5 file before after line
   file=$(body_file "$body")

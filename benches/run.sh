@@ -49,12 +49,9 @@ peak=$(python3 -c 'import json,sys; print(max(json.loads(l)["figures"]["answered
 echo "== finhook, open loop (fixed rates: a quarter, half and three quarters of the closed-loop peak $peak/s)"
 # finhook-bench pace, not `load --rate`: a task and a reqwest call per request took a whole core
 # at these rates and made the generator's own queueing look like finhook's tail (BENCHMARKS.md).
-fixture=tests/fixtures/bridge/item-refreshed.json
 for fraction in 0.25 0.5 0.75; do
   rate=$(python3 -c "print(round($peak * $fraction))")
-  "$bin/finhook-bench" pace --url "$url" --body-file "$fixture" --rate "$rate" --seconds "$seconds" \
-    --header "BridgeApi-Signature: $("$bin/finhook" sign --secret bench-secret "$fixture")" \
-    --target "finhook-open-$fraction"
+  pace_run "finhook-open-$fraction" "$webhook_port" "$finhook" bridge "$rate"
 done
 echo "finhook peak RSS after the open-loop runs: $(peak_rss_mib "$finhook") MiB"
 
@@ -64,7 +61,8 @@ http_port=$(free_port); kafka_port=$(free_port)
 pids+=($!)
 "$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
 pids+=($!)
-sleep 1
+wait_http "http://127.0.0.1:$http_port/"
+wait_http "http://127.0.0.1:$kafka_port/"
 for c in "${concurrencies[@]}"; do
   load --url "http://127.0.0.1:$http_port/webhooks/bridge" --concurrency "$c" --seconds "$seconds" --target ceiling-http
 done | tee "$work/ceiling-http.jsonl"

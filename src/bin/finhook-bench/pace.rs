@@ -102,7 +102,7 @@ async fn drive(plan: &PacePlan) -> anyhow::Result<(Tally, Duration)> {
     let host = plan.url.host().context("the URL has no host")?;
     let port = plan.url.port_u16().unwrap_or(80);
     let address: Rc<str> = format!("{host}:{port}").into();
-    let request: Rc<[u8]> = request_bytes(plan, host).into();
+    let request: Rc<[u8]> = request_bytes(plan).into();
     let mut connections = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
         connections.push(Connection::open(&address).await?);
@@ -194,9 +194,14 @@ impl Sender {
     }
 }
 
-/// The whole request, built once: every request of the run is these bytes.
-fn request_bytes(plan: &PacePlan, host: &str) -> Vec<u8> {
+/// The whole request, built once: every request of the run is these bytes. `Host` is the URL's
+/// authority, port included (RFC 9110 §7.2).
+fn request_bytes(plan: &PacePlan) -> Vec<u8> {
     let path = plan.url.path_and_query().map_or("/", |path| path.as_str());
+    let host = plan
+        .url
+        .authority()
+        .map_or("", |authority| authority.as_str());
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         plan.body.len()
@@ -409,6 +414,7 @@ mod tests {
         assert_eq!(relaxed["answered"], 100);
         assert_eq!(relaxed["statuses"]["202"], 100);
         assert_eq!(relaxed["unsent"], 0);
+        assert_eq!(relaxed["due"], 100);
         assert!(relaxed["latency_ms"]["p50"].as_f64().unwrap() >= 5.0);
 
         // One connection answering every 5 ms cannot carry 400/s: requests queue behind it.
@@ -472,5 +478,28 @@ mod tests {
                 "{url} {rate} {connections}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn the_request_names_host_and_port_and_carries_the_body() {
+        let plan = PacePlan {
+            url: "http://127.0.0.1:18080/webhooks/linxo?x=1".parse().unwrap(),
+            body: b"{\"a\":1}".to_vec(),
+            headers: vec!["Authorization: Basic eA==".to_owned()],
+            rate: 1.0,
+            connections: 1,
+            duration: Duration::from_secs(1),
+        };
+        let request = String::from_utf8(request_bytes(&plan)).unwrap();
+        assert!(
+            request.starts_with("POST /webhooks/linxo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:18080\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nContent-Length: 7\r\n"), "{request}");
+        assert!(
+            request.contains("\r\nAuthorization: Basic eA==\r\n"),
+            "{request}"
+        );
+        assert!(request.ends_with("\r\n\r\n{\"a\":1}"), "{request}");
     }
 }
