@@ -323,6 +323,11 @@ fn queue_page(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// How long reading waits on partitions that stopped giving records before the end of the
+/// range: `IDLE_POLLS` empty polls of `IDLE_POLL`.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+const IDLE_POLLS: u32 = 60;
+
 /// Every record of `topic` in `range`, all partitions, in partition and offset order.
 fn read_range(
     brokers: &str,
@@ -338,11 +343,14 @@ fn read_range(
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .context("reading the dead-letter topic's metadata")?;
+    // A missing topic is an error, not an empty range: a typo in `topics.dead_letter` or the
+    // wrong brokers would otherwise report "0 read" as a success.
     let partitions = metadata
         .topics()
         .first()
-        .filter(|found| found.error().is_none())
-        .map_or(0, |found| found.partitions().len() as i32);
+        .filter(|found| found.error().is_none() && !found.partitions().is_empty())
+        .map(|found| found.partitions().len() as i32)
+        .with_context(|| format!("the dead-letter topic {topic} does not exist at {brokers}"))?;
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
@@ -387,8 +395,8 @@ fn read_range(
         _ => None,
     };
     let mut idle = 0;
-    while !ends.is_empty() && idle < 60 {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+    while !ends.is_empty() && idle < IDLE_POLLS {
+        let Some(message) = consumer.poll(IDLE_POLL) else {
             idle += 1;
             continue;
         };
@@ -447,7 +455,7 @@ fn read_range(
         // Redriving part of a range and calling it done would leave letters behind unnoticed.
         let unfinished: Vec<_> = ends.keys().collect();
         bail!(
-            "{topic}: partitions {unfinished:?} gave nothing for 30 s before reaching the end of the range; nothing was redriven"
+            "{topic}: partitions {unfinished:?} gave nothing for {:?} before reaching the end of the range; nothing was redriven", IDLE_POLL * IDLE_POLLS
         );
     }
     Ok(records)

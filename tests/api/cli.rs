@@ -518,3 +518,27 @@ header = "X-Relay-Signature"
         "a second redrive repeats the same ids"
     );
 }
+
+#[tokio::test]
+async fn redrive_refuses_a_dead_letter_topic_that_does_not_exist() {
+    let app = spawn_app("").await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("finhook.toml");
+    std::fs::write(&config, "[kafka.topics]\ndead_letter = \"no.such.topic\"\n").unwrap();
+    let bootstrap = app.bootstrap.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        finhook()
+            .args(["redrive", "--dry-run", "--brokers", &bootstrap, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the dead-letter topic no.such.topic does not exist"),
+        "{stderr}"
+    );
+}
