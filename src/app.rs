@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, UserCredentials};
-use crate::http::server::{self, ConnectionLimits};
+use crate::http::server::{self, ConnectionLimits, ConnectionThreads};
 use crate::http::tls::ReloadingTls;
 use crate::http::{ops_router, webhook_router, AppState};
 use crate::metrics::Metrics;
@@ -38,6 +38,8 @@ pub struct App {
     /// HTTPS for the webhook listener, reloaded when its files change.
     tls: Option<Arc<ReloadingTls>>,
     shutdown_grace: Duration,
+    /// Threads serving webhook connections (`server.threads`, resolved).
+    webhook_threads: usize,
     /// Kept alive for as long as the app: the producer talks to it.
     embedded_kafka: Option<Arc<EmbeddedKafka>>,
 }
@@ -154,6 +156,7 @@ impl App {
             limits,
             tls,
             shutdown_grace: config.server.shutdown_grace,
+            webhook_threads: config.server.webhook_threads(),
             health_interval: config.kafka.health_interval,
             embedded_kafka,
         })
@@ -203,6 +206,8 @@ impl App {
         if let Some(tls) = &self.tls {
             tokio::spawn(Arc::clone(tls).watch(ops_stop.clone()));
         }
+        let webhook_threads = ConnectionThreads::start(self.webhook_threads)
+            .context("starting the webhook threads")?;
         let webhooks = tokio::spawn(server::serve(
             webhook_listener,
             webhook_router(self.state.clone()),
@@ -210,6 +215,7 @@ impl App {
             self.tls.clone(),
             stop.clone(),
             self.shutdown_grace,
+            Some(webhook_threads),
         ));
         let operations = tokio::spawn(server::serve(
             ops_listener,
@@ -218,6 +224,7 @@ impl App {
             None,
             ops_stop.clone(),
             Duration::from_secs(1),
+            None,
         ));
         let mut poller_tasks = tokio::task::JoinSet::new();
         for (poller, users) in std::mem::take(&mut self.pollers) {

@@ -27,7 +27,7 @@ pub use self::poller::{PollerConfig, UserCredentials};
 pub use self::protection::ProtectionConfig;
 pub use self::registry::RegistryConfig;
 pub use self::server::{LogConfig, LogFormat, MetricsConfig, ServerConfig, TlsConfig};
-use self::server::{MAX_HEADER_BYTES, MIN_HEADER_BYTES};
+use self::server::{MAX_HEADER_BYTES, MAX_THREADS, MIN_HEADER_BYTES};
 pub use self::sources::{is_valid_source_name, SourceConfig};
 
 /// The commented defaults, which double as the reference for every key.
@@ -103,6 +103,11 @@ impl Config {
         if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.server.max_header_bytes) {
             problems.push(format!(
                 "server.max_header_bytes: must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"
+            ));
+        }
+        if self.server.threads > MAX_THREADS {
+            problems.push(format!(
+                "server.threads: at most {MAX_THREADS} (0: one per core)"
             ));
         }
         if self.server.max_in_flight == 0 {

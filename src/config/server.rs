@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Webhook requests handled at once; beyond, 503 at once.
     pub max_in_flight: usize,
+    /// Threads serving webhook connections, each a single-threaded runtime that keeps the
+    /// connections it is given from accept to close; 0: one per available core.
+    pub threads: usize,
     /// How long in-flight requests and pollers get to finish after SIGTERM.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -35,6 +38,17 @@ pub struct ServerConfig {
     /// HTTPS on the webhook listener; absent: plain HTTP (TLS ends at a proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+}
+
+impl ServerConfig {
+    /// How many threads serve webhook connections: `threads`, or one per available core (which
+    /// counts a container's CPU limit).
+    pub fn webhook_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            threads => threads,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,3 +95,5 @@ pub struct LogConfig {
 /// hyper's smallest read buffer, and a ceiling well above any real provider's headers.
 pub(crate) const MIN_HEADER_BYTES: usize = 8 * 1024;
 pub(crate) const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Most webhook threads a configuration may ask for: far more than cores only adds switching.
+pub(crate) const MAX_THREADS: usize = 256;

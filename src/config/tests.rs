@@ -286,6 +286,21 @@ fn the_request_head_limit_is_bounded() {
 }
 
 #[test]
+fn webhook_threads_default_to_one_per_core_and_are_bounded() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(parse("").unwrap().server.webhook_threads(), cores);
+    assert_eq!(
+        parse("[server]\nthreads = 3")
+            .unwrap()
+            .server
+            .webhook_threads(),
+        3
+    );
+    let message = problems("[server]\nthreads = 257");
+    assert!(message.contains("server.threads: at most 256"), "{message}");
+}
+
+#[test]
 fn poller_users_are_checked() {
     // Static sharding is gone: the users registry shares users between replicas.
     let message = problems(&format!("{POLLER}shard_index = 0\nshard_count = 2"));
