@@ -193,6 +193,8 @@ impl App {
             pollers = self.pollers.len() + self.registry_polling.as_ref().map_or(0, |polling| polling.pollers.len()),
             "finhook serving"
         );
+        let webhook_threads = ConnectionThreads::start(self.webhook_threads)
+            .context("starting the webhook threads")?;
         let publisher = Arc::clone(&self.state.publisher);
         // Three stops, in order: webhooks and pollers first; then, once pollers have published
         // what they hold, the health probe and the operations listener (which keeps answering
@@ -206,8 +208,6 @@ impl App {
         if let Some(tls) = &self.tls {
             tokio::spawn(Arc::clone(tls).watch(ops_stop.clone()));
         }
-        let webhook_threads = ConnectionThreads::start(self.webhook_threads)
-            .context("starting the webhook threads")?;
         let webhooks = tokio::spawn(server::serve(
             webhook_listener,
             webhook_router(self.state.clone()),

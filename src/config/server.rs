@@ -45,7 +45,9 @@ impl ServerConfig {
     /// counts a container's CPU limit).
     pub fn webhook_threads(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            0 => {
+                std::thread::available_parallelism().map_or(1, |cores| cores.get().min(MAX_THREADS))
+            }
             threads => threads,
         }
     }

@@ -117,6 +117,9 @@ pub async fn serve(
             tracing::warn!(?grace, "connections still open at the end of the grace period; closing them");
         }
     }
+    if let Some(threads) = threads {
+        threads.stop().await;
+    }
 }
 
 /// Serves one connection's requests, each carrying the peer address and, over mutual TLS, the
@@ -156,31 +159,70 @@ async fn serve_connection<Io>(
 /// webhook under load (BENCHMARKS.md, fourth pass).
 pub struct ConnectionThreads {
     runtimes: Vec<tokio::runtime::Handle>,
-    /// Cancelled on drop: each thread then leaves its runtime, which drops what still runs there.
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Cancelled on stop or drop: each thread then leaves its runtime, which drops what still
+    /// runs there.
     stop: CancellationToken,
 }
 
 impl ConnectionThreads {
-    /// Starts `count` threads (at least one), named `finhook-http-N`.
+    /// Starts `count` threads (at least one), named `finhook-http-N`. On failure the threads
+    /// already started are stopped.
     pub fn start(count: usize) -> std::io::Result<Self> {
-        let stop = CancellationToken::new();
-        let mut runtimes = Vec::with_capacity(count);
+        let mut started = Self {
+            runtimes: Vec::with_capacity(count),
+            threads: Vec::with_capacity(count),
+            stop: CancellationToken::new(),
+        };
         for index in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtimes.push(runtime.handle().clone());
-            let stopped = stop.clone().cancelled_owned();
-            std::thread::Builder::new()
+            let (handle_sender, handle_receiver) = std::sync::mpsc::sync_channel(1);
+            let stopped = started.stop.clone().cancelled_owned();
+            let thread = std::thread::Builder::new()
                 .name(format!("finhook-http-{index}"))
-                .spawn(move || runtime.block_on(stopped))?;
+                .spawn(move || {
+                    // Built and dropped on this thread: a runtime dropped on a thread that is
+                    // inside another runtime panics.
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(error) => {
+                            let _ = handle_sender.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = handle_sender.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(stopped);
+                    // Blocking work started by a connection (a DNS lookup) is not waited for.
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                })?;
+            started.threads.push(thread);
+            let runtime = handle_receiver
+                .recv()
+                .map_err(|_| std::io::Error::other("a webhook thread ended while starting"))??;
+            started.runtimes.push(runtime);
         }
-        Ok(Self { runtimes, stop })
+        Ok(started)
     }
 
     /// Runs the `n`th connection's future on thread `n` modulo their number.
     fn spawn(&self, n: usize, connection: impl Future<Output = ()> + Send + 'static) {
         drop(self.runtimes[n % self.runtimes.len()].spawn(connection));
+    }
+
+    /// Stops the threads and waits for them to end: what still ran there (connections past
+    /// the grace period) is dropped before this returns, so nothing holds the app's state
+    /// while the producer is flushed.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -212,8 +254,8 @@ mod tests {
         body.to_owned()
     }
 
-    #[tokio::test]
-    async fn connections_are_served_on_the_connection_threads_in_turn() {
+    /// Serves, on two connection threads, a `GET /` that answers the name of its thread.
+    async fn serve_thread_names() -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let router = Router::new().route(
@@ -225,7 +267,6 @@ mod tests {
             max_header_bytes: 16 * 1024,
         };
         let stop = CancellationToken::new();
-        let threads = ConnectionThreads::start(2).unwrap();
         let server = tokio::spawn(serve(
             listener,
             router,
@@ -233,9 +274,14 @@ mod tests {
             None,
             stop.clone(),
             Duration::from_secs(1),
-            Some(threads),
+            Some(ConnectionThreads::start(2).unwrap()),
         ));
+        (address, stop, server)
+    }
 
+    #[tokio::test]
+    async fn connections_are_served_on_the_connection_threads_in_turn() {
+        let (address, stop, server) = serve_thread_names().await;
         let mut served_on = Vec::new();
         for _ in 0..4 {
             served_on.push(get_body(address).await);
@@ -256,6 +302,44 @@ mod tests {
             .await
             .expect("the server stops")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn http2_streams_run_on_their_connection_thread() {
+        let (address, stop, server) = serve_thread_names().await;
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let url = format!("http://{address}/");
+        let (first, second) = tokio::join!(client.get(&url).send(), client.get(&url).send());
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.version(), reqwest::Version::HTTP_2);
+        let (first, second) = (first.text().await.unwrap(), second.text().await.unwrap());
+        assert!(first.starts_with("finhook-http-"), "{first}");
+        assert_eq!(first, second, "one connection, one thread");
+        stop.cancel();
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_the_connection_threads_waits_until_what_ran_on_them_is_dropped() {
+        let threads = ConnectionThreads::start(1).unwrap();
+        let (held, mut released) = tokio::sync::oneshot::channel::<()>();
+        threads.spawn(0, async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        threads.stop().await;
+        assert_eq!(
+            released.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed),
+            "dropped before stop returned"
+        );
     }
 
     #[tokio::test]
