@@ -279,6 +279,24 @@ mod tests {
         (address, stop, server)
     }
 
+    async fn stop_serving(stop: CancellationToken, server: tokio::task::JoinHandle<()>) {
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops")
+            .unwrap();
+    }
+
+    /// Runs on `threads` a task that never ends; the receiver learns when it is dropped.
+    fn hold_a_task(threads: &ConnectionThreads) -> tokio::sync::oneshot::Receiver<()> {
+        let (held, released) = tokio::sync::oneshot::channel::<()>();
+        threads.spawn(0, async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        released
+    }
+
     #[tokio::test]
     async fn connections_are_served_on_the_connection_threads_in_turn() {
         let (address, stop, server) = serve_thread_names().await;
@@ -297,11 +315,7 @@ mod tests {
             "handed out in turn: {served_on:?}"
         );
 
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the server stops")
-            .unwrap();
+        stop_serving(stop, server).await;
     }
 
     #[tokio::test]
@@ -318,22 +332,14 @@ mod tests {
         let (first, second) = (first.text().await.unwrap(), second.text().await.unwrap());
         assert!(first.starts_with("finhook-http-"), "{first}");
         assert_eq!(first, second, "one connection, one thread");
-        stop.cancel();
         drop(client);
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the server stops")
-            .unwrap();
+        stop_serving(stop, server).await;
     }
 
     #[tokio::test]
     async fn stopping_the_connection_threads_waits_until_what_ran_on_them_is_dropped() {
         let threads = ConnectionThreads::start(1).unwrap();
-        let (held, mut released) = tokio::sync::oneshot::channel::<()>();
-        threads.spawn(0, async move {
-            let _held = held;
-            std::future::pending::<()>().await;
-        });
+        let mut released = hold_a_task(&threads);
         threads.stop().await;
         assert_eq!(
             released.try_recv(),
@@ -345,11 +351,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_connection_threads_drops_what_runs_on_them() {
         let threads = ConnectionThreads::start(1).unwrap();
-        let (held, released) = tokio::sync::oneshot::channel::<()>();
-        threads.spawn(0, async move {
-            let _held = held;
-            std::future::pending::<()>().await;
-        });
+        let released = hold_a_task(&threads);
         drop(threads);
         let outcome = tokio::time::timeout(Duration::from_secs(5), released)
             .await
