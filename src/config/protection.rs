@@ -120,6 +120,12 @@ impl ProtectionConfig {
                 "protection: give encryption_key or encryption_key_file, not both".to_owned(),
             );
         }
+        super::registry::check_previous_keys(
+            "protection.previous_encryption_keys",
+            self.encryption_key_id.as_deref(),
+            &self.previous_encryption_keys,
+            problems,
+        );
     }
 
     /// The encryption keys, files read; `None` without an encryption key.

@@ -69,9 +69,34 @@ pub(crate) fn read_key(
     })
 }
 
+/// The checks on a list of previous keys (`list` names it in problems), for the registry and
+/// for field encryption alike, made when the configuration is loaded (so `check-config
+/// --skip-files` makes them too): each gives exactly one of key and key_file, and none reuses
+/// `current_id`.
+pub(crate) fn check_previous_keys(
+    list: &str,
+    current_id: Option<&str>,
+    previous: &[PreviousKey],
+    problems: &mut Vec<String>,
+) {
+    for (index, previous) in previous.iter().enumerate() {
+        if previous.key.is_some() == previous.key_file.is_some() {
+            problems.push(format!(
+                "{list}[{index}]: give exactly one of key and key_file"
+            ));
+        }
+        if current_id == Some(previous.id.as_str()) {
+            problems.push(format!(
+                "{list}[{index}].id: `{}` is the current key id",
+                previous.id
+            ));
+        }
+    }
+}
+
 /// A keyring of the current key `id` and every previous key, for the registry and for field
-/// encryption alike: a previous key without its key, or reusing the current id, is refused.
-/// `section` and `list` name them in errors (`registry`, `registry.previous_keys`).
+/// encryption alike, once [`check_previous_keys`] passed. `section` and `list` name them in
+/// errors (`registry`, `registry.previous_keys`).
 pub(crate) fn build_keyring(
     section: &str,
     list: &str,
@@ -83,11 +108,6 @@ pub(crate) fn build_keyring(
     let mut ring = Keyring::new(id, current).map_err(invalid)?;
     for (index, previous) in previous.iter().enumerate() {
         let entry = format!("{list}[{index}]");
-        if previous.id == id {
-            return Err(ConfigError::Invalid(vec![format!(
-                "{entry}.id: `{id}` is the current key id"
-            )]));
-        }
         let key = read_key(
             &format!("{entry}.key_file"),
             &previous.key,
@@ -134,19 +154,12 @@ impl RegistryConfig {
         if self.key.is_some() == self.key_file.is_some() {
             problems.push("registry: give exactly one of key and key_file".to_owned());
         }
-        for (index, previous) in self.previous_keys.iter().enumerate() {
-            if previous.key.is_some() == previous.key_file.is_some() {
-                problems.push(format!(
-                    "registry.previous_keys[{index}]: give exactly one of key and key_file"
-                ));
-            }
-            if previous.id == self.key_id {
-                problems.push(format!(
-                    "registry.previous_keys[{index}].id: `{}` is the current key_id",
-                    previous.id
-                ));
-            }
-        }
+        check_previous_keys(
+            "registry.previous_keys",
+            Some(&self.key_id),
+            &self.previous_keys,
+            problems,
+        );
     }
 
     /// Reads the key files and builds the keyring.

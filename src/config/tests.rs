@@ -414,31 +414,46 @@ fn the_default_toml_poller_example_shows_the_real_defaults() {
     }
 }
 
-/// Field encryption and the registry share one keyring builder: a previous key that reuses the
-/// current id, or gives no key, is refused for both (field encryption used to skip the latter).
+/// Field encryption and the registry check their previous keys alike, when the configuration
+/// is loaded (so `check-config --skip-files` refuses them too): one reusing the current id, or
+/// giving no key or both, is refused; a good one opens what it sealed.
 #[test]
 fn previous_keys_are_checked_alike_for_field_encryption_and_the_registry() {
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let protection = |previous: &str| {
-        let config = parse(&format!(
+        format!(
             "[protection]\nencryption_key_id = \"f2\"\nencryption_key = \"{KEY}\"\n[[protection.previous_encryption_keys]]\n{previous}\n"
-        ))
-        .unwrap();
-        config.protection.keyring().map(|ring| ring.is_some())
+        )
     };
-    assert!(protection(&format!("id = \"f1\"\nkey = \"{KEY}\"")).unwrap());
-    let reused = protection(&format!("id = \"f2\"\nkey = \"{KEY}\"")).unwrap_err();
-    assert!(
-        reused.to_string().contains("is the current key id"),
-        "{reused}"
-    );
-    let keyless = protection("id = \"f1\"").unwrap_err();
-    assert!(
-        keyless
-            .to_string()
-            .contains("protection.previous_encryption_keys[0]: key or key_file missing"),
-        "{keyless}"
-    );
+    let registry = |previous: &str| {
+        format!(
+            "[registry]\nenabled = true\nkey_id = \"f2\"\nkey = \"{KEY}\"\n[[registry.previous_keys]]\n{previous}\n"
+        )
+    };
+    let good = format!("id = \"f1\"\nkey = \"{KEY}\"");
+    let ring = parse(&protection(&good)).unwrap().protection.keyring();
+    assert!(ring.unwrap().is_some());
+    assert!(parse(&registry(&good)).unwrap().registry.keyring().is_ok());
+    for (section, config) in [
+        (
+            "protection.previous_encryption_keys",
+            &protection as &dyn Fn(&str) -> String,
+        ),
+        ("registry.previous_keys", &registry),
+    ] {
+        let message = problems(&config(&format!("id = \"f2\"\nkey = \"{KEY}\"")));
+        assert!(
+            message.contains(&format!("{section}[0].id: `f2` is the current key id")),
+            "{message}"
+        );
+        let expected = format!("{section}[0]: give exactly one of key and key_file");
+        let keyless = problems(&config("id = \"f1\""));
+        assert!(keyless.contains(&expected), "{keyless}");
+        let both = problems(&config(&format!(
+            "id = \"f1\"\nkey = \"{KEY}\"\nkey_file = \"/run/k\""
+        )));
+        assert!(both.contains(&expected), "{both}");
+    }
 }
 
 #[test]
