@@ -121,7 +121,13 @@ pub async fn spawn_app_unready(extra: &str) -> TestApp {
         bootstrap,
         kafka,
         config,
-        client: reqwest::Client::new(),
+        // A new connection per request: a kept-alive one could be reused just as the server
+        // closes it for idling past header_read_timeout (300 ms in the limits tests), and the
+        // request would fail with an incomplete message, a race of the test, not of finhook.
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
         shutdown: Some(shutdown_tx),
         server: Some(server),
     }
