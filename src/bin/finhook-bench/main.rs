@@ -1,5 +1,5 @@
 //! `finhook-bench`: the benchmark tools behind `benches/run.sh`: a load generator for signed
-//! Bridge webhooks (closed or open loop; latency, statuses, send → readable-in-Kafka time, and
+//! Bridge webhooks (closed loop; latency, statuses, send → readable-in-Kafka time, and
 //! a check that every 2xx'd event is in Kafka), a light open-loop generator for tails
 //! ([`pace`]), and the two ceilings finhook is compared with (an HTTP handler that only answers
 //! 200, and one that produces the raw body to Kafka and answers after the acknowledgement).
@@ -84,12 +84,9 @@ enum Command {
         url: String,
         #[arg(long, default_value = "bench-secret")]
         secret: String,
-        /// Connections (closed loop), or the cap on requests outstanding (open loop).
+        /// Connections, each sending its next request when the last is answered.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
-        /// Open loop: requests per second, sent on schedule whatever the answers.
-        #[arg(long)]
-        rate: Option<f64>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// After the run, read the events back from this broker: every 2xx'd id must be there.
@@ -103,13 +100,6 @@ enum Command {
         /// Label for the printed line.
         #[arg(long, default_value = "finhook")]
         target: String,
-        /// Send this file as every body (signed once), instead of unique generated events: a
-        /// provider's real body, and no per-request work in the generator.
-        #[arg(long)]
-        body_file: Option<std::path::PathBuf>,
-        /// An `Authorization` header for every request (a Linxo source's credentials).
-        #[arg(long)]
-        authorization: Option<String>,
     },
 }
 
@@ -181,26 +171,16 @@ async fn main() -> anyhow::Result<()> {
             url,
             secret,
             concurrency,
-            rate,
             seconds,
             brokers,
             tail,
             topic,
             target,
-            body_file,
-            authorization,
         } => {
-            let fixed_body = match body_file {
-                Some(path) => Some(Bytes::from(std::fs::read(&path)?)),
-                None => None,
-            };
             let figures = load(LoadPlan {
-                fixed_body,
-                authorization,
                 url,
                 secret: Secret::new(secret),
                 concurrency,
-                rate,
                 duration: Duration::from_secs(seconds),
                 brokers,
                 tail,
@@ -217,13 +197,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 struct LoadPlan {
-    /// One body for every request (pre-signed), or `None` for unique generated events.
-    fixed_body: Option<Bytes>,
-    authorization: Option<String>,
     url: String,
     secret: Secret,
     concurrency: usize,
-    rate: Option<f64>,
     duration: Duration,
     brokers: Option<String>,
     tail: bool,
@@ -273,12 +249,6 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
 
-    let fixed = plan.fixed_body.clone().map(|body| {
-        let signature = bridge::sign(&plan.secret, &body);
-        let id = derived_id(bridge::Bridge::KIND, &body);
-        (body, signature, id)
-    });
-    let authorization = plan.authorization.clone();
     let send_one = {
         let client = client.clone();
         let url = plan.url.clone();
@@ -290,33 +260,22 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             let client = client.clone();
             let url = url.clone();
             let secret = secret.clone();
-            let fixed = fixed.clone();
-            let authorization = authorization.clone();
             let results = Arc::clone(&results);
             let sent_at = Arc::clone(&sent_at);
             let number = sequence.fetch_add(1, Ordering::Relaxed);
             async move {
-                let (body, signature, id) = match fixed {
-                    Some(fixed) => fixed,
-                    None => {
-                        let body = Bytes::from(body(number));
-                        let signature = bridge::sign(&secret, &body);
-                        let id = derived_id(bridge::Bridge::KIND, &body);
-                        (body, signature, id)
-                    }
-                };
+                let body = Bytes::from(body(number));
+                let signature = bridge::sign(&secret, &body);
+                let id = derived_id(bridge::Bridge::KIND, &body);
                 let sent = Instant::now();
                 sent_at
                     .lock()
                     .expect("never poisoned")
                     .insert(id.clone(), sent);
-                let mut request = client
+                let request = client
                     .post(&url)
                     .header("content-type", "application/json")
                     .header("BridgeApi-Signature", signature);
-                if let Some(authorization) = &authorization {
-                    request = request.header("authorization", authorization);
-                }
                 let status = match request.body(body).send().await {
                     Ok(response) => {
                         let status = response.status().as_u16();
@@ -336,47 +295,18 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
         }
     };
 
-    match plan.rate {
-        None => {
-            let mut workers = Vec::new();
-            for _ in 0..plan.concurrency {
-                let send_one = send_one.clone();
-                let duration = plan.duration;
-                workers.push(tokio::spawn(async move {
-                    while started.elapsed() < duration {
-                        send_one().await;
-                    }
-                }));
+    let mut workers = Vec::new();
+    for _ in 0..plan.concurrency {
+        let send_one = send_one.clone();
+        let duration = plan.duration;
+        workers.push(tokio::spawn(async move {
+            while started.elapsed() < duration {
+                send_one().await;
             }
-            for worker in workers {
-                worker.await?;
-            }
-        }
-        Some(rate) => {
-            let permits = Arc::new(tokio::sync::Semaphore::new(plan.concurrency));
-            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut tasks = tokio::task::JoinSet::new();
-            while started.elapsed() < plan.duration {
-                ticker.tick().await;
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    // Outstanding cap reached: counted as a miss of the schedule.
-                    *results
-                        .lock()
-                        .expect("never poisoned")
-                        .statuses
-                        .entry(1)
-                        .or_default() += 1;
-                    continue;
-                };
-                let send_one = send_one.clone();
-                tasks.spawn(async move {
-                    send_one().await;
-                    drop(permit);
-                });
-            }
-            while tasks.join_next().await.is_some() {}
-        }
+        }));
+    }
+    for worker in workers {
+        worker.await?;
     }
     let elapsed = started.elapsed();
     let generator_cpu = process_cpu_seconds() - cpu_before;
@@ -426,9 +356,8 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     results.latencies.sort();
     let answered = results.latencies.len();
     Ok(serde_json::json!({
-        "mode": if plan.rate.is_some() { "open" } else { "closed" },
+        "mode": "closed",
         "concurrency": plan.concurrency,
-        "rate": plan.rate,
         "seconds": elapsed.as_secs_f64(),
         "answered": answered,
         "answered_per_second": answered as f64 / elapsed.as_secs_f64(),
