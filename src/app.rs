@@ -186,6 +186,8 @@ impl App {
         ops_listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let webhook_threads = ConnectionThreads::start(self.webhook_threads)
+            .context("starting the webhook threads")?;
         tracing::info!(
             webhooks = %webhook_listener.local_addr()?,
             operations = %ops_listener.local_addr()?,
@@ -193,8 +195,6 @@ impl App {
             pollers = self.pollers.len() + self.registry_polling.as_ref().map_or(0, |polling| polling.pollers.len()),
             "finhook serving"
         );
-        let webhook_threads = ConnectionThreads::start(self.webhook_threads)
-            .context("starting the webhook threads")?;
         let publisher = Arc::clone(&self.state.publisher);
         // Three stops, in order: webhooks and pollers first; then, once pollers have published
         // what they hold, the health probe and the operations listener (which keeps answering

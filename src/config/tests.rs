@@ -296,6 +296,13 @@ fn webhook_threads_default_to_one_per_core_and_are_bounded() {
             .webhook_threads(),
         3
     );
+    assert_eq!(
+        parse("[server]\nthreads = 256")
+            .unwrap()
+            .server
+            .webhook_threads(),
+        256
+    );
     let message = problems("[server]\nthreads = 257");
     assert!(message.contains("server.threads: at most 256"), "{message}");
 }
@@ -453,6 +460,13 @@ fn previous_keys_are_checked_alike_for_field_encryption_and_the_registry() {
             "id = \"f1\"\nkey = \"{KEY}\"\nkey_file = \"/run/k\""
         )));
         assert!(both.contains(&expected), "{both}");
+        let twice = problems(&config(&format!(
+            "id = \"f1\"\nkey = \"{KEY}\"\n[[{section}]]\nid = \"f1\"\nkey = \"{KEY}\""
+        )));
+        assert!(
+            twice.contains(&format!("{section}[1].id: `f1` is given twice")),
+            "{twice}"
+        );
     }
 }
 

@@ -58,7 +58,6 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
-    let mut connections_accepted = 0usize;
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -72,42 +71,27 @@ pub async fn serve(
                 }
             },
         };
-        // Handed over as a plain socket: the runtime that drives the connection registers it
-        // with its own reactor, so readiness wakes that runtime directly rather than through
-        // the accepting one.
-        let Ok(stream) = stream.into_std() else {
+        let connection = Connection {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            router: router.clone(),
+            tls: tls.clone(),
+            peer,
+        };
+        let Some(threads) = &threads else {
+            drop(tokio::spawn(connection.serve(stream)));
             continue;
         };
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let router = router.clone();
-        let tls = tls.clone();
-        connections_accepted = connections_accepted.wrapping_add(1);
-        let connection = async move {
-            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-                return;
-            };
-            let Some(tls) = tls else {
-                serve_connection(builder, watcher, router, stream, peer, None).await;
-                return;
-            };
-            let acceptor = TlsAcceptor::from(tls.current());
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            let Ok(Ok(stream)) = handshake else {
-                tracing::debug!(%peer, "TLS handshake failed or timed out");
-                return;
-            };
-            let certificate = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(|leaf| ClientCertificate::from_der(leaf));
-            serve_connection(builder, watcher, router, stream, peer, certificate).await;
-        };
-        match &threads {
-            Some(threads) => threads.spawn(connections_accepted, connection),
-            None => drop(tokio::spawn(connection)),
+        // Handed over as a plain socket: the thread that drives the connection registers it
+        // with its own reactor, so readiness wakes that thread directly rather than through
+        // the accepting runtime.
+        match stream.into_std() {
+            Ok(stream) => threads.spawn(async move {
+                if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                    connection.serve(stream).await;
+                }
+            }),
+            Err(error) => tracing::debug!(%peer, %error, "a connection could not be handed over"),
         }
     }
     drop(listener);
@@ -119,6 +103,45 @@ pub async fn serve(
     }
     if let Some(threads) = threads {
         threads.stop().await;
+    }
+}
+
+/// What an accepted connection is served with.
+struct Connection {
+    builder: Builder<TokioExecutor>,
+    watcher: Watcher,
+    router: Router,
+    tls: Option<Arc<ReloadingTls>>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// The TLS handshake when the listener has TLS, then the connection's requests.
+    async fn serve(self, stream: tokio::net::TcpStream) {
+        let Self {
+            builder,
+            watcher,
+            router,
+            tls,
+            peer,
+        } = self;
+        let Some(tls) = tls else {
+            serve_connection(builder, watcher, router, stream, peer, None).await;
+            return;
+        };
+        let acceptor = TlsAcceptor::from(tls.current());
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+        let Ok(Ok(stream)) = handshake else {
+            tracing::debug!(%peer, "TLS handshake failed or timed out");
+            return;
+        };
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| ClientCertificate::from_der(leaf));
+        serve_connection(builder, watcher, router, stream, peer, certificate).await;
     }
 }
 
@@ -160,6 +183,8 @@ async fn serve_connection<Io>(
 pub struct ConnectionThreads {
     runtimes: Vec<tokio::runtime::Handle>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The thread the next connection goes to, modulo their number.
+    next: std::sync::atomic::AtomicUsize,
     /// Cancelled on stop or drop: each thread then leaves its runtime, which drops what still
     /// runs there.
     stop: CancellationToken,
@@ -169,12 +194,14 @@ impl ConnectionThreads {
     /// Starts `count` threads (at least one), named `finhook-http-N`. On failure the threads
     /// already started are stopped.
     pub fn start(count: usize) -> std::io::Result<Self> {
+        let count = count.max(1);
         let mut started = Self {
             runtimes: Vec::with_capacity(count),
             threads: Vec::with_capacity(count),
+            next: std::sync::atomic::AtomicUsize::new(0),
             stop: CancellationToken::new(),
         };
-        for index in 0..count.max(1) {
+        for index in 0..count {
             let (handle_sender, handle_receiver) = std::sync::mpsc::sync_channel(1);
             let stopped = started.stop.clone().cancelled_owned();
             let thread = std::thread::Builder::new()
@@ -206,9 +233,10 @@ impl ConnectionThreads {
         Ok(started)
     }
 
-    /// Runs the `n`th connection's future on thread `n` modulo their number.
-    fn spawn(&self, n: usize, connection: impl Future<Output = ()> + Send + 'static) {
-        drop(self.runtimes[n % self.runtimes.len()].spawn(connection));
+    /// Runs a connection's future on the next thread, in turn.
+    fn spawn(&self, connection: impl Future<Output = ()> + Send + 'static) {
+        let next = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        drop(self.runtimes[next % self.runtimes.len()].spawn(connection));
     }
 
     /// Stops the threads and waits for them to end: what still ran there (connections past
@@ -290,7 +318,7 @@ mod tests {
     /// Runs on `threads` a task that never ends; the receiver learns when it is dropped.
     fn hold_a_task(threads: &ConnectionThreads) -> tokio::sync::oneshot::Receiver<()> {
         let (held, released) = tokio::sync::oneshot::channel::<()>();
-        threads.spawn(0, async move {
+        threads.spawn(async move {
             let _held = held;
             std::future::pending::<()>().await;
         });
@@ -315,6 +343,24 @@ mod tests {
             "handed out in turn: {served_on:?}"
         );
 
+        stop_serving(stop, server).await;
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_stays_on_its_thread() {
+        let (address, stop, server) = serve_thread_names().await;
+        let client = reqwest::Client::new();
+        let url = format!("http://{address}/");
+        let mut served_on = Vec::new();
+        for _ in 0..3 {
+            served_on.push(client.get(&url).send().await.unwrap().text().await.unwrap());
+        }
+        assert!(served_on[0].starts_with("finhook-http-"), "{served_on:?}");
+        assert!(
+            served_on.iter().all(|name| *name == served_on[0]),
+            "one connection, one thread: {served_on:?}"
+        );
+        drop(client);
         stop_serving(stop, server).await;
     }
 

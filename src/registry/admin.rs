@@ -65,9 +65,13 @@ pub fn shared_client_config(bootstrap: &str, properties: &[(String, String)]) ->
             "security.",
             "ssl.",
             "sasl.",
+            "enable.ssl.",
+            "enable.sasl.",
             "client.",
             "broker.",
             "socket.",
+            "api.version.",
+            "reconnect.",
         ]
         .iter()
         .any(|prefix| name.starts_with(prefix));
@@ -278,6 +282,8 @@ mod tests {
             ("security.protocol", "SASL_SSL"),
             ("sasl.username", "finhook"),
             ("ssl.ca.location", "/ca.pem"),
+            ("enable.ssl.certificate.verification", "false"),
+            ("api.version.request", "false"),
             ("linger.ms", "1"),
             ("message.timeout.ms", "60000"),
         ]
@@ -287,6 +293,11 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("sasl.username"), Some("finhook"));
         assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(
+            config.get("enable.ssl.certificate.verification"),
+            Some("false")
+        );
+        assert_eq!(config.get("api.version.request"), Some("false"));
         assert_eq!(config.get("linger.ms"), None);
         assert_eq!(config.get("message.timeout.ms"), None);
     }
