@@ -42,12 +42,12 @@ fn bodies() -> Vec<(String, ProviderKind, Vec<u8>)> {
 fn normalize_and_encode(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("normalize+encode");
     for (name, provider, body) in bodies() {
-        let origin = Origin {
+        let origin = Origin::new(
             provider,
-            source_name: "bench",
-            ingress: Ingress::Webhook,
-            received_at: time::OffsetDateTime::UNIX_EPOCH,
-        };
+            "bench",
+            Ingress::Webhook,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
         let headers = http::HeaderMap::new();
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(&name, |bencher| {

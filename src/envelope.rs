@@ -19,7 +19,9 @@ pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset
 pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub const SPEC_VERSION: &str = "1.0";
 
-/// Where an event came from: known before its body is read.
+/// Where an event came from: known before its body is read. Everything a dead letter needs to
+/// be read again as it was (`finhook redrive`) is here, so every letter made from an origin,
+/// wherever it is made, carries it.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub provider: ProviderKind,
@@ -27,9 +29,42 @@ pub struct Origin<'a> {
     pub source_name: &'a str,
     pub ingress: Ingress,
     pub received_at: OffsetDateTime,
+    /// A polled event's user: whose queue it came from.
+    pub user_id: Option<&'a str>,
+    /// The URL's event segment of a webhook posted to `/webhooks/<source>/<event>`.
+    pub path_event: Option<&'a str>,
+    /// For a webhook body its source splits into events: which part of the batch this is.
+    pub batch: Option<BatchPart>,
 }
 
-impl Origin<'_> {
+/// The part of a batch webhook body an event or dead letter holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchPart {
+    /// The whole body: it could not be split into its events.
+    Whole,
+    /// The event at this position of the batch (from 0), on its own.
+    Event(usize),
+}
+
+impl<'a> Origin<'a> {
+    /// An origin with no user, path event or batch part.
+    pub fn new(
+        provider: ProviderKind,
+        source_name: &'a str,
+        ingress: Ingress,
+        received_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            provider,
+            source_name,
+            ingress,
+            received_at,
+            user_id: None,
+            path_event: None,
+            batch: None,
+        }
+    }
+
     /// The CloudEvents `source`: provider and configured source, e.g. `finhook://bridge/main`.
     pub fn source_uri(&self) -> String {
         format!("finhook://{}/{}", self.provider, self.source_name)
@@ -295,12 +330,12 @@ mod tests {
     #[test]
     fn the_payload_is_spliced_in_as_the_last_member() {
         let facts = EventFacts::new(EventType::Unmapped, "x");
-        let origin = Origin {
-            provider: ProviderKind::new("linxo"),
-            source_name: "l",
-            ingress: Ingress::Webhook,
-            received_at: OffsetDateTime::UNIX_EPOCH,
-        };
+        let origin = Origin::new(
+            ProviderKind::new("linxo"),
+            "l",
+            Ingress::Webhook,
+            OffsetDateTime::UNIX_EPOCH,
+        );
         let envelope = Envelope::new(
             &origin,
             facts,
@@ -318,11 +353,13 @@ mod tests {
         facts.unique_per_delivery = true;
         facts.fallback_key = Some("test".to_owned());
         let raw = "{}";
-        let at = |seconds| Origin {
-            provider: ProviderKind::new("bridge"),
-            source_name: "b",
-            ingress: Ingress::Webhook,
-            received_at: OffsetDateTime::from_unix_timestamp(seconds).unwrap(),
+        let at = |seconds| {
+            Origin::new(
+                ProviderKind::new("bridge"),
+                "b",
+                Ingress::Webhook,
+                OffsetDateTime::from_unix_timestamp(seconds).unwrap(),
+            )
         };
         let first = Envelope::new(&at(1), facts.clone(), b"{}", raw);
         let second = Envelope::new(&at(2), facts, b"{}", raw);

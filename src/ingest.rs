@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use http::HeaderMap;
 
 use crate::auth::{self, AuthError, Request};
-use crate::envelope::{Envelope, Origin};
+use crate::envelope::{BatchPart, Envelope, Origin};
 use crate::metrics::Metrics;
 use crate::protection::Policy;
 use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, Routing, RECORD_TOO_LARGE};
@@ -216,16 +216,24 @@ pub async fn ingest_webhook(
 ) -> Result<Ingested, IngestError> {
     let verified = auth::verify(source.verifier(), request).await?;
     let origin = Origin {
-        provider: source.kind,
-        source_name: &source.name,
-        ingress: Ingress::Webhook,
-        received_at: request.received_at,
+        path_event: request.path_event,
+        ..Origin::new(
+            source.kind,
+            &source.name,
+            Ingress::Webhook,
+            request.received_at,
+        )
     };
     let events = match source.split(&verified) {
         None => None,
         Some(Ok(events)) => Some(events),
-        // A batch that cannot be split is one dead letter holding all of it.
+        // A batch that cannot be split is one dead letter holding all of it, marked as such:
+        // `finhook redrive` splits it again rather than read it as one event.
         Some(Err(error)) => {
+            let origin = Origin {
+                batch: Some(BatchPart::Whole),
+                ..origin
+            };
             let item = item(&origin, Err(error), verified.body(), verified.headers());
             return finish_one(publisher, metrics, source, request, item).await;
         }
@@ -246,7 +254,11 @@ pub async fn ingest_webhook(
     // already published come again with the same ids, which consumers deduplicate.
     let mut ids = Vec::with_capacity(events.len());
     let mut dead_lettered = 0;
-    for raw in events {
+    for (index, raw) in events.into_iter().enumerate() {
+        let origin = Origin {
+            batch: Some(BatchPart::Event(index)),
+            ..origin
+        };
         let item = item(
             &origin,
             source.read(&verified.part(raw)),
@@ -254,10 +266,7 @@ pub async fn ingest_webhook(
             verified.headers(),
         );
         let policy = policy_for(publisher, sources, source, &item);
-        let mut item = protect(item, policy, verified.headers());
-        if let Item::DeadLetter(letter) = &mut item {
-            letter.path_event = request.path_event.map(str::to_owned);
-        }
+        let item = protect(item, policy, verified.headers());
         match deliver(publisher, metrics, &source.name, &item, request.headers).await? {
             Delivered::Event => {}
             Delivered::DeadLettered { .. } | Delivered::DigestOnly => dead_lettered += 1,
@@ -305,11 +314,8 @@ async fn finish_one(
     metrics: &Metrics,
     source: &Source,
     request: &Request<'_>,
-    mut item: Item<'_>,
+    item: Item<'_>,
 ) -> Result<Ingested, IngestError> {
-    if let Item::DeadLetter(letter) = &mut item {
-        letter.path_event = request.path_event.map(str::to_owned);
-    }
     let delivered = deliver(publisher, metrics, &source.name, &item, request.headers).await?;
     let id = item.into_id();
     match delivered {

@@ -20,12 +20,12 @@ use time::macros::datetime;
 use common::{fixture, fixtures_dir, webhook_fixtures, EnvelopeSchema, Fixture};
 
 fn origin(provider: ProviderKind) -> Origin<'static> {
-    Origin {
+    Origin::new(
         provider,
-        source_name: provider.as_str(),
-        ingress: Ingress::Webhook,
-        received_at: datetime!(2026-11-23 10:00:00.123 UTC),
-    }
+        provider.as_str(),
+        Ingress::Webhook,
+        datetime!(2026-11-23 10:00:00.123 UTC),
+    )
 }
 
 fn envelope_json(provider: ProviderKind, body: &[u8]) -> Value {
@@ -362,12 +362,12 @@ fn signature_vector_over_a_tampered_body_is_refused() {
 }
 
 fn queue_origin() -> Origin<'static> {
-    Origin {
-        provider: ProviderKind::new("linxo"),
-        source_name: "oxlin",
-        ingress: Ingress::Queue,
-        received_at: datetime!(2026-11-23 10:00:00.123 UTC),
-    }
+    Origin::new(
+        ProviderKind::new("linxo"),
+        "oxlin",
+        Ingress::Queue,
+        datetime!(2026-11-23 10:00:00.123 UTC),
+    )
 }
 
 /// One queue event read the way the poller reads it.

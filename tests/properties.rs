@@ -17,12 +17,12 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn origin(provider: ProviderKind) -> Origin<'static> {
-    Origin {
+    Origin::new(
         provider,
-        source_name: "fuzz",
-        ingress: Ingress::Webhook,
-        received_at: time::OffsetDateTime::UNIX_EPOCH,
-    }
+        "fuzz",
+        Ingress::Webhook,
+        time::OffsetDateTime::UNIX_EPOCH,
+    )
 }
 
 /// Bridge's scheme over one `BridgeApi-Signature` value.

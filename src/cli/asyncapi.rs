@@ -323,12 +323,12 @@ mod tests {
         facts.account_count = Some(2);
         facts.accounts_truncated = Some(false);
         facts.new_transactions = Some(true);
-        let origin = Origin {
-            provider: ProviderKind::new("linxo"),
-            source_name: "l",
-            ingress: Ingress::Webhook,
-            received_at: time::OffsetDateTime::UNIX_EPOCH,
-        };
+        let origin = Origin::new(
+            ProviderKind::new("linxo"),
+            "l",
+            Ingress::Webhook,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
         let mut envelope = Envelope::new(&origin, facts, b"{}", "{}");
         envelope.dataprotection = Some("p".to_owned());
         let messages = messages();

@@ -23,10 +23,11 @@ use time::OffsetDateTime;
 
 use crate::auth::Verified;
 use crate::config::Config;
-use crate::envelope::Origin;
+use crate::envelope::{BatchPart, Origin};
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::providers;
+use crate::publish::dead_letter::{BATCH_EVENT, BATCH_WHOLE};
 use crate::publish::Publisher;
 use crate::sources::Sources;
 use crate::vocabulary::Ingress;
@@ -210,10 +211,8 @@ fn redrive_one(
         _ => Ingress::Webhook,
     };
     let origin = Origin {
-        provider: kind,
-        source_name: &source_name,
-        ingress,
-        received_at,
+        path_event: record.header("ce_pathevent"),
+        ..Origin::new(kind, &source_name, ingress, received_at)
     };
     // The request's headers, as the dead letter kept them (credentials were never kept).
     let mut request_headers = http::HeaderMap::new();
@@ -241,22 +240,38 @@ fn redrive_one(
             else {
                 return vec![Outcome::Skipped("source_not_configured")];
             };
-            let verified = match record.header("ce_pathevent") {
+            let verified = match origin.path_event {
                 Some(event) => Verified::assume_at(raw, &request_headers, event),
                 // Authenticated when it was received; it is read, not verified, again.
                 None => Verified::assume(raw, &request_headers),
             };
-            let items = match source.split(&verified) {
+            let batch = record.header("ce_batch");
+            // One event of a batch, dead-lettered alone, is read alone.
+            let split = match batch {
+                Some(BATCH_EVENT) => None,
+                _ => source.split(&verified),
+            };
+            let items = match split {
                 Some(Ok(events)) => events
                     .into_iter()
-                    .map(|event| {
+                    .enumerate()
+                    .map(|(index, event)| {
+                        let origin = Origin {
+                            batch: Some(BatchPart::Event(index)),
+                            ..origin
+                        };
                         let facts = source.read(&verified.part(event));
                         ingest::item(&origin, facts, event, &request_headers)
                     })
                     .collect(),
-                // One event: from a source without batches, or a batch's event that could not
-                // be read and was dead-lettered alone (it does not split as a batch). A whole
-                // batch that cannot be split fails again here, read as one event.
+                // A whole batch that could not be split fails as it did live: it is never
+                // read as one event, however it reads.
+                Some(Err(error)) if batch == Some(BATCH_WHOLE) => {
+                    vec![ingest::item(&origin, Err(error), raw, &request_headers)]
+                }
+                // One event: from a source without batches, or a letter written before finhook
+                // marked batch parts (`ce_batch`), which is taken to be one event of a batch
+                // when it does not split.
                 None | Some(Err(_)) => vec![ingest::item(
                     &origin,
                     source.read(&verified),
@@ -655,42 +670,59 @@ mod tests {
     #[test]
     fn a_webhook_batch_letter_is_split_and_each_event_read_again() {
         let relay = "[sources.relay]\nkind = \"hmac\"\nsecret = \"s\"\nheader = \"X-Relay-Signature\"\nevents_path = \"events\"\n";
-        let batch = letter(
-            &[
+        let relay_letter = |batch: Option<&str>, value: &[u8]| {
+            let mut headers = vec![
                 ("ce_type", DEAD_LETTER_TYPE),
                 ("ce_provider", "hmac"),
                 ("ce_source", "finhook://hmac/relay"),
                 ("ce_ingress", "webhook"),
-            ],
-            br#"{"events": [{"type": "a"}, {"kind": "no type"}, {"type": "b"}]}"#,
+            ];
+            headers.extend(batch.map(|batch| ("ce_batch", batch)));
+            letter(&headers, value)
+        };
+        let batch: &[u8] = br#"{"events": [{"type": "a"}, {"kind": "no type"}, {"type": "b"}]}"#;
+        let split = [
+            "redriven io.finhook.unmapped",
+            "still_failing missing_field",
+            "redriven io.finhook.unmapped",
+        ];
+        assert_eq!(
+            names(&dry_run_with(relay, &relay_letter(None, batch))),
+            split
         );
         assert_eq!(
-            names(&dry_run_with(relay, &batch)),
-            [
-                "redriven io.finhook.unmapped",
-                "still_failing missing_field",
-                "redriven io.finhook.unmapped",
-            ]
+            names(&dry_run_with(relay, &relay_letter(Some("whole"), batch))),
+            split
         );
-        // One event of such a batch, dead-lettered alone (as ingest does when it cannot be
-        // read), is read as that event.
-        let part = letter(
-            &[
-                ("ce_type", DEAD_LETTER_TYPE),
-                ("ce_provider", "hmac"),
-                ("ce_source", "finhook://hmac/relay"),
-                ("ce_ingress", "webhook"),
-            ],
-            br#"{"type": "a"}"#,
-        );
+        // One event of such a batch, dead-lettered alone, is read as that event, even when it
+        // would split itself.
+        let event: &[u8] = br#"{"type": "a", "events": [{"type": "b"}, {"type": "c"}]}"#;
         assert_eq!(
-            names(&dry_run_with(relay, &part)),
+            names(&dry_run_with(relay, &relay_letter(Some("event"), event))),
             ["redriven io.finhook.unmapped"]
         );
-        // Without `events_path` the same body is one event, which has no type.
+        // A whole batch that could not be split is never read as one event, though this body
+        // reads as one: it fails again as it did live.
+        let unsplittable: &[u8] = br#"{"type": "a", "events": "not a list"}"#;
+        assert_eq!(
+            names(&dry_run_with(
+                relay,
+                &relay_letter(Some("whole"), unsplittable)
+            )),
+            ["still_failing missing_field"]
+        );
+        // A letter written before batch parts were marked: one event when it does not split.
+        assert_eq!(
+            names(&dry_run_with(
+                relay,
+                &relay_letter(None, br#"{"type": "a"}"#)
+            )),
+            ["redriven io.finhook.unmapped"]
+        );
+        // Without `events_path` the same batch is one event, which has no type.
         let single = relay.replace("events_path = \"events\"\n", "");
         assert_eq!(
-            names(&dry_run_with(&single, &batch)),
+            names(&dry_run_with(&single, &relay_letter(None, batch))),
             ["still_failing missing_field"]
         );
     }

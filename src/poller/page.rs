@@ -16,23 +16,23 @@ use crate::providers;
 pub(crate) fn items<'p>(
     origin: &Origin<'p>,
     page: &'p [u8],
-    user_id: &str,
+    user_id: &'p str,
     protect: impl Fn(Item<'p>) -> Item<'p>,
 ) -> Option<Vec<Item<'p>>> {
     let no_headers = HeaderMap::new();
-    let mut items: Vec<Item<'p>> = match read(origin, page, user_id)? {
+    // Every dead letter made of this page, here or when Kafka refuses an event, says whose
+    // queue it came from: `finhook redrive` reads it again as such.
+    let origin = &Origin {
+        user_id: Some(user_id),
+        ..*origin
+    };
+    let items: Vec<Item<'p>> = match read(origin, page, user_id)? {
         Ok(events) => events
             .into_iter()
             .map(|(raw, facts)| protect(ingest::item(origin, facts, raw, &no_headers)))
             .collect(),
         Err(error) => vec![ingest::item(origin, Err(error), page, &no_headers)],
     };
-    // A dead letter says whose queue it came from: `finhook redrive` reads it again as such.
-    for item in &mut items {
-        if let Item::DeadLetter(letter) = item {
-            letter.user_id = Some(user_id.to_owned());
-        }
-    }
     Some(items)
 }
 
@@ -79,12 +79,12 @@ mod tests {
     use crate::vocabulary::Ingress;
 
     fn origin() -> Origin<'static> {
-        Origin {
-            provider: Linxo::KIND,
-            source_name: "oxlin",
-            ingress: Ingress::Queue,
-            received_at: OffsetDateTime::UNIX_EPOCH,
-        }
+        Origin::new(
+            Linxo::KIND,
+            "oxlin",
+            Ingress::Queue,
+            OffsetDateTime::UNIX_EPOCH,
+        )
     }
 
     #[test]
@@ -96,6 +96,15 @@ mod tests {
         let items = items(&origin(), page, "u1", |item| item).unwrap();
         assert_eq!(items.len(), 4);
         assert!(matches!(items[3], Item::DeadLetter(_)), "no event code");
+        // Every item knows whose queue it came from, so does a letter made of it later (an
+        // event Kafka refuses for good is diverted to the dead-letter topic).
+        for item in &items {
+            let origin = match item {
+                Item::Event { origin, .. } => origin,
+                Item::DeadLetter(letter) => &letter.origin,
+            };
+            assert_eq!(origin.user_id, Some("u1"));
+        }
         let chains = chains(&items);
         let ids: Vec<Vec<&str>> = chains
             .iter()
@@ -127,7 +136,7 @@ mod tests {
         };
         let items = items(&origin(), page, "u7", refuse).unwrap();
         match &items[..] {
-            [Item::DeadLetter(letter)] => assert_eq!(letter.user_id.as_deref(), Some("u7")),
+            [Item::DeadLetter(letter)] => assert_eq!(letter.origin.user_id, Some("u7")),
             _ => panic!("one dead letter"),
         }
     }

@@ -363,12 +363,7 @@ impl<Api: QueueApi> UserLoop<Api> {
 
     /// Where this loop's events come from: the provider's queue, under the poller's name.
     fn origin(&self, received_at: OffsetDateTime) -> Origin<'_> {
-        Origin {
-            provider: Linxo::KIND,
-            source_name: &self.poller,
-            ingress: Ingress::Queue,
-            received_at,
-        }
+        Origin::new(Linxo::KIND, &self.poller, Ingress::Queue, received_at)
     }
 
     /// Publishes every event of a page, in order per connection, waiting for each

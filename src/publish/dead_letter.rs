@@ -7,7 +7,7 @@
 use rdkafka::message::{Header, OwnedHeaders};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{derived_id, rfc3339, Origin, SPEC_VERSION};
+use crate::envelope::{derived_id, rfc3339, BatchPart, Origin, SPEC_VERSION};
 
 pub const DEAD_LETTER_TYPE: &str = "io.finhook.deadletter";
 
@@ -36,10 +36,6 @@ pub struct DeadLetter<'a> {
     /// Set when `raw` is left out because it is too large for Kafka: the original body's size
     /// and SHA-256 (hex), so an operator can match it with the provider's records.
     pub omitted_body: Option<(usize, String)>,
-    /// A polled event's user (`ce_userid`), so `finhook redrive` can read it as the poller did.
-    pub user_id: Option<String>,
-    /// The URL's event segment of a webhook (`ce_pathevent`), for the same reason.
-    pub path_event: Option<String>,
 }
 
 impl<'a> DeadLetter<'a> {
@@ -68,8 +64,6 @@ impl<'a> DeadLetter<'a> {
             request_headers,
             content_type,
             omitted_body: None,
-            user_id: None,
-            path_event: None,
         }
     }
 
@@ -85,8 +79,6 @@ impl<'a> DeadLetter<'a> {
             request_headers: Vec::new(),
             content_type: self.content_type.clone(),
             omitted_body: Some((self.raw.len(), hex::encode(Sha256::digest(self.raw)))),
-            user_id: self.user_id.clone(),
-            path_event: self.path_event.clone(),
         }
     }
 
@@ -104,8 +96,10 @@ impl<'a> DeadLetter<'a> {
             ("ce_reason", self.reason),
             ("ce_reasondetail", self.detail.as_str()),
         ];
+        // Beside the attributes and request headers: at most the body's size and digest, four
+        // context headers and the content type.
         let mut headers =
-            OwnedHeaders::new_with_capacity(attributes.len() + self.request_headers.len() + 1);
+            OwnedHeaders::new_with_capacity(attributes.len() + self.request_headers.len() + 7);
         for (key, value) in attributes {
             headers = headers.insert(Header {
                 key,
@@ -123,9 +117,17 @@ impl<'a> DeadLetter<'a> {
                     value: Some(digest.as_bytes()),
                 });
         }
+        // What `finhook redrive` needs to read the bytes again as they were read: whose queue,
+        // which URL, which part of a batch.
+        let batch_index = match self.origin.batch {
+            Some(BatchPart::Event(index)) => Some(index.to_string()),
+            _ => None,
+        };
         let context = [
-            ("ce_userid", &self.user_id),
-            ("ce_pathevent", &self.path_event),
+            ("ce_userid", self.origin.user_id),
+            ("ce_pathevent", self.origin.path_event),
+            ("ce_batch", self.origin.batch.map(batch_attribute)),
+            ("ce_batchindex", batch_index.as_deref()),
         ];
         for (key, value) in context {
             if let Some(value) = value {
@@ -151,8 +153,96 @@ impl<'a> DeadLetter<'a> {
     }
 }
 
+/// `ce_batch` of a letter made from part of a batch body: `whole` (a body that could not be
+/// split, read again by splitting it) or `event` (one event of it, read again alone).
+pub const BATCH_WHOLE: &str = "whole";
+pub const BATCH_EVENT: &str = "event";
+
+fn batch_attribute(part: BatchPart) -> &'static str {
+    match part {
+        BatchPart::Whole => BATCH_WHOLE,
+        BatchPart::Event(_) => BATCH_EVENT,
+    }
+}
+
 pub fn is_credential_header(name: &str) -> bool {
     CREDENTIAL_HEADERS
         .iter()
         .any(|credential| credential.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Headers;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::vocabulary::{Ingress, ProviderKind};
+
+    /// The letter's context headers (who, which URL, which part of a batch), in order.
+    fn context_headers(letter: &DeadLetter<'_>) -> Vec<(String, String)> {
+        const CONTEXT: [&str; 4] = ["ce_userid", "ce_pathevent", "ce_batch", "ce_batchindex"];
+        let headers = letter.kafka_headers();
+        headers
+            .iter()
+            .filter(|header| CONTEXT.contains(&header.key))
+            .map(|header| {
+                let value = String::from_utf8_lossy(header.value.unwrap_or_default());
+                (header.key.to_owned(), value.into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_letter_carries_what_its_origin_knows_of_where_its_bytes_came_from() {
+        let plain = Origin::new(
+            ProviderKind::new("hmac"),
+            "relay",
+            Ingress::Webhook,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        let letter = |origin| {
+            DeadLetter::new(
+                origin,
+                "invalid_json",
+                String::new(),
+                b"{",
+                &http::HeaderMap::new(),
+            )
+        };
+        assert!(context_headers(&letter(plain)).is_empty());
+
+        let event = Origin {
+            path_event: Some("payment"),
+            batch: Some(BatchPart::Event(2)),
+            ..plain
+        };
+        let expected = [
+            ("ce_pathevent", "payment"),
+            ("ce_batch", "event"),
+            ("ce_batchindex", "2"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        assert_eq!(context_headers(&letter(event)), expected);
+        // Also when the body is left out.
+        assert_eq!(context_headers(&letter(event).digest_only()), expected);
+
+        let whole = Origin {
+            batch: Some(BatchPart::Whole),
+            ..plain
+        };
+        assert_eq!(
+            context_headers(&letter(whole)),
+            [("ce_batch".to_owned(), "whole".to_owned())]
+        );
+        let queue = Origin {
+            ingress: Ingress::Queue,
+            user_id: Some("u1"),
+            ..plain
+        };
+        assert_eq!(
+            context_headers(&letter(queue)),
+            [("ce_userid".to_owned(), "u1".to_owned())]
+        );
+    }
 }

@@ -1081,4 +1081,46 @@ async fn a_batch_body_publishes_each_event_and_dead_letters_the_unreadable_one()
     .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].value, br#"{"id": "e2"}"#);
+    // The letter says it is one event of a batch, and which: redrive reads it alone.
+    assert_eq!(dead[0].header("ce_batch"), "event");
+    assert_eq!(dead[0].header("ce_batchindex"), "1");
+
+    // A body that cannot be split is one letter, marked as the whole batch: redrive never reads
+    // it as one event, though this one would read as one.
+    let unsplittable = br#"{"type": "order.paid", "id": "e4", "events": "not a list"}"#;
+    let headers = sources
+        .get("batch")
+        .unwrap()
+        .verifier()
+        .sign(unsplittable, OffsetDateTime::now_utc())
+        .unwrap();
+    let outgoing = Outgoing {
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+        ..Outgoing::default()
+    };
+    let response = providers.post("batch", unsplittable, &outgoing).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    let dead = read_topic(
+        &providers.app.bootstrap,
+        providers.app.dead_letter_topic(),
+        2,
+        WAIT,
+    )
+    .await;
+    assert_eq!(dead.len(), 2);
+    let whole = dead
+        .iter()
+        .find(|letter| letter.value == unsplittable)
+        .expect("the whole body is on the dead-letter topic");
+    assert_eq!(whole.header("ce_batch"), "whole");
+    assert!(!whole.headers.contains_key("ce_batchindex"));
+    let schema = crate::common::DeadLetterSchema::load();
+    for letter in &dead {
+        schema.assert_valid(&letter.headers);
+    }
 }

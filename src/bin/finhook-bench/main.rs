@@ -18,12 +18,13 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use clap::{Parser, Subcommand};
-use finhook::envelope::derived_id;
-use finhook::providers::{bridge, Provider};
+use finhook::envelope::{derived_id, Envelope, Origin};
+use finhook::providers::{bridge, linxo, Provider};
 use finhook::secret::Secret;
+use finhook::vocabulary::Ingress;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -53,6 +54,12 @@ enum Command {
         brokers: String,
         #[arg(long, default_value = "bench.ceiling")]
         topic: String,
+        /// Ceiling (b+): give each record what finhook's envelope contract adds to it: the
+        /// key, the 16 headers and the attributes of a real Linxo envelope around the body.
+        /// Still no verification and no reading of the body: the gap between (b) and (b+) is
+        /// what the record costs, the gap between (b+) and finhook what finhook's code costs.
+        #[arg(long)]
+        envelope_shaped: bool,
     },
     /// Open loop, light: one fixed body at a fixed rate over kept-alive connections, one
     /// thread (see `pace.rs`); prints one JSON line of figures.
@@ -117,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             brokers,
             topic,
+            envelope_shaped,
         } => {
             let producer: FutureProducer = ClientConfig::new()
                 .set("bootstrap.servers", &brokers)
@@ -125,21 +133,23 @@ async fn main() -> anyhow::Result<()> {
                 .set("linger.ms", "1")
                 .set("compression.type", "lz4")
                 .create()?;
-            let shared = Arc::new((producer, topic));
+            let shape = envelope_shaped.then(RecordShape::of_linxo_fixture);
+            let shared = Arc::new(CeilingKafka {
+                producer,
+                topic,
+                shape,
+            });
             let router = Router::new()
                 .route(
                     "/webhooks/{source}",
-                    post(|State(shared): State<Arc<(FutureProducer, String)>>, body: Bytes| async move {
-                        let (producer, topic) = &*shared;
-                        let record = FutureRecord::<[u8], [u8]>::to(topic).payload(&body[..]);
-                        match producer.send_result(record) {
-                            Ok(delivery) => match delivery.await {
-                                Ok(Ok(_)) => (StatusCode::OK, "{\"status\":\"accepted\"}"),
-                                _ => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
-                            },
-                            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
-                        }
-                    }),
+                    post(
+                        |State(ceiling): State<Arc<CeilingKafka>>, body: Bytes| async move {
+                            match ceiling.produce(&body).await {
+                                Ok(()) => (StatusCode::OK, "{\"status\":\"accepted\"}"),
+                                Err(()) => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
+                            }
+                        },
+                    ),
                 )
                 .with_state(shared);
             axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
@@ -194,6 +204,83 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ceiling (b) and (b+): a producer and what each record is made of.
+struct CeilingKafka {
+    producer: FutureProducer,
+    topic: String,
+    /// (b+) only.
+    shape: Option<RecordShape>,
+}
+
+impl CeilingKafka {
+    /// Produces one record for `body` and waits for its acknowledgement.
+    async fn produce(&self, body: &[u8]) -> Result<(), ()> {
+        let delivery = match &self.shape {
+            None => {
+                let record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(body);
+                self.producer.send_result(record).map_err(drop)
+            }
+            Some(shape) => {
+                // The same allocations finhook makes per record: the value, and the headers.
+                let mut value = Vec::with_capacity(shape.attributes.len() + body.len() + 1);
+                value.extend_from_slice(&shape.attributes);
+                value.extend_from_slice(body);
+                value.push(b'}');
+                let mut headers = OwnedHeaders::new_with_capacity(20);
+                for (key, header) in &shape.headers {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(header.as_bytes()),
+                    });
+                }
+                let record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+                    .key(shape.key.as_bytes())
+                    .payload(&value)
+                    .headers(headers);
+                self.producer.send_result(record).map_err(drop)
+            }
+        };
+        match delivery?.await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The key, headers and attributes (the envelope's JSON up to `"data":`) of a real envelope.
+struct RecordShape {
+    key: String,
+    headers: Vec<(&'static str, String)>,
+    attributes: Vec<u8>,
+}
+
+impl RecordShape {
+    /// From the envelope of the Linxo fixture, the richest of the benchmarked bodies.
+    fn of_linxo_fixture() -> Self {
+        let body =
+            include_bytes!("../../../tests/fixtures/linxo/connection-updated-2-accounts.json");
+        let facts = linxo::normalize(body).expect("the Linxo fixture reads");
+        let origin = Origin::new(
+            linxo::Linxo::KIND,
+            "linxo",
+            Ingress::Webhook,
+            time::OffsetDateTime::now_utc(),
+        );
+        let envelope = Envelope::new(&origin, facts, body, "{}");
+        let mut headers = Vec::new();
+        envelope.each_kafka_header(|key, value| headers.push((key, value.to_owned())));
+        let mut attributes = envelope.to_json();
+        let closing = b"{}}";
+        assert!(attributes.ends_with(closing), "data is spliced in last");
+        attributes.truncate(attributes.len() - closing.len());
+        Self {
+            key: envelope.partitionkey,
+            headers,
+            attributes,
+        }
+    }
 }
 
 struct LoadPlan {
