@@ -36,7 +36,8 @@
 //! - [`poller`]: Oxlin queue polling: client, per-user loop, supervisor.
 //! - [`simulator`]: finhook-sim's provider simulator.
 //! - [`metrics`], [`telemetry`], [`shutdown`]: operations.
-//! - [`app`]: wiring; [`cli`] and [`tail`]: the command line.
+//! - [`app`]: wiring; [`cli`] and [`tail`]: the command line; [`kafka`]: what the Kafka clients
+//!   other than the producer share.
 
 pub mod app;
 pub mod auth;
@@ -45,6 +46,7 @@ pub mod config;
 pub mod envelope;
 pub mod http;
 pub mod ingest;
+pub mod kafka;
 pub mod keyring;
 pub mod metrics;
 pub mod poller;

@@ -8,17 +8,25 @@ use std::io::Write;
 use std::time::Duration;
 
 use base64::Engine;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Map, Value};
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::config::Config;
 
-pub fn run(brokers: &str, topic: &str, only_new: bool, limit: Option<usize>) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// Prints `topic`'s records from the beginning (or only new ones), up to `limit`, through the
+/// brokers and security properties of `config` (`brokers` overrides its brokers).
+pub fn run(
+    config: &Config,
+    brokers: Option<String>,
+    topic: &str,
+    only_new: bool,
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
+    let brokers = crate::kafka::command_brokers(config, brokers)?;
+    let properties = config.resolve_kafka_properties()?;
+    let consumer: BaseConsumer = crate::kafka::shared_client_config(&brokers, &properties)
         .set("group.id", "finhook-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -26,22 +34,14 @@ pub fn run(brokers: &str, topic: &str, only_new: bool, limit: Option<usize>) -> 
         .set("max.partition.fetch.bytes", "52428800")
         .set("fetch.max.bytes", "104857600")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|found| found.partitions().len())
-        .unwrap_or(0);
-    if partitions == 0 {
-        anyhow::bail!("topic {topic} has no partitions (does it exist?)");
-    }
+    let partitions = crate::kafka::partition_count(&consumer, topic, &brokers)?;
     let start = if only_new {
         Offset::End
     } else {
         Offset::Beginning
     };
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
+    for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, start)?;
     }
     consumer.assign(&assignment)?;

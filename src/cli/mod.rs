@@ -124,8 +124,13 @@ enum Command {
     Providers,
     /// Print the envelopes on a topic, one JSON object per line.
     Tail {
+        /// The configuration whose `[kafka]` brokers and security properties (TLS, SASL) to
+        /// use.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Kafka bootstrap servers (default: kafka.brokers of the configuration).
         #[arg(long)]
-        brokers: String,
+        brokers: Option<String>,
         #[arg(long)]
         topic: String,
         /// Start from the oldest record or only show new ones.
@@ -209,11 +214,20 @@ pub fn main() -> ExitCode {
             command,
         } => load(config).and_then(|config| users::run(&config, brokers, command)),
         Command::Tail {
+            config,
             brokers,
             topic,
             from,
             limit,
-        } => crate::tail::run(&brokers, &topic, matches!(from, From::Latest), limit),
+        } => load(config).and_then(|config| {
+            crate::tail::run(
+                &config,
+                brokers,
+                &topic,
+                matches!(from, From::Latest),
+                limit,
+            )
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,13 +68,7 @@ pub fn run(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let brokers = match brokers {
-        Some(brokers) => brokers,
-        None if config.kafka.embedded => {
-            bail!("kafka.embedded runs inside the daemon: give --brokers (the address it logged)")
-        }
-        None => config.kafka.brokers.clone(),
-    };
+    let brokers = crate::kafka::command_brokers(config, brokers)?;
     let properties = config.resolve_kafka_properties()?;
     let sources = Sources::from_config(config)?;
     let routing = crate::publish::Routing::new(&config.kafka.routes, &config.kafka.topics.default);
@@ -350,22 +344,13 @@ fn read_range(
     topic: &str,
     range: &Range,
 ) -> anyhow::Result<Vec<DeadRecord>> {
-    let consumer: BaseConsumer = crate::registry::admin::shared_client_config(brokers, properties)
+    let consumer: BaseConsumer = crate::kafka::shared_client_config(brokers, properties)
         .set("group.id", "finhook-redrive")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context("reading the dead-letter topic's metadata")?;
-    // A missing topic is an error, not an empty range: a typo in `topics.dead_letter` or the
-    // wrong brokers would otherwise report "0 read" as a success.
-    let partitions = metadata
-        .topics()
-        .first()
-        .filter(|found| found.error().is_none() && !found.partitions().is_empty())
-        .map(|found| found.partitions().len() as i32)
-        .with_context(|| format!("the dead-letter topic {topic} does not exist at {brokers}"))?;
+    let partitions = crate::kafka::partition_count(&consumer, topic, brokers)
+        .context("reading the dead-letter topic")?;
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {

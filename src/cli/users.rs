@@ -106,13 +106,7 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
         out!("{}", String::from_utf8(record::encode(&user, &keyring))?)?;
         return Ok(());
     }
-    let brokers = match brokers {
-        Some(brokers) => brokers,
-        None if config.kafka.embedded => {
-            bail!("kafka.embedded runs inside the daemon: give --brokers (the address it logged)")
-        }
-        None => config.kafka.brokers.clone(),
-    };
+    let brokers = crate::kafka::command_brokers(config, brokers)?;
     let kafka = RegistryKafka {
         bootstrap: brokers,
         properties: config.resolve_kafka_properties()?,

@@ -54,34 +54,6 @@ pub fn report_client_error(error: KafkaError, reason: &str) {
     }
 }
 
-/// A client configuration for `bootstrap` with those of the `[kafka.properties]` that make
-/// sense for every client (security, addresses); producer tuning (`linger.ms`, timeouts, ...) is
-/// left out, so that consumers and admin clients are not handed producer settings.
-pub fn shared_client_config(bootstrap: &str, properties: &[(String, String)]) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    for (name, value) in properties {
-        let shared = [
-            "security.",
-            "ssl.",
-            "sasl.",
-            "enable.ssl.",
-            "enable.sasl.",
-            "client.",
-            "broker.",
-            "socket.",
-            "api.version.",
-            "reconnect.",
-        ]
-        .iter()
-        .any(|prefix| name.starts_with(prefix));
-        if shared {
-            config.set(name, value);
-        }
-    }
-    config
-}
-
 /// One record read back.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
@@ -103,7 +75,7 @@ impl RegistryKafka {
     /// A client configuration with the brokers and the pass-through properties that make sense
     /// for every client (security, addresses); producer tuning is left out.
     pub fn client_config(&self) -> ClientConfig {
-        shared_client_config(&self.bootstrap, &self.properties)
+        crate::kafka::shared_client_config(&self.bootstrap, &self.properties)
     }
 
     /// Creates the users and state topics, compacted, when they are missing. A broker that
@@ -162,17 +134,7 @@ impl RegistryKafka {
     pub fn partition_count(&self, topic: &str) -> anyhow::Result<i32> {
         let consumer: BaseConsumer<QuietEofContext> =
             self.reader_config().create_with_context(QuietEofContext)?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .with_context(|| format!("reading the metadata of {topic}"))?;
-        let found = metadata
-            .topics()
-            .first()
-            .filter(|found| found.error().is_none() && !found.partitions().is_empty());
-        match found {
-            Some(found) => Ok(found.partitions().len() as i32),
-            None => bail!("topic {topic} does not exist"),
-        }
+        crate::kafka::partition_count(&consumer, topic, &self.bootstrap)
     }
 
     fn reader_config(&self) -> ClientConfig {
@@ -269,36 +231,5 @@ impl RegistryKafka {
             .map_err(|(error, _)| error)
             .with_context(|| format!("writing user {user_id} to {topic}"))?;
         Ok((delivered.partition, delivered.offset))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumers_get_security_and_address_settings_but_no_producer_tuning() {
-        let properties = [
-            ("security.protocol", "SASL_SSL"),
-            ("sasl.username", "finhook"),
-            ("ssl.ca.location", "/ca.pem"),
-            ("enable.ssl.certificate.verification", "false"),
-            ("api.version.request", "false"),
-            ("linger.ms", "1"),
-            ("message.timeout.ms", "60000"),
-        ]
-        .map(|(name, value)| (name.to_owned(), value.to_owned()));
-        let config = shared_client_config("broker:9092", &properties);
-        assert_eq!(config.get("bootstrap.servers"), Some("broker:9092"));
-        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
-        assert_eq!(config.get("sasl.username"), Some("finhook"));
-        assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
-        assert_eq!(
-            config.get("enable.ssl.certificate.verification"),
-            Some("false")
-        );
-        assert_eq!(config.get("api.version.request"), Some("false"));
-        assert_eq!(config.get("linger.ms"), None);
-        assert_eq!(config.get("message.timeout.ms"), None);
     }
 }

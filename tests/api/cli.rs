@@ -89,22 +89,32 @@ async fn tail_prints_published_envelopes_as_json_lines() {
     assert_eq!(app.post_linxo(&pretty).await.status(), 200);
     assert_eq!(app.post_bridge(b"not json").await.status(), 200);
     let bootstrap = app.bootstrap.clone();
+    // The events through a configuration's brokers, the dead letter through --brokers.
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("finhook.toml");
+    let kafka = format!("[kafka]\nembedded = false\nbrokers = \"{bootstrap}\"\n");
+    std::fs::write(&config, kafka).unwrap();
     let output = tokio::task::spawn_blocking(move || {
-        let run = |topic: &str, limit: &str| {
+        let run = |brokers: [&std::ffi::OsStr; 2], topic: &str, limit: &str| {
             finhook()
-                .args([
-                    "tail",
-                    "--brokers",
-                    &bootstrap,
-                    "--topic",
-                    topic,
-                    "--limit",
-                    limit,
-                ])
+                .arg("tail")
+                .args(brokers)
+                .args(["--topic", topic, "--limit", limit])
                 .output()
                 .unwrap()
         };
-        (run("finhook.events", "2"), run("finhook.deadletter", "1"))
+        (
+            run(
+                ["--config".as_ref(), config.as_ref()],
+                "finhook.events",
+                "2",
+            ),
+            run(
+                ["--brokers".as_ref(), bootstrap.as_ref()],
+                "finhook.deadletter",
+                "1",
+            ),
+        )
     })
     .await
     .unwrap();
@@ -143,6 +153,31 @@ async fn tail_prints_published_envelopes_as_json_lines() {
     )
     .unwrap();
     assert_eq!(raw, b"not json");
+}
+
+/// `finhook tail` connects as the daemon does: with the `[kafka.properties]` that secure the
+/// connection (here a client certificate that does not exist, which librdkafka refuses to
+/// start with; without the properties it would try a plain connection).
+#[test]
+fn tail_connects_with_the_configurations_security_properties() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("finhook.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nembedded = false\nbrokers = \"127.0.0.1:1\"\n\
+         [kafka.properties]\n\"security.protocol\" = \"ssl\"\n\
+         \"ssl.certificate.location\" = \"/no/such/cert.pem\"\n\
+         \"ssl.key.location\" = \"/no/such/key.pem\"\n",
+    )
+    .unwrap();
+    let output = finhook()
+        .args(["tail", "--topic", "finhook.events", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("ssl.certificate.location"), "{stderr}");
 }
 
 /// A registry configuration for the `users` commands that need no Kafka.
@@ -538,7 +573,7 @@ async fn redrive_refuses_a_dead_letter_topic_that_does_not_exist() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("the dead-letter topic no.such.topic does not exist"),
+        stderr.contains("reading the dead-letter topic: topic no.such.topic does not exist"),
         "{stderr}"
     );
 }
