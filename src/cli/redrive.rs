@@ -188,7 +188,7 @@ fn redrive_one(
         return vec![Outcome::Skipped("body_not_kept")];
     }
     let Some(entry) = record.header("ce_provider").and_then(providers::entry) else {
-        return vec![Outcome::Skipped("source_not_configured")];
+        return vec![Outcome::Skipped("unknown_provider")];
     };
     let kind = entry.kind();
     let source_name = record
@@ -281,7 +281,7 @@ fn redrive_one(
             // A provider without queues cannot have written this letter: nothing reads it.
             let Some(items) = crate::poller::page::items(&origin, &page, user_id, |item| item)
             else {
-                return vec![Outcome::Skipped("source_not_configured")];
+                return vec![Outcome::Skipped("no_queues")];
             };
             // A queue event's poller is named like a source in ce_source.
             let policy = poller_policies
@@ -565,12 +565,7 @@ mod tests {
 
     /// The same, with `toml` over the embedded defaults.
     fn dry_run_with(toml: &str, letter: &DeadRecord) -> Vec<Outcome> {
-        use figment::providers::{Format, Toml};
-        let config = Config::from_figment(
-            figment::Figment::from(Toml::string(crate::config::DEFAULT_TOML))
-                .merge(Toml::string(toml)),
-        )
-        .unwrap();
+        let config = Config::over_defaults(toml).unwrap();
         let sources = Sources::from_config(&config).unwrap();
         let routing =
             crate::publish::Routing::new(&config.kafka.routes, &config.kafka.topics.default);
@@ -626,7 +621,7 @@ mod tests {
             (letter(&digest_only, b""), "skipped body_not_kept"),
             (
                 letter(&webhook("nope", "finhook://nope/x"), b"{}"),
-                "skipped source_not_configured",
+                "skipped unknown_provider",
             ),
             // A queue letter naming a provider without queues.
             (
@@ -639,7 +634,7 @@ mod tests {
                     ],
                     b"[{}]",
                 ),
-                "skipped source_not_configured",
+                "skipped no_queues",
             ),
             // The default configuration has no `main` Bridge source.
             (

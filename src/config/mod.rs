@@ -78,6 +78,13 @@ impl Config {
         figment.merge(Env::prefixed("FINHOOK_").split("__"))
     }
 
+    /// The embedded defaults with `toml` over them, validated as a file's would be: for tests
+    /// (no file, no environment).
+    #[cfg(test)]
+    pub(crate) fn over_defaults(toml: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
     /// Loads and validates the configuration.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         if let Some(path) = path {

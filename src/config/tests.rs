@@ -11,7 +11,7 @@ use crate::secret::{Secret, REDACTED};
 
 /// Defaults plus `toml`, without the process environment (which other tests may change).
 fn parse(toml: &str) -> Result<Config, ConfigError> {
-    Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    Config::over_defaults(toml)
 }
 
 fn problems(toml: &str) -> String {

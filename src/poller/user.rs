@@ -519,12 +519,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    use figment::providers::{Format, Toml};
-    use figment::Figment;
     use reqwest::StatusCode;
 
     use super::*;
-    use crate::config::{Config, DEFAULT_TOML};
+    use crate::config::Config;
     use crate::poller::client::Token;
 
     #[derive(Default)]
@@ -575,7 +573,7 @@ mod tests {
         credentials: UserCredentials,
         run_for: Duration,
     ) -> Arc<ScriptedApi> {
-        let config = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        let config = Config::over_defaults("").unwrap();
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         let publisher = Publisher::new(&config.kafka, "127.0.0.1:1", &[], metrics.clone()).unwrap();
         let api = Arc::new(ScriptedApi::default());

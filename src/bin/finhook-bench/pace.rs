@@ -195,13 +195,13 @@ impl Sender {
 }
 
 /// The whole request, built once: every request of the run is these bytes. `Host` is the URL's
-/// authority, port included (RFC 9110 §7.2).
+/// host and port, without any `user:password@` (RFC 9110 §7.2).
 fn request_bytes(plan: &PacePlan) -> Vec<u8> {
     let path = plan.url.path_and_query().map_or("/", |path| path.as_str());
-    let host = plan
-        .url
-        .authority()
-        .map_or("", |authority| authority.as_str());
+    let host = plan.url.authority().map_or("", |authority| {
+        let text = authority.as_str();
+        text.rsplit_once('@').map_or(text, |(_userinfo, host)| host)
+    });
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         plan.body.len()
@@ -483,7 +483,9 @@ mod tests {
     #[test]
     fn the_request_names_host_and_port_and_carries_the_body() {
         let plan = PacePlan {
-            url: "http://127.0.0.1:18080/webhooks/linxo?x=1".parse().unwrap(),
+            url: "http://user:pass@127.0.0.1:18080/webhooks/linxo?x=1"
+                .parse()
+                .unwrap(),
             body: b"{\"a\":1}".to_vec(),
             headers: vec!["Authorization: Basic eA==".to_owned()],
             rate: 1.0,
