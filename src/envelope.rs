@@ -19,9 +19,9 @@ pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset
 pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub const SPEC_VERSION: &str = "1.0";
 
-/// Where an event came from: known before its body is read. Everything a dead letter needs to
-/// be read again as it was (`finhook redrive`) is here, so every letter made from an origin,
-/// wherever it is made, carries it.
+/// Where an event came from: known before its body is read. Besides the request's headers
+/// (which travel on their own), what a dead letter needs to be read again as it was (`finhook
+/// redrive`) is here, so every letter made from an origin, wherever it is made, carries it.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub provider: ProviderKind,

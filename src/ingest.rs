@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 
-use crate::auth::{self, AuthError, Request};
+use crate::auth::{self, AuthError, Request, Verified};
 use crate::envelope::{BatchPart, Envelope, Origin};
 use crate::metrics::Metrics;
 use crate::protection::Policy;
@@ -224,47 +224,20 @@ pub async fn ingest_webhook(
             request.received_at,
         )
     };
-    let events = match source.split(&verified) {
-        None => None,
-        Some(Ok(events)) => Some(events),
-        // A batch that cannot be split is one dead letter holding all of it, marked as such:
-        // `finhook redrive` splits it again rather than read it as one event.
-        Some(Err(error)) => {
-            let origin = Origin {
-                batch: Some(BatchPart::Whole),
-                ..origin
-            };
-            let item = item(&origin, Err(error), verified.body(), verified.headers());
+    let items = match read_body(source, &verified, &origin, Unsplittable::DeadLetter) {
+        BodyItems::One(item) => {
+            let policy = policy_for(publisher, sources, source, &item);
+            let item = protect(item, policy, verified.headers());
             return finish_one(publisher, metrics, source, request, item).await;
         }
-    };
-    let Some(events) = events else {
-        let item = item(
-            &origin,
-            source.read(&verified),
-            verified.body(),
-            verified.headers(),
-        );
-        let policy = policy_for(publisher, sources, source, &item);
-        let item = protect(item, policy, verified.headers());
-        return finish_one(publisher, metrics, source, request, item).await;
+        BodyItems::Batch(items) => items,
     };
     // A batch: each event on its own, in the body's order; the answer waits for all of them.
     // A retryable failure answers 503 and the sender retries the whole batch: the events
     // already published come again with the same ids, which consumers deduplicate.
-    let mut ids = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(items.len());
     let mut dead_lettered = 0;
-    for (index, raw) in events.into_iter().enumerate() {
-        let origin = Origin {
-            batch: Some(BatchPart::Event(index)),
-            ..origin
-        };
-        let item = item(
-            &origin,
-            source.read(&verified.part(raw)),
-            raw,
-            verified.headers(),
-        );
+    for item in items {
         let policy = policy_for(publisher, sources, source, &item);
         let item = protect(item, policy, verified.headers());
         match deliver(publisher, metrics, &source.name, &item, request.headers).await? {
@@ -274,6 +247,74 @@ pub async fn ingest_webhook(
         ids.push(item.id().to_owned());
     }
     Ok(Ingested::Batch { ids, dead_lettered })
+}
+
+/// What a verified webhook body holds, read: one item, or a batch's items in the body's order.
+// One item, the webhook hot path, stays unboxed: it is moved once, a box would be an allocation
+// per webhook.
+#[allow(clippy::large_enum_variant)]
+pub enum BodyItems<'a> {
+    One(Item<'a>),
+    Batch(Vec<Item<'a>>),
+}
+
+impl<'a> BodyItems<'a> {
+    pub fn into_items(self) -> Vec<Item<'a>> {
+        match self {
+            BodyItems::One(item) => vec![item],
+            BodyItems::Batch(items) => items,
+        }
+    }
+}
+
+/// How [`read_body`] takes a body its source takes batches of but cannot split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsplittable {
+    /// One dead letter holding all of it, marked [`BatchPart::Whole`] so that `finhook
+    /// redrive` splits it again rather than read it as one event: live traffic.
+    DeadLetter,
+    /// One event: a dead letter written before finhook marked batch parts, which may hold one
+    /// event of a batch (such an event does not split as a batch).
+    OneEvent,
+}
+
+/// Reads a verified webhook body as its source does: split into its events when the source
+/// takes batches, each read on its own and its origin saying which part of the batch it is;
+/// otherwise one event. Live traffic and `finhook redrive` both read bodies here.
+pub fn read_body<'a>(
+    source: &Source,
+    verified: &Verified<'a>,
+    origin: &Origin<'a>,
+    unsplittable: Unsplittable,
+) -> BodyItems<'a> {
+    let headers = verified.headers();
+    let whole = |facts| item(origin, facts, verified.body(), headers);
+    match source.split(verified) {
+        None => BodyItems::One(whole(source.read(verified))),
+        Some(Ok(events)) => BodyItems::Batch(
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(index, raw)| {
+                    let origin = Origin {
+                        batch: Some(BatchPart::Event(index)),
+                        ..*origin
+                    };
+                    item(&origin, source.read(&verified.part(raw)), raw, headers)
+                })
+                .collect(),
+        ),
+        Some(Err(error)) => match unsplittable {
+            Unsplittable::DeadLetter => {
+                let origin = Origin {
+                    batch: Some(BatchPart::Whole),
+                    ..*origin
+                };
+                BodyItems::One(item(&origin, Err(error), verified.body(), headers))
+            }
+            Unsplittable::OneEvent => BodyItems::One(whole(source.read(verified))),
+        },
+    }
 }
 
 /// The protection an event gets: its route's policy when the route names one, else its

@@ -1,12 +1,14 @@
-//! What finhook's Kafka clients other than the producer share (the users registry, `finhook
-//! tail`, `finhook redrive`, `finhook users`): which brokers a command talks to, the
-//! `[kafka.properties]` every client needs (security, addresses), and a topic's partitions.
+//! What finhook's Kafka clients other than the daemon's event producer share (the users
+//! registry, `finhook tail`, `finhook redrive`, `finhook users`): which brokers a command talks
+//! to, the `[kafka.properties]` every client needs (security, addresses), and a topic's
+//! partitions.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::Config;
 
@@ -62,9 +64,16 @@ pub fn partition_count<C: ConsumerContext>(
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .with_context(|| format!("reading the metadata of topic {topic}"))?;
-    metadata
-        .topics()
-        .first()
+    let found = metadata.topics().first();
+    // An error for the topic (not authorized, say) is reported as itself: only a topic the
+    // brokers do not know is "missing".
+    if let Some(error) = found.and_then(|found| found.error()) {
+        let error = RDKafkaErrorCode::from(error);
+        if error != RDKafkaErrorCode::UnknownTopicOrPartition {
+            bail!("topic {topic} at {brokers}: {error}");
+        }
+    }
+    found
         .filter(|found| found.error().is_none() && !found.partitions().is_empty())
         .map(|found| found.partitions().len() as i32)
         .with_context(|| format!("topic {topic} does not exist at {brokers}"))

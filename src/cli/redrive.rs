@@ -25,9 +25,10 @@ use crate::auth::Verified;
 use crate::config::Config;
 use crate::envelope::{BatchPart, Origin};
 use crate::ingest;
+use crate::ingest::Unsplittable;
 use crate::metrics::Metrics;
 use crate::providers;
-use crate::publish::dead_letter::{BATCH_EVENT, BATCH_WHOLE};
+use crate::publish::dead_letter;
 use crate::publish::Publisher;
 use crate::sources::Sources;
 use crate::vocabulary::Ingress;
@@ -205,7 +206,9 @@ fn redrive_one(
         _ => Ingress::Webhook,
     };
     let origin = Origin {
+        user_id: record.header("ce_userid"),
         path_event: record.header("ce_pathevent"),
+        batch: dead_letter::batch_part(record.header("ce_batch"), record.header("ce_batchindex")),
         ..Origin::new(kind, &source_name, ingress, received_at)
     };
     // The request's headers, as the dead letter kept them (credentials were never kept).
@@ -239,48 +242,28 @@ fn redrive_one(
                 // Authenticated when it was received; it is read, not verified, again.
                 None => Verified::assume(raw, &request_headers),
             };
-            let batch = record.header("ce_batch");
-            // One event of a batch, dead-lettered alone, is read alone.
-            let split = match batch {
-                Some(BATCH_EVENT) => None,
-                _ => source.split(&verified),
+            let read_as = |unsplittable| {
+                ingest::read_body(source, &verified, &origin, unsplittable).into_items()
             };
-            let items = match split {
-                Some(Ok(events)) => events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, event)| {
-                        let origin = Origin {
-                            batch: Some(BatchPart::Event(index)),
-                            ..origin
-                        };
-                        let facts = source.read(&verified.part(event));
-                        ingest::item(&origin, facts, event, &request_headers)
-                    })
-                    .collect(),
-                // A whole batch that could not be split fails as it did live: it is never
-                // read as one event, however it reads.
-                Some(Err(error)) if batch == Some(BATCH_WHOLE) => {
-                    vec![ingest::item(&origin, Err(error), raw, &request_headers)]
-                }
-                // One event: from a source without batches, or a letter written before finhook
-                // marked batch parts (`ce_batch`), which is taken to be one event of a batch
-                // when it does not split.
-                None | Some(Err(_)) => vec![ingest::item(
+            let items = match origin.batch {
+                // One event of a batch, dead-lettered alone, is read alone.
+                Some(BatchPart::Event(_)) => vec![ingest::item(
                     &origin,
                     source.read(&verified),
                     raw,
                     &request_headers,
                 )],
+                // A whole batch that could not be split is split again, and fails again if it
+                // still cannot be: while its source takes batches, it is never read as one event.
+                Some(BatchPart::Whole) => read_as(Unsplittable::DeadLetter),
+                None => read_as(Unsplittable::OneEvent),
             };
             (items, source.protection.as_deref())
         }
         Ingress::Queue => {
-            let user_id = record.header("ce_userid").unwrap_or("");
             page = queue_page(raw);
             // A provider without queues cannot have written this letter: nothing reads it.
-            let Some(items) = crate::poller::page::items(&origin, &page, user_id, |item| item)
-            else {
+            let Some(items) = crate::poller::page::items(&origin, &page, |item| item) else {
                 return vec![Outcome::Skipped("no_queues")];
             };
             // A queue event's poller is named like a source in ce_source.

@@ -10,23 +10,18 @@ use crate::envelope::Origin;
 use crate::ingest::{self, Item};
 use crate::providers;
 
-/// Every event of `page`, fetched for `user_id` from a queue of `origin.provider`, as an item,
-/// passed through `protect` (the personal-data policy). A page that cannot be read at all is
-/// one dead letter holding all of it.
+/// Every event of `page`, fetched from the queue of `origin.user_id` at `origin.provider`, as an
+/// item, passed through `protect` (the personal-data policy). A page that cannot be read at all
+/// is one dead letter holding all of it. Every dead letter made of the page, here or when Kafka
+/// refuses an event, names the user through its origin: `finhook redrive` reads it again as
+/// that user's.
 pub(crate) fn items<'p>(
     origin: &Origin<'p>,
     page: &'p [u8],
-    user_id: &'p str,
     protect: impl Fn(Item<'p>) -> Item<'p>,
 ) -> Option<Vec<Item<'p>>> {
     let no_headers = HeaderMap::new();
-    // Every dead letter made of this page, here or when Kafka refuses an event, says whose
-    // queue it came from: `finhook redrive` reads it again as such.
-    let origin = &Origin {
-        user_id: Some(user_id),
-        ..*origin
-    };
-    let items: Vec<Item<'p>> = match read(origin, page, user_id)? {
+    let items = match read(origin, page, origin.user_id.unwrap_or_default())? {
         Ok(events) => events
             .into_iter()
             .map(|(raw, facts)| protect(ingest::item(origin, facts, raw, &no_headers)))
@@ -78,6 +73,13 @@ mod tests {
     use crate::providers::Provider;
     use crate::vocabulary::Ingress;
 
+    fn of_user(user: &'static str) -> Origin<'static> {
+        Origin {
+            user_id: Some(user),
+            ..origin()
+        }
+    }
+
     fn origin() -> Origin<'static> {
         Origin::new(
             Linxo::KIND,
@@ -93,7 +95,7 @@ mod tests {
             {"id":"2","name":"SYNC_STARTED","resource":{"id":"c2","channels":[]}},
             {"id":"3","name":"SYNC_ALL_SUCCESS","resource":{"id":"c1","channels":[]}},
             {"id":"4"}]"#;
-        let items = items(&origin(), page, "u1", |item| item).unwrap();
+        let items = items(&of_user("u1"), page, |item| item).unwrap();
         assert_eq!(items.len(), 4);
         assert!(matches!(items[3], Item::DeadLetter(_)), "no event code");
         // Every item knows whose queue it came from, so does a letter made of it later (an
@@ -115,7 +117,7 @@ mod tests {
         assert_eq!(ids[1], ["2"]);
         assert!(is_empty(&origin(), b"[]") && is_empty(&origin(), b" {\"events\": []} "));
         assert!(!is_empty(&origin(), b"not json"));
-        let unreadable = super::items(&origin(), b"not json", "u1", |item| item).unwrap();
+        let unreadable = super::items(&of_user("u1"), b"not json", |item| item).unwrap();
         assert!(matches!(unreadable[..], [Item::DeadLetter(_)]));
     }
 
@@ -134,7 +136,7 @@ mod tests {
             )),
             other => other,
         };
-        let items = items(&origin(), page, "u7", refuse).unwrap();
+        let items = items(&of_user("u7"), page, refuse).unwrap();
         match &items[..] {
             [Item::DeadLetter(letter)] => assert_eq!(letter.origin.user_id, Some("u7")),
             _ => panic!("one dead letter"),

@@ -361,9 +361,13 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
     }
 
-    /// Where this loop's events come from: the provider's queue, under the poller's name.
+    /// Where this loop's events come from: its user's queue at the provider, under the
+    /// poller's name.
     fn origin(&self, received_at: OffsetDateTime) -> Origin<'_> {
-        Origin::new(Linxo::KIND, &self.poller, Ingress::Queue, received_at)
+        Origin {
+            user_id: Some(&self.user_id),
+            ..Origin::new(Linxo::KIND, &self.poller, Ingress::Queue, received_at)
+        }
     }
 
     /// Publishes every event of a page, in order per connection, waiting for each
@@ -371,7 +375,7 @@ impl<Api: QueueApi> UserLoop<Api> {
     async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
         let origin = self.origin(OffsetDateTime::now_utc());
         let protection = &self.settings.protection;
-        let items = page::items(&origin, &page, &self.user_id, |item| {
+        let items = page::items(&origin, &page, |item| {
             let policy = ingest::choose_policy(
                 self.publisher.routing(),
                 |name| protection.by_name.get(name).map(|policy| policy.as_ref()),

@@ -153,15 +153,26 @@ impl<'a> DeadLetter<'a> {
     }
 }
 
-/// `ce_batch` of a letter made from part of a batch body: `whole` (a body that could not be
-/// split, read again by splitting it) or `event` (one event of it, read again alone).
-pub const BATCH_WHOLE: &str = "whole";
-pub const BATCH_EVENT: &str = "event";
-
+/// `ce_batch` of a letter of a source that takes batches: `whole` (a body that could not be
+/// split into its events) or `event` (one event of it, its position in `ce_batchindex`).
 fn batch_attribute(part: BatchPart) -> &'static str {
     match part {
-        BatchPart::Whole => BATCH_WHOLE,
-        BatchPart::Event(_) => BATCH_EVENT,
+        BatchPart::Whole => "whole",
+        BatchPart::Event(_) => "event",
+    }
+}
+
+/// The batch part a letter's `ce_batch` and `ce_batchindex` name, as
+/// [`DeadLetter::kafka_headers`] writes them; `None` for a letter of no batch, or one written
+/// before finhook marked batch parts. (The position only informs: a missing one reads as 0.)
+pub fn batch_part(batch: Option<&str>, index: Option<&str>) -> Option<BatchPart> {
+    match batch? {
+        "whole" => Some(BatchPart::Whole),
+        "event" => {
+            let index = index.and_then(|index| index.parse().ok()).unwrap_or(0);
+            Some(BatchPart::Event(index))
+        }
+        _ => None,
     }
 }
 
@@ -235,6 +246,23 @@ mod tests {
             context_headers(&letter(whole)),
             [("ce_batch".to_owned(), "whole".to_owned())]
         );
+        // What redrive reads back is what was written.
+        for part in [BatchPart::Whole, BatchPart::Event(0), BatchPart::Event(7)] {
+            let headers = context_headers(&letter(Origin {
+                batch: Some(part),
+                ..plain
+            }));
+            let value = |name: &str| {
+                let found = headers.iter().find(|(key, _)| key == name);
+                found.map(|(_, value)| value.as_str())
+            };
+            assert_eq!(
+                batch_part(value("ce_batch"), value("ce_batchindex")),
+                Some(part)
+            );
+        }
+        assert_eq!(batch_part(None, None), None);
+        assert_eq!(batch_part(Some("later"), None), None);
         let queue = Origin {
             ingress: Ingress::Queue,
             user_id: Some("u1"),

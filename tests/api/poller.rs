@@ -482,6 +482,10 @@ async fn an_event_kafka_can_never_take_is_dead_lettered_and_the_queue_goes_on() 
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].header("ce_reason"), "record_too_large");
     assert_eq!(letters[0].header("ce_ingress"), "queue");
+    // Diverted after it was read, the letter still says whose queue it came from: redrive
+    // needs the user to read it again.
+    assert_eq!(letters[0].header("ce_userid"), "321");
+    crate::common::DeadLetterSchema::load().assert_valid(&letters[0].headers);
     assert_eq!(letters[0].value, huge_bytes, "the event's raw JSON");
 }
 

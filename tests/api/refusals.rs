@@ -134,6 +134,66 @@ async fn a_topic_kafka_refuses_diverts_events_to_the_dead_letter_topic() {
     app.assert_still_serving().await;
 }
 
+/// A batch's events diverted one by one keep which part of the batch each was, as the letter of
+/// an unreadable event does: redrive reads each alone.
+#[tokio::test]
+async fn a_batch_event_kafka_refuses_is_diverted_as_that_event() {
+    let app = spawn_app(
+        r#"
+        [sources.relay]
+        kind = "hmac"
+        secret = "relay-secret"
+        header = "X-Relay-Signature"
+        events_path = "events"
+        [[kafka.routes]]
+        provider = "hmac"
+        topic = "finhook.forbidden"
+        "#,
+    )
+    .await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .set_topic_error(
+            "finhook.forbidden",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let body = br#"{"events": [{"type": "a", "id": "e0"}, {"type": "b", "id": "e1"}]}"#;
+    let sources = finhook::sources::Sources::from_config(&app.config).unwrap();
+    let signed = sources
+        .get("relay")
+        .unwrap()
+        .verifier()
+        .sign(body, time::OffsetDateTime::now_utc())
+        .unwrap();
+    let mut request = app.post("relay").body(body.to_vec());
+    for (name, value) in signed {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["dead_lettered"], 2);
+    let letters = dead_letters(&app, 2).await;
+    assert_eq!(letters.len(), 2);
+    for (index, event) in [
+        r#"{"type": "a", "id": "e0"}"#,
+        r#"{"type": "b", "id": "e1"}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let letter = letters
+            .iter()
+            .find(|letter| letter.value == event.as_bytes())
+            .unwrap_or_else(|| panic!("{event} diverted on its own"));
+        assert_eq!(letter.header("ce_reason"), "kafka_refused");
+        assert_eq!(letter.header("ce_batch"), "event");
+        assert_eq!(letter.header("ce_batchindex"), index.to_string());
+    }
+}
+
 #[tokio::test]
 async fn a_broker_refusing_a_record_as_too_large_gets_it_dead_lettered() {
     // The producer would take it; the broker (a topic with a smaller max.message.bytes) does not.
