@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The webhook path on the providers' real bodies against ceiling (b), "HTTP → Kafka → ack" on the
-# raw body, in the same run. Closed loop: wrk (one thread, every request the same pre-signed
+# raw body, and ceiling (b+), the same with the key, headers and attributes of a real envelope
+# around the body (what the record costs, apart from finhook's code), in the same run. Closed loop: wrk (one thread, every request the same pre-signed
 # bytes); ceiling (a), HTTP alone, shows wrk is not the bottleneck. Open loop: `finhook-bench
 # pace` (one thread, pre-built requests, latency from the schedule) at half of finhook's peak,
 # against finhook and ceiling (b) alike.
@@ -27,6 +28,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 start_broker finhook.events bench.ceiling
 
 webhook_port=$(free_port); ops_port=$(free_port); http_port=$(free_port); kafka_port=$(free_port)
+shaped_port=$(free_port)
 write_finhook_config "$work/finhook.toml" "$webhook_port" "$ops_port"
 "${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
 finhook=$!; pids+=($finhook)
@@ -34,8 +36,11 @@ finhook=$!; pids+=($finhook)
 ceiling_http=$!; pids+=($ceiling_http)
 "$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
 ceiling_kafka=$!; pids+=($ceiling_kafka)
+"$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$shaped_port" --brokers "$brokers" --envelope-shaped &
+ceiling_shaped=$!; pids+=($ceiling_shaped)
 wait_http "http://127.0.0.1:$http_port/"
 wait_http "http://127.0.0.1:$kafka_port/"
+wait_http "http://127.0.0.1:$shaped_port/"
 wait_ready "$ops_port"
 
 # One wrk run: target name, port, server pid, body name, connections → one JSON line.
@@ -62,9 +67,11 @@ for body in "${bodies[@]}"; do
   # Warm-up: connections, producers, topic metadata.
   seconds=2 run finhook "$webhook_port" "$finhook" "$body" 16 > /dev/null
   seconds=2 run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" 16 > /dev/null
+  seconds=2 run ceiling-shaped "$shaped_port" "$ceiling_shaped" "$body" 16 > /dev/null
   for c in "${connections[@]}"; do
     run ceiling-http "$http_port" "$ceiling_http" "$body" "$c"
     run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$c"
+    run ceiling-shaped "$shaped_port" "$ceiling_shaped" "$body" "$c"
     run finhook "$webhook_port" "$finhook" "$body" "$c"
   done
 done | tee "$work/closed.jsonl"
@@ -84,13 +91,13 @@ python3 - "$work/closed.jsonl" <<'PY'
 import json, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 by = {(r["target"], r["body"], r["connections"]): r for r in runs}
-print(f"{'body':<10} {'conn':>5} {'http/s':>8} {'kafka/s':>8} {'finhook/s':>9} {'ratio':>6} {'p99 k/f ms':>12} {'p99.9 f':>8} {'cpu/10k k/f s':>14} {'2xx⊆kafka':>9}")
+print(f"{'body':<10} {'conn':>5} {'http/s':>8} {'kafka/s':>8} {'(b+)/s':>8} {'finhook/s':>9} {'ratio':>6} {'vs (b+)':>7} {'p99 k/f ms':>12} {'p99.9 f':>8} {'cpu/10k k/b+/f s':>17} {'2xx⊆kafka':>9}")
 for (target, body, c), f in sorted(by.items(), key=lambda item: (item[0][1], int(item[0][2]))):
     if target != "finhook":
         continue
-    h, k = by[("ceiling-http", body, c)], by[("ceiling-kafka", body, c)]
-    print(f"{body:<10} {c:>5} {h['per_second']:>8.0f} {k['per_second']:>8.0f} {f['per_second']:>9.0f} {f['per_second'] / k['per_second']:>6.0%} "
-          f"{k['p99_ms']:>5.2f}/{f['p99_ms']:<6.2f} {f['p999_ms']:>8.2f} {k['server_cpu_s_per_10k']:>6.2f}/{f['server_cpu_s_per_10k']:<7.2f} {str(f['published_covers_2xx']):>9}")
+    h, k, s = by[("ceiling-http", body, c)], by[("ceiling-kafka", body, c)], by[("ceiling-shaped", body, c)]
+    print(f"{body:<10} {c:>5} {h['per_second']:>8.0f} {k['per_second']:>8.0f} {s['per_second']:>8.0f} {f['per_second']:>9.0f} {f['per_second'] / k['per_second']:>6.0%} {f['per_second'] / s['per_second']:>7.0%} "
+          f"{k['p99_ms']:>5.2f}/{f['p99_ms']:<6.2f} {f['p999_ms']:>8.2f} {k['server_cpu_s_per_10k']:>5.2f}/{s['server_cpu_s_per_10k']:.2f}/{f['server_cpu_s_per_10k']:<5.2f} {str(f['published_covers_2xx']):>9}")
 PY
 python3 - "$work/open.jsonl" <<'PY'
 import json, sys

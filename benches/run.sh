@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # finhook's benchmarks, in one command (see BENCHMARKS.md):
 #   benches/run.sh                  # everything: webhooks, ceilings, resources, poller scale
-#   SECONDS_PER_RUN=5 SKIP_POLLER=1 SKIP_BODIES=1 benches/run.sh   # a quicker pass
+#   SECONDS_PER_RUN=5 SKIP_POLLER=1 SKIP_BODIES=1 SKIP_FIXED_RATE=1 benches/run.sh   # quicker
+#   BENCH_FINHOOK_BEFORE=/tmp/finhook-before benches/run.sh   # fixed-rate CPU before and after
 #
 # Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
 # cluster: `finhook-sim kafka`), finhook, and the two ceilings, and drives them with
@@ -86,6 +87,11 @@ PY
 if [ -z "${SKIP_BODIES:-}" ]; then
   echo "== the providers' real bodies against the ceilings (wrk)"
   SECONDS_PER_RUN=$seconds benches/bodies.sh
+fi
+
+if [ -z "${SKIP_FIXED_RATE:-}" ]; then
+  echo "== CPU per webhook at a fixed rate, against ceilings (b) and (b+) (and BENCH_FINHOOK_BEFORE)"
+  benches/fixed_rate.sh
 fi
 
 if [ -z "${SKIP_POLLER:-}" ]; then

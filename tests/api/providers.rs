@@ -1038,20 +1038,25 @@ async fn a_batch_body_publishes_each_event_and_dead_letters_the_unreadable_one()
         {"id": "e2"},
         {"type": "order.refunded", "id": "e3", "customer": "c1", "lines": [1, 2]}]}"#;
     let sources = Sources::from_config(&providers.app.config).unwrap();
-    let headers = sources
-        .get("batch")
-        .unwrap()
-        .verifier()
-        .sign(body, OffsetDateTime::now_utc())
-        .unwrap();
-    let outgoing = Outgoing {
-        headers: headers
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
-            .collect(),
-        ..Outgoing::default()
+    // Signed by the source's own verifier, as the sender would.
+    let post_batch = |body: &'static [u8]| {
+        let headers = sources
+            .get("batch")
+            .unwrap()
+            .verifier()
+            .sign(body, OffsetDateTime::now_utc())
+            .unwrap();
+        let outgoing = Outgoing {
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+            ..Outgoing::default()
+        };
+        let providers = &providers;
+        async move { providers.post("batch", body, &outgoing).await }
     };
-    let response = providers.post("batch", body, &outgoing).await;
+    let response = post_batch(body).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], "accepted");
@@ -1088,20 +1093,7 @@ async fn a_batch_body_publishes_each_event_and_dead_letters_the_unreadable_one()
     // A body that cannot be split is one letter, marked as the whole batch: redrive never reads
     // it as one event, though this one would read as one.
     let unsplittable = br#"{"type": "order.paid", "id": "e4", "events": "not a list"}"#;
-    let headers = sources
-        .get("batch")
-        .unwrap()
-        .verifier()
-        .sign(unsplittable, OffsetDateTime::now_utc())
-        .unwrap();
-    let outgoing = Outgoing {
-        headers: headers
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
-            .collect(),
-        ..Outgoing::default()
-    };
-    let response = providers.post("batch", unsplittable, &outgoing).await;
+    let response = post_batch(unsplittable).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], "dead_lettered");
