@@ -682,11 +682,19 @@ mod tests {
             )),
             ["redriven io.finhook.unmapped"]
         );
-        // Without `events_path` the same batch is one event, which has no type.
+        // Without `events_path` the same batch is one event, which has no type; a letter of a
+        // whole batch is then read as one event too: the source reads it as it is configured now.
         let single = relay.replace("events_path = \"events\"\n", "");
         assert_eq!(
             names(&dry_run_with(&single, &relay_letter(None, batch))),
             ["still_failing missing_field"]
+        );
+        assert_eq!(
+            names(&dry_run_with(
+                &single,
+                &relay_letter(Some("whole"), unsplittable)
+            )),
+            ["redriven io.finhook.unmapped"]
         );
     }
 }

@@ -427,14 +427,17 @@ async fn load(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             let brokers = brokers.clone();
             let topic = plan.topic.clone();
             let expected = accepted.clone();
-            let found = tokio::task::spawn_blocking(move || {
+            let (found, trimmed) = tokio::task::spawn_blocking(move || {
                 read_ids_from(&brokers, &topic, &offsets, &expected)
             })
             .await?;
             let missing = accepted.iter().filter(|id| !found.contains(*id)).count();
-            Some(
-                serde_json::json!({ "accepted": accepted.len(), "found": accepted.len() - missing, "missing": missing }),
-            )
+            Some(serde_json::json!({
+                "accepted": accepted.len(),
+                "found": accepted.len() - missing,
+                "missing": missing,
+                "trimmed_by_broker": trimmed,
+            }))
         }
         _ => None,
     };
@@ -574,22 +577,32 @@ fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>
     Ok(offsets)
 }
 
-/// Reads from `offsets` on until every expected id is seen (or 60 s pass); returns the ids.
+/// Reads from `offsets` on until every expected id is seen (or 60 s pass); returns the ids, and
+/// how many of the run's records the broker had already dropped (its retention: librdkafka's
+/// mock cluster keeps about 5 MB per partition) before they could be read.
 fn read_ids_from(
     brokers: &str,
     topic: &str,
     offsets: &[(i32, i64)],
     expected: &HashSet<String>,
-) -> HashSet<String> {
+) -> (HashSet<String>, i64) {
     let consumer = consumer(brokers, &[("auto.offset.reset", "earliest")]);
     // Partitions the topic has now; those it did not have before the run start at the beginning.
     let partitions = partition_count(&consumer, topic);
     let mut assignment = TopicPartitionList::new();
+    let mut trimmed = 0;
     for partition in 0..partitions as i32 {
         let start = offsets
             .iter()
             .find(|(known, offset)| *known == partition && *offset >= 0)
-            .map_or(Offset::Beginning, |(_, offset)| Offset::Offset(*offset));
+            .map(|(_, offset)| *offset);
+        if let (Some(start), Ok((low, _))) = (
+            start,
+            consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)),
+        ) {
+            trimmed += (low - start).max(0);
+        }
+        let start = start.map_or(Offset::Beginning, Offset::Offset);
         let _ = assignment.add_partition_offset(topic, partition, start);
     }
     let _ = consumer.assign(&assignment);
@@ -622,9 +635,9 @@ fn read_ids_from(
         }
     }
     if seen.len() < expected.len() {
-        eprintln!("finhook-bench: read back {read} records from {partitions} partitions; {} of {} expected ids found", seen.len(), expected.len());
+        eprintln!("finhook-bench: read back {read} records from {partitions} partitions; {} of {} expected ids found; {trimmed} of the run's records dropped by the broker's retention before reading", seen.len(), expected.len());
     }
-    seen
+    (seen, trimmed)
 }
 
 /// CPU seconds (user + system) this process has used.
