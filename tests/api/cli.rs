@@ -577,3 +577,32 @@ async fn redrive_refuses_a_dead_letter_topic_that_does_not_exist() {
         "{stderr}"
     );
 }
+
+/// A topic the brokers refuse to describe (not authorized, say) is reported as such, not as
+/// missing: the operator has an ACL to fix, not a topic name.
+#[tokio::test]
+async fn tail_reports_a_topic_it_may_not_read_as_not_authorized() {
+    let app = spawn_app("").await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .set_topic_error(
+            app.default_topic(),
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let bootstrap = app.bootstrap.clone();
+    let topic = app.default_topic().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        finhook()
+            .args(["tail", "--brokers", &bootstrap, "--topic", &topic])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("authorization"), "{stderr}");
+    assert!(!stderr.contains("does not exist"), "{stderr}");
+}
