@@ -119,6 +119,8 @@ pub(crate) fn build_keyring(
             &previous.key,
             &previous.key_file,
         )?
+        // Validation refuses an entry with neither (`check_previous_keys`); kept as an error, not
+        // a panic, for a keyring built from a configuration that skipped it.
         .ok_or_else(|| ConfigError::Invalid(vec![format!("{entry}: key or key_file missing")]))?;
         ring = ring.with_previous(&previous.id, &key).map_err(invalid)?;
     }

@@ -45,7 +45,7 @@ pub async fn serve(
     tls: Option<Arc<ReloadingTls>>,
     stop: CancellationToken,
     grace: Duration,
-    threads: Option<ConnectionThreads>,
+    mut threads: Option<ConnectionThreads>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -78,7 +78,7 @@ pub async fn serve(
             tls: tls.clone(),
             peer,
         };
-        let Some(threads) = &threads else {
+        let Some(threads) = threads.as_mut() else {
             drop(tokio::spawn(connection.serve(stream)));
             continue;
         };
@@ -87,8 +87,11 @@ pub async fn serve(
         // the accepting runtime.
         match stream.into_std() {
             Ok(stream) => threads.spawn(async move {
-                if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                    connection.serve(stream).await;
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => connection.serve(stream).await,
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "a connection could not be handed over");
+                    }
                 }
             }),
             Err(error) => tracing::debug!(%peer, %error, "a connection could not be handed over"),
@@ -183,8 +186,9 @@ async fn serve_connection<Io>(
 pub struct ConnectionThreads {
     runtimes: Vec<tokio::runtime::Handle>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    /// The thread the next connection goes to, modulo their number.
-    next: std::sync::atomic::AtomicUsize,
+    /// The thread the next connection goes to, modulo their number (only the accept loop
+    /// hands connections over).
+    next: usize,
     /// Cancelled on stop or drop: each thread then leaves its runtime, which drops what still
     /// runs there.
     stop: CancellationToken,
@@ -198,7 +202,7 @@ impl ConnectionThreads {
         let mut started = Self {
             runtimes: Vec::with_capacity(count),
             threads: Vec::with_capacity(count),
-            next: std::sync::atomic::AtomicUsize::new(0),
+            next: 0,
             stop: CancellationToken::new(),
         };
         for index in 0..count {
@@ -234,9 +238,10 @@ impl ConnectionThreads {
     }
 
     /// Runs a connection's future on the next thread, in turn.
-    fn spawn(&self, connection: impl Future<Output = ()> + Send + 'static) {
-        let next = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        drop(self.runtimes[next % self.runtimes.len()].spawn(connection));
+    fn spawn(&mut self, connection: impl Future<Output = ()> + Send + 'static) {
+        let runtime = &self.runtimes[self.next % self.runtimes.len()];
+        self.next = self.next.wrapping_add(1);
+        drop(runtime.spawn(connection));
     }
 
     /// Stops the threads and waits for them to end: what still ran there (connections past
@@ -316,7 +321,7 @@ mod tests {
     }
 
     /// Runs on `threads` a task that never ends; the receiver learns when it is dropped.
-    fn hold_a_task(threads: &ConnectionThreads) -> tokio::sync::oneshot::Receiver<()> {
+    fn hold_a_task(threads: &mut ConnectionThreads) -> tokio::sync::oneshot::Receiver<()> {
         let (held, released) = tokio::sync::oneshot::channel::<()>();
         threads.spawn(async move {
             let _held = held;
@@ -384,8 +389,8 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_the_connection_threads_waits_until_what_ran_on_them_is_dropped() {
-        let threads = ConnectionThreads::start(1).unwrap();
-        let mut released = hold_a_task(&threads);
+        let mut threads = ConnectionThreads::start(1).unwrap();
+        let mut released = hold_a_task(&mut threads);
         threads.stop().await;
         assert_eq!(
             released.try_recv(),
@@ -396,8 +401,8 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_connection_threads_drops_what_runs_on_them() {
-        let threads = ConnectionThreads::start(1).unwrap();
-        let released = hold_a_task(&threads);
+        let mut threads = ConnectionThreads::start(1).unwrap();
+        let released = hold_a_task(&mut threads);
         drop(threads);
         let outcome = tokio::time::timeout(Duration::from_secs(5), released)
             .await

@@ -10,6 +10,16 @@ fn finhook() -> Command {
     crate::common::binary(env!("CARGO_BIN_EXE_finhook"))
 }
 
+/// Runs `command` off the test runtime; it must fail. Its standard error.
+async fn stderr_of_failing(mut command: Command) -> String {
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn sign_prints_the_bridge_header_for_a_file_and_for_stdin() {
     let vectors: serde_json::Value =
@@ -560,18 +570,17 @@ async fn redrive_refuses_a_dead_letter_topic_that_does_not_exist() {
     let directory = tempfile::tempdir().unwrap();
     let config = directory.path().join("finhook.toml");
     std::fs::write(&config, "[kafka.topics]\ndead_letter = \"no.such.topic\"\n").unwrap();
-    let bootstrap = app.bootstrap.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        finhook()
-            .args(["redrive", "--dry-run", "--brokers", &bootstrap, "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let mut redrive = finhook();
+    redrive
+        .args([
+            "redrive",
+            "--dry-run",
+            "--brokers",
+            &app.bootstrap,
+            "--config",
+        ])
+        .arg(&config);
+    let stderr = stderr_of_failing(redrive).await;
     assert!(
         stderr.contains("reading the dead-letter topic: topic no.such.topic does not exist"),
         "{stderr}"
@@ -583,26 +592,16 @@ async fn redrive_refuses_a_dead_letter_topic_that_does_not_exist() {
 #[tokio::test]
 async fn tail_reports_a_topic_it_may_not_read_as_not_authorized() {
     let app = spawn_app("").await;
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .set_topic_error(
-            app.default_topic(),
-            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-        )
-        .unwrap();
-    let bootstrap = app.bootstrap.clone();
-    let topic = app.default_topic().to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        finhook()
-            .args(["tail", "--brokers", &bootstrap, "--topic", &topic])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    app.forbid_topic(app.default_topic());
+    let mut tail = finhook();
+    tail.args([
+        "tail",
+        "--brokers",
+        &app.bootstrap,
+        "--topic",
+        app.default_topic(),
+    ]);
+    let stderr = stderr_of_failing(tail).await;
     assert!(stderr.contains("authorization"), "{stderr}");
     assert!(!stderr.contains("does not exist"), "{stderr}");
 }

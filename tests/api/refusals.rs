@@ -35,18 +35,6 @@ fn bridge_event_with_a_long_type(size: usize) -> Vec<u8> {
     .unwrap()
 }
 
-/// Makes the broker refuse every record for `topic`, as a missing ACL would.
-fn forbid(app: &TestApp, topic: &str) {
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .set_topic_error(
-            topic,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-        )
-        .unwrap();
-}
-
 /// The dead-letter topic's records, each checked against schemas/dead-letter.schema.json.
 async fn dead_letters(app: &TestApp, expected: usize) -> Vec<crate::helpers::Record> {
     let records = read_topic(&app.bootstrap, app.dead_letter_topic(), expected, WAIT).await;
@@ -125,7 +113,7 @@ async fn a_topic_kafka_refuses_diverts_events_to_the_dead_letter_topic() {
         "#,
     )
     .await;
-    forbid(&app, "finhook.forbidden");
+    app.forbid_topic("finhook.forbidden");
     let body = crate::common::fixture("linxo/connection-updated-2-accounts.json");
     let response = app.post_linxo(&body).await;
     assert_eq!(response.status(), 200);
@@ -156,7 +144,7 @@ async fn a_batch_event_kafka_refuses_is_diverted_as_that_event() {
         "#,
     )
     .await;
-    forbid(&app, "finhook.forbidden");
+    app.forbid_topic("finhook.forbidden");
     let body = br#"{"events": [{"type": "a", "id": "e0"}, {"type": "b", "id": "e1"}]}"#;
     let sources = finhook::sources::Sources::from_config(&app.config).unwrap();
     let signed = sources

@@ -493,9 +493,8 @@ fn spawn_tail(
     let recorded = Arc::clone(&seen);
     std::thread::spawn(move || {
         let consumer = consumer(&brokers, &[("fetch.wait.max.ms", "5")]);
-        let partitions = partition_count(&consumer, &topic);
         let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions as i32 {
+        for partition in 0..partition_count(&consumer, &topic, &brokers) {
             let _ = assignment.add_partition_offset(&topic, partition, Offset::End);
         }
         let _ = consumer.assign(&assignment);
@@ -547,30 +546,16 @@ fn consumer(brokers: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     config.create().expect("a consumer of valid configuration")
 }
 
-/// How many partitions `topic` has now (0 when its metadata cannot be read).
-fn partition_count(consumer: &BaseConsumer, topic: &str) -> usize {
-    consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .ok()
-        .and_then(|metadata| {
-            metadata
-                .topics()
-                .first()
-                .map(|found| found.partitions().len())
-        })
-        .unwrap_or(0)
+/// How many partitions `topic` has now (0 when it has none or its metadata cannot be read).
+fn partition_count(consumer: &BaseConsumer, topic: &str, brokers: &str) -> i32 {
+    finhook::kafka::partition_count(consumer, topic, brokers).unwrap_or(0)
 }
 
 /// Each partition's end offset now: where this run's records will start.
 fn high_watermarks(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
     let consumer = consumer(brokers, &[]);
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |found| found.partitions().len());
     let mut offsets = Vec::new();
-    for partition in 0..partitions as i32 {
+    for partition in 0..partition_count(&consumer, topic, brokers) {
         let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
         offsets.push((partition, high));
     }
@@ -588,10 +573,10 @@ fn read_ids_from(
 ) -> (HashSet<String>, i64) {
     let consumer = consumer(brokers, &[("auto.offset.reset", "earliest")]);
     // Partitions the topic has now; those it did not have before the run start at the beginning.
-    let partitions = partition_count(&consumer, topic);
+    let partitions = partition_count(&consumer, topic, brokers);
     let mut assignment = TopicPartitionList::new();
     let mut trimmed = 0;
-    for partition in 0..partitions as i32 {
+    for partition in 0..partitions {
         let start = offsets
             .iter()
             .find(|(known, offset)| *known == partition && *offset >= 0)
