@@ -519,6 +519,9 @@ impl RegistryPolling {
         });
         let loop_stop = stop.clone();
         let own_queue = poller.client().origin();
+        // Boxed: the block below moves the loop into its future, and would otherwise keep the
+        // spent copy beside it for as long as the user is polled.
+        let mut user_loop = Box::new(user_loop);
         let task = tokio::spawn(async move {
             if let Some((_, task)) = previous {
                 let previous_queue = task.await.ok().flatten();
@@ -529,7 +532,7 @@ impl RegistryPolling {
                     }
                 }
             }
-            user_loop.run(loop_stop).await
+            (*user_loop).run(loop_stop).await
         });
         entry
             .running

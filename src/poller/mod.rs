@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -204,10 +205,9 @@ impl Poller {
                 Start::AtOnce => Duration::ZERO,
             };
             let user_loop = self.user_loop(&id, credentials.clone(), first_poll_delay);
-            let loop_stop = user_stop.clone();
-            tasks.spawn(async move {
-                user_loop.run(loop_stop).await;
-            });
+            // The loop's own future, not one wrapped in a block that would keep a spent copy
+            // of the loop beside it for as long as the user is polled.
+            tasks.spawn(user_loop.run(user_stop.clone()).map(drop));
             running.insert(
                 id,
                 RunningUser {
