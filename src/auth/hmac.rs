@@ -55,7 +55,14 @@ impl Encoding {
 
     pub fn decode(self, text: &str) -> Option<Vec<u8>> {
         match self {
-            Encoding::Hex | Encoding::HexUpper => hex::decode(text.trim()).ok(),
+            Encoding::Hex | Encoding::HexUpper => {
+                // `decode_to_slice` is a plain loop; `hex::decode` collects an iterator of
+                // `Result`s, byte by byte, on every signed webhook.
+                let text = text.trim();
+                let mut bytes = vec![0; text.len() / 2];
+                hex::decode_to_slice(text, &mut bytes).ok()?;
+                Some(bytes)
+            }
             Encoding::Base64 => base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
                 .ok(),
@@ -513,5 +520,16 @@ mod tests {
         let encoded = Encoding::Base64.encode(&[0xfb, 0xff]);
         assert_eq!(encoded, "+/8=");
         assert_eq!(Encoding::Base64.decode(&encoded), Some(vec![0xfb, 0xff]));
+    }
+
+    #[test]
+    fn hex_signatures_decode_in_either_case_and_nothing_else() {
+        for encoding in [Encoding::Hex, Encoding::HexUpper] {
+            assert_eq!(encoding.decode(" 0aFf "), Some(vec![0x0a, 0xff]));
+            assert_eq!(encoding.decode(""), Some(vec![]));
+            assert_eq!(encoding.decode("0aF"), None, "odd length");
+            assert_eq!(encoding.decode("0g"), None, "not a digit");
+            assert_eq!(encoding.decode("0x0a"), None, "no prefix");
+        }
     }
 }
