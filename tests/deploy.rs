@@ -12,6 +12,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use common::finhook;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -44,10 +46,6 @@ fn files_under(relative: &str, extensions: &[&str]) -> Vec<PathBuf> {
     }
     found.sort();
     found
-}
-
-fn finhook() -> Command {
-    common::binary(env!("CARGO_BIN_EXE_finhook"))
 }
 
 #[test]

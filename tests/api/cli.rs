@@ -3,12 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{fixture, fixtures_dir};
+use crate::common::{finhook, fixture, fixtures_dir};
 use crate::helpers::{python, read_topic, run_with_stdin, spawn_app};
-
-fn finhook() -> Command {
-    crate::common::binary(env!("CARGO_BIN_EXE_finhook"))
-}
 
 /// Runs `command` off the test runtime; it must fail. Its standard error.
 async fn stderr_of_failing(mut command: Command) -> String {

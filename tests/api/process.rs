@@ -117,7 +117,7 @@ impl Daemon {
         );
         let path = directory.path().join("finhook.toml");
         std::fs::write(&path, config).unwrap();
-        let mut command = crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
+        let mut command = crate::common::finhook();
         let child = command
             .args(["serve", "--config"])
             .arg(&path)

@@ -79,7 +79,7 @@ async fn a_protected_source_publishes_no_personal_data_in_clear_and_decrypt_open
         ),
     )
     .unwrap();
-    let mut decrypt = crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
+    let mut decrypt = crate::common::finhook();
     decrypt.args(["decrypt", "--config"]).arg(&config);
     let output = run_with_stdin(decrypt, format!("{text}\n").as_bytes());
     assert!(
@@ -106,7 +106,7 @@ async fn a_protected_source_publishes_no_personal_data_in_clear_and_decrypt_open
     let records = directory.path().join("records.jsonl");
     std::fs::write(&records, format!("{text}\n\n{text}\n")).unwrap();
     let decrypt_file = |config: &std::path::Path, file: &std::path::Path| {
-        crate::common::binary(env!("CARGO_BIN_EXE_finhook"))
+        crate::common::finhook()
             .args(["decrypt", "--config"])
             .arg(config)
             .arg(file)

@@ -948,7 +948,7 @@ async fn finhook_sign_and_finhook_sim_send_sign_every_symmetric_provider() {
         ),
     )
     .unwrap();
-    let finhook = || crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
+    let finhook = || crate::common::finhook();
     let mut signed = 0;
     for kind in ["bridge", "linxo", "standard", "hmac", "tink"] {
         let fixture = &webhook_fixtures(kind)[0];
@@ -1001,7 +1001,7 @@ async fn finhook_sign_and_finhook_sim_send_sign_every_symmetric_provider() {
             path
         })
         .collect();
-    let mut send = crate::common::binary(env!("CARGO_BIN_EXE_finhook-sim"));
+    let mut send = crate::common::finhook_sim();
     send.args(["send", "--source", "tink", "--rate", "50", "--target"])
         .arg(&providers.app.webhook_url)
         .arg("--config")

@@ -182,7 +182,7 @@ impl Finhook {
         let path = directory.path().join("finhook.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(directory.path().join("finhook.log")).unwrap();
-        let mut command = crate::common::binary(env!("CARGO_BIN_EXE_finhook"));
+        let mut command = crate::common::finhook();
         let child = command
             .args(["serve", "--config"])
             .arg(&path)

@@ -139,6 +139,16 @@ pub fn binary(path: &str) -> std::process::Command {
     command
 }
 
+/// The `finhook` binary, as [`binary`] runs it.
+pub fn finhook() -> std::process::Command {
+    binary(env!("CARGO_BIN_EXE_finhook"))
+}
+
+/// The `finhook-sim` binary, as [`binary`] runs it.
+pub fn finhook_sim() -> std::process::Command {
+    binary(env!("CARGO_BIN_EXE_finhook-sim"))
+}
+
 /// schemas/dead-letter.schema.json: a dead-letter record's headers as a JSON object.
 pub struct DeadLetterSchema(jsonschema::Validator);
 

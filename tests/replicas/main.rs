@@ -41,7 +41,7 @@ struct Broker {
 
 impl Broker {
     fn start() -> Self {
-        let mut child = common::binary(env!("CARGO_BIN_EXE_finhook-sim"))
+        let mut child = common::finhook_sim()
             .args(["kafka", "--partitions", &PARTITIONS.to_string()])
             .args([
                 "--topic",
@@ -121,7 +121,7 @@ impl Replica {
         let config = directory.join(format!("{name}.toml"));
         std::fs::write(&config, replica_config(name, bootstrap, oxlin, ops_port)).unwrap();
         let log = std::fs::File::create(directory.join(format!("{name}.log"))).unwrap();
-        let child = common::binary(env!("CARGO_BIN_EXE_finhook"))
+        let child = common::finhook()
             .args(["serve", "--config"])
             .arg(&config)
             .stdout(Stdio::null())
@@ -176,7 +176,7 @@ impl Drop for Replica {
 
 /// `finhook users …` with a replica's configuration; stdin when given.
 fn users_cli(config: &Path, bootstrap: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = common::binary(env!("CARGO_BIN_EXE_finhook"))
+    let mut child = common::finhook()
         .arg("users")
         .args(args)
         .arg("--config")
