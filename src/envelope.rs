@@ -67,7 +67,7 @@ impl<'a> Origin<'a> {
 
     /// The CloudEvents `source`: provider and configured source, e.g. `finhook://bridge/main`.
     pub fn source_uri(&self) -> String {
-        format!("finhook://{}/{}", self.provider, self.source_name)
+        ["finhook://", self.provider.as_str(), "/", self.source_name].concat()
     }
 }
 
@@ -163,8 +163,9 @@ impl<'a> Envelope<'a> {
             .as_deref()
             .or(facts.fallback_key.as_deref())
         {
-            Some(key) => format!("{}:{key}", origin.provider),
-            None => format!("{}:event:{id}", origin.provider),
+            // `concat` allocates the exact length once; `format!` guessed and grew twice.
+            Some(key) => [origin.provider.as_str(), ":", key].concat(),
+            None => [origin.provider.as_str(), ":event:", &id].concat(),
         };
         Envelope {
             specversion: SPEC_VERSION,
@@ -273,9 +274,13 @@ fn on_one_line(json: &mut [u8]) {
 
 /// RFC 3339 in UTC, as CloudEvents `time` requires.
 pub fn rfc3339(time: OffsetDateTime) -> String {
+    // Written into a buffer of the longest form's size (`2026-11-26T06:15:11.123456789Z`):
+    // `format` starts from an empty buffer and grows it as it writes.
+    let mut text = Vec::with_capacity(30);
     time.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("a UTC time within range always formats")
+        .format_into(&mut text, &Rfc3339)
+        .expect("a UTC time within range always formats");
+    String::from_utf8(text).expect("RFC 3339 is ASCII")
 }
 
 #[cfg(test)]
@@ -288,6 +293,16 @@ mod tests {
         assert_eq!(one, derived_id(ProviderKind::new("bridge"), b"{}"));
         assert_ne!(one, derived_id(ProviderKind::new("linxo"), b"{}"));
         assert_ne!(one, derived_id(ProviderKind::new("bridge"), b"{} "));
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc_to_the_nanosecond_shown() {
+        let whole = OffsetDateTime::from_unix_timestamp(1_764_137_711).unwrap();
+        assert_eq!(rfc3339(whole), "2025-11-26T06:15:11Z");
+        let finest = whole + time::Duration::nanoseconds(123_456_789);
+        assert_eq!(rfc3339(finest), "2025-11-26T06:15:11.123456789Z");
+        let elsewhere = finest.to_offset(time::UtcOffset::from_hms(-5, 0, 0).unwrap());
+        assert_eq!(rfc3339(elsewhere), "2025-11-26T06:15:11.123456789Z");
     }
 
     #[test]

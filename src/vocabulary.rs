@@ -236,3 +236,9 @@ impl NormalizeError {
         }
     }
 }
+
+/// A [`EventFacts::fallback_key`] for events about `id` of a kind (`user`, `payment`, ...):
+/// `kind:id`, allocated once at its exact length.
+pub fn fallback_key(kind: &str, id: &str) -> String {
+    [kind, ":", id].concat()
+}

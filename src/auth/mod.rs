@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::future::Either;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method};
 use time::OffsetDateTime;
@@ -187,8 +188,12 @@ impl<'r> Verified<'r> {
     }
 }
 
-/// The future a verifier returns: most are ready at once, key-set schemes may fetch keys.
-pub type VerifyFuture<'r> = Pin<Box<dyn Future<Output = Result<(), AuthError>> + Send + 'r>>;
+/// The future a verifier returns: most are ready at once ([`ready`], no allocation), key-set
+/// schemes may fetch keys ([`later`]).
+pub type VerifyFuture<'r> = Either<
+    std::future::Ready<Result<(), AuthError>>,
+    Pin<Box<dyn Future<Output = Result<(), AuthError>> + Send + 'r>>,
+>;
 
 /// How one source checks its requests. Built once from the source's settings (secrets read,
 /// keys parsed, HTTP client shared), then called for every request.
@@ -228,9 +233,17 @@ pub async fn verify<'r>(
     })
 }
 
-/// A verdict that needed no waiting, as a [`VerifyFuture`].
+/// A verdict that needed no waiting, as a [`VerifyFuture`]. Not boxed: this is every
+/// request's path for most schemes.
 pub fn ready<'r>(result: Result<(), AuthError>) -> VerifyFuture<'r> {
-    Box::pin(std::future::ready(result))
+    Either::Left(std::future::ready(result))
+}
+
+/// A verdict that may wait (for a key set), as a [`VerifyFuture`].
+pub fn later<'r>(
+    verdict: impl Future<Output = Result<(), AuthError>> + Send + 'r,
+) -> VerifyFuture<'r> {
+    Either::Right(Box::pin(verdict))
 }
 
 /// A header's value as text; `None` when absent or not visible ASCII.

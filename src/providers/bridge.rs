@@ -15,7 +15,7 @@ use super::{
 use crate::auth::hmac::{Algorithm, Encoding, HmacScheme, Layout, Template, TimestampSource};
 use crate::auth::{Verified, Verify};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 /// The header carrying `v1=<hex>` entries, comma-separated.
 pub const SIGNATURE_HEADER: &str = "bridgeapi-signature";
@@ -148,8 +148,8 @@ pub fn normalize(body: &[u8]) -> Result<EventFacts, NormalizeError> {
         _ => None,
     };
     facts.fallback_key = match (&content.user_uuid, first_payment_id(&content)) {
-        (_, Some(payment)) => Some(format!("payment:{payment}")),
-        (Some(user), None) => Some(format!("user:{user}")),
+        (_, Some(payment)) => Some(fallback_key("payment", payment)),
+        (Some(user), None) => Some(fallback_key("user", user)),
         (None, None) => None,
     };
     facts.connection_id = content.item_id;

@@ -20,7 +20,7 @@ use super::{
 use crate::auth::credentials::CredentialSettings;
 use crate::auth::{Verified, Verify};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 pub struct Linxo;
 
@@ -195,7 +195,10 @@ pub fn normalize(body: &[u8]) -> Result<EventFacts, NormalizeError> {
         .and_then(|updated| updated.new_transactions));
     if let Some(resource) = event.resource {
         facts.connection_id = connection_of(Some(&resource_type), &resource);
-        facts.fallback_key = resource.user_id.as_ref().map(|user| format!("user:{user}"));
+        facts.fallback_key = resource
+            .user_id
+            .as_ref()
+            .map(|user| fallback_key("user", user));
         facts.user_id = resource.user_id;
         if resource_type == CONNECTIONS {
             facts.account_count = resource.account_count.map(|count| count.max(0.0) as u64);
@@ -372,7 +375,7 @@ pub fn split_queue_page(body: &[u8]) -> Result<Vec<&RawValue>, NormalizeError> {
 pub fn read_queue_event(raw: &Verified<'_>, user_id: &str) -> Result<EventFacts, NormalizeError> {
     let mut facts = normalize_queue_event(raw.body())?;
     facts.user_id = Some(user_id.to_owned());
-    facts.fallback_key = Some(format!("user:{user_id}"));
+    facts.fallback_key = Some(fallback_key("user", user_id));
     Ok(facts)
 }
 

@@ -32,9 +32,9 @@ use super::{
     ProviderKind,
 };
 use crate::auth::keys::{CachePolicy, FetchError, KeyCache};
-use crate::auth::{header_text, AuthError, Request, Verified, Verify, VerifyFuture};
+use crate::auth::{header_text, later, AuthError, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 pub const VERIFICATION_HEADER: &str = "plaid-verification";
 pub const PRODUCTION_API: &str = "https://production.plaid.com";
@@ -131,8 +131,13 @@ impl Provider for Plaid {
             .and_then(serde_json::Value::as_u64)
             .map(|count| count > 0);
         facts.fallback_key = text_at(&value, "payment_id")
-            .map(|payment| format!("payment:{payment}"))
-            .or_else(|| facts.user_id.as_ref().map(|user| format!("user:{user}")));
+            .map(|payment| fallback_key("payment", &payment))
+            .or_else(|| {
+                facts
+                    .user_id
+                    .as_ref()
+                    .map(|user| fallback_key("user", user))
+            });
         facts.time = time_of(at(&value, "timestamp"));
         Ok(facts)
     }
@@ -308,7 +313,7 @@ impl PlaidVerifier {
 
 impl Verify for PlaidVerifier {
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {
-        Box::pin(self.check(request))
+        later(self.check(request))
     }
 }
 

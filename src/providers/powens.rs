@@ -24,7 +24,7 @@ use super::{
 use crate::auth::credentials::{AuthMode, CredentialSettings};
 use crate::auth::{Verified, Verify};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 /// Connection states that need the user (seen in a third-party integration).
 const ACTION_REQUIRED_STATES: &[&str] = &[
@@ -115,7 +115,7 @@ impl Provider for Powens {
             _ => (text_at(&value, "connection.id"), text_at(&value, "user.id")),
         };
         facts.connection_id = connection;
-        facts.fallback_key = user.as_ref().map(|user| format!("user:{user}"));
+        facts.fallback_key = user.as_ref().map(|user| fallback_key("user", user));
         facts.user_id = user;
         facts.provider_event_id = Some(event_id(&event, body.body()));
         Ok(facts)

@@ -28,7 +28,7 @@ use super::{
 };
 use crate::auth::{header_text, ready, AuthError, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 pub const SIGNATURE_HEADER: &str = "signature";
 
@@ -147,7 +147,7 @@ impl Provider for SaltEdge {
         facts.fallback_key = facts
             .user_id
             .as_ref()
-            .map(|customer| format!("customer:{customer}"));
+            .map(|customer| fallback_key("customer", customer));
         facts.time = time_of(at(&value, "meta.time"));
         facts.provider_event_id = Some(event_id(&facts.provider_type, body.body()));
         Ok(facts)

@@ -25,7 +25,7 @@ use crate::auth::standard_webhooks::{
 };
 use crate::auth::{ready, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 pub struct Standard;
 
@@ -120,7 +120,10 @@ impl Provider for Standard {
             &value,
             settings.user_id_path.as_deref().unwrap_or("data.user_id"),
         );
-        facts.fallback_key = facts.user_id.as_ref().map(|user| format!("user:{user}"));
+        facts.fallback_key = facts
+            .user_id
+            .as_ref()
+            .map(|user| fallback_key("user", user));
         Ok(facts)
     }
 }

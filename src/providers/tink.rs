@@ -23,7 +23,7 @@ use super::{
 use crate::auth::hmac::{Algorithm, Encoding, HmacScheme, Layout, TimestampSource};
 use crate::auth::{Verified, Verify};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 pub const SIGNATURE_HEADER: &str = "x-tink-signature";
 
@@ -112,7 +112,10 @@ impl Provider for Tink {
         facts.provider_status = status;
         facts.connection_id = text_at(&value, "content.credentialsId");
         facts.user_id = text_at(&value, "context.userId");
-        facts.fallback_key = facts.user_id.as_ref().map(|user| format!("user:{user}"));
+        facts.fallback_key = facts
+            .user_id
+            .as_ref()
+            .map(|user| fallback_key("user", user));
         facts.time = time_of(at(&value, "content.finished"))
             .or_else(|| time_of(at(&value, "content.updated")));
         Ok(facts)

@@ -32,9 +32,9 @@ use super::{
     ProviderKind,
 };
 use crate::auth::keys::{CachePolicy, FetchError, KeyCache};
-use crate::auth::{header_text, AuthError, Request, Verified, Verify, VerifyFuture};
+use crate::auth::{header_text, later, AuthError, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
-use crate::vocabulary::EventType;
+use crate::vocabulary::{fallback_key, EventType};
 
 pub const SIGNATURE_HEADER: &str = "tl-signature";
 pub const TIMESTAMP_HEADER: &str = "x-tl-webhook-timestamp";
@@ -153,7 +153,7 @@ impl Provider for TrueLayer {
             let field = format!("{resource}_id");
             text_at(&value, &field)
                 .or_else(|| text_at(&value, &format!("event_body.{field}")))
-                .map(|id| format!("{resource}:{id}"))
+                .map(|id| fallback_key(resource, &id))
         });
         facts.user_id = text_at(&value, "user_id");
         facts.time = [
@@ -287,7 +287,7 @@ impl TrueLayerVerifier {
 
 impl Verify for TrueLayerVerifier {
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {
-        Box::pin(self.check(request))
+        later(self.check(request))
     }
 }
 
