@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The webhook path on the providers' real bodies against ceiling (b), "HTTP → Kafka → ack" on the
 # raw body, and ceiling (b+), the same with the key, headers and attributes of a real envelope
-# around the body (what the record costs, apart from finhook's code), in the same run. Closed loop: wrk (one thread, every request the same pre-signed
-# bytes); ceiling (a), HTTP alone, shows wrk is not the bottleneck. Open loop: `finhook-bench
-# pace` (one thread, pre-built requests, latency from the schedule) at half of finhook's peak,
-# against finhook and ceiling (b) alike.
+# around the body (what the record costs, apart from finhook's code), in the same run. Closed
+# loop: wrk (one thread, every request the same pre-signed bytes); ceiling (a), HTTP alone,
+# shows wrk is not the bottleneck. Open loop: `finhook-bench pace` (one thread, pre-built
+# requests, latency from the schedule) at half of finhook's peak (the median over rounds at
+# its best connection count), against finhook and ceiling (b) alike, in rounds too.
 #
 #   benches/bodies.sh                         # 3 rounds of 5 s runs, 16 / 64 / 256 connections
 #   SECONDS_PER_RUN=5 ROUNDS=1 CONNECTIONS="64" BODIES="linxo" benches/bodies.sh
@@ -24,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SECONDS_PER_RUN:-5}
 rounds=${ROUNDS:-3}
+[ "$rounds" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 1; }
 connections=(${CONNECTIONS:-16 64 256})
 bodies=(${BODIES:-bridge linxo linxo-110})
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }

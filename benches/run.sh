@@ -4,6 +4,10 @@
 #   SECONDS_PER_RUN=5 SKIP_POLLER=1 SKIP_BODIES=1 SKIP_FIXED_RATE=1 benches/run.sh   # quicker
 #   BENCH_FINHOOK_BEFORE=/tmp/finhook-before benches/run.sh   # fixed-rate CPU before and after
 #
+# SECONDS_PER_RUN sets run.sh's own runs (default 10 s). bodies.sh runs ROUNDS rounds (default
+# 3) of BODIES_SECONDS (default 5 s) per server and connection count; fixed_rate.sh runs ROUNDS
+# rounds too.
+#
 # Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
 # cluster: `finhook-sim kafka`), finhook, and the two ceilings, and drives them with
 # `finhook-bench load` (closed loop, unique events, every 2xx'd id read back from Kafka) and

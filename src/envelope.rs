@@ -163,7 +163,8 @@ impl<'a> Envelope<'a> {
             .as_deref()
             .or(facts.fallback_key.as_deref())
         {
-            // `concat` allocates the exact length once; `format!` guessed and grew twice.
+            // `concat` allocates the exact length once; `format!` guesses from its literal
+            // text (nothing when it starts with an argument), then grows.
             Some(key) => [origin.provider.as_str(), ":", key].concat(),
             None => [origin.provider.as_str(), ":event:", &id].concat(),
         };
@@ -274,13 +275,9 @@ fn on_one_line(json: &mut [u8]) {
 
 /// RFC 3339 in UTC, as CloudEvents `time` requires.
 pub fn rfc3339(time: OffsetDateTime) -> String {
-    // Written into a buffer of the longest form's size (`2026-11-26T06:15:11.123456789Z`):
-    // `format` starts from an empty buffer and grows it as it writes.
-    let mut text = Vec::with_capacity(30);
     time.to_offset(time::UtcOffset::UTC)
-        .format_into(&mut text, &Rfc3339)
-        .expect("a UTC time within range always formats");
-    String::from_utf8(text).expect("RFC 3339 is ASCII")
+        .format(&Rfc3339)
+        .expect("a UTC time within range always formats")
 }
 
 #[cfg(test)]

@@ -442,7 +442,7 @@ fn compose_references_match_the_repository_and_the_config() {
         "{api_url}"
     );
     for arguments in [&webhooks, &oxlin] {
-        let status = Command::new(env!("CARGO_BIN_EXE_finhook-sim"))
+        let status = common::finhook_sim()
             .args(arguments.iter())
             .arg("--help")
             .output()

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -519,21 +520,23 @@ impl RegistryPolling {
         });
         let loop_stop = stop.clone();
         let own_queue = poller.client().origin();
-        // Boxed: the block below moves the loop into its future, and would otherwise keep the
-        // spent copy beside it for as long as the user is polled.
-        let mut user_loop = Box::new(user_loop);
-        let task = tokio::spawn(async move {
-            if let Some((_, task)) = previous {
-                let previous_queue = task.await.ok().flatten();
-                if keep_previous_queue {
-                    if let Some(queue) = previous_queue.filter(|queue| queue.origin() == own_queue)
-                    {
-                        user_loop.resume = Some(queue);
-                    }
+        let handed_over = async move {
+            match previous {
+                Some((_, task)) => task.await.ok().flatten(),
+                None => None,
+            }
+        };
+        // `then`, not one block awaiting both: the loop moves into its future in the place the
+        // hand-over used, where a block would keep the spent copy of the loop beside it for as
+        // long as the user is polled.
+        let task = tokio::spawn(handed_over.then(move |previous_queue| {
+            if keep_previous_queue {
+                if let Some(queue) = previous_queue.filter(|queue| queue.origin() == own_queue) {
+                    user_loop.resume = Some(queue);
                 }
             }
-            (*user_loop).run(loop_stop).await
-        });
+            user_loop.run(loop_stop)
+        }));
         entry
             .running
             .insert(user.id.clone(), RunningUser { user, stop, task });

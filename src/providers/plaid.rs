@@ -301,7 +301,7 @@ impl PlaidVerifier {
         if age.unsigned_abs() > u128::from(self.max_age.as_secs()) {
             return Err(AuthError::StaleTimestamp);
         }
-        let digest = hex::encode(Sha256::digest(request.body));
+        let digest = crate::envelope::lower_hex(&Sha256::digest(request.body));
         let claimed = claims.request_body_sha256.to_ascii_lowercase();
         if bool::from(digest.as_bytes().ct_eq(claimed.as_bytes())) {
             Ok(())

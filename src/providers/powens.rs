@@ -130,7 +130,7 @@ fn event_id(event: &str, body: &[u8]) -> String {
     hasher.update(event.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
-    hex::encode(hasher.finalize())
+    crate::envelope::lower_hex(&hasher.finalize())
 }
 
 /// Powens' event names (seen) to canonical types; the states' meaning is inferred.

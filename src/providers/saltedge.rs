@@ -163,7 +163,7 @@ fn event_id(kind: &str, body: &[u8]) -> String {
     hasher.update(kind.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
-    hex::encode(hasher.finalize())
+    crate::envelope::lower_hex(&hasher.finalize())
 }
 
 /// Callback kinds (seen) to canonical types (inferred).

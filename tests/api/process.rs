@@ -45,7 +45,7 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_finhook-sim"))
+        let mut child = crate::common::finhook_sim()
             .arg("kafka")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -948,7 +948,7 @@ async fn finhook_sign_and_finhook_sim_send_sign_every_symmetric_provider() {
         ),
     )
     .unwrap();
-    let finhook = || crate::common::finhook();
+    let finhook = crate::common::finhook;
     let mut signed = 0;
     for kind in ["bridge", "linxo", "standard", "hmac", "tink"] {
         let fixture = &webhook_fixtures(kind)[0];

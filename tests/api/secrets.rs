@@ -193,7 +193,7 @@ async fn no_secret_or_personal_data_leaks_on_any_path() {
         .text()
         .await
         .unwrap();
-    let check_config = std::process::Command::new(env!("CARGO_BIN_EXE_finhook"))
+    let check_config = crate::common::finhook()
         .args(["check-config", "--config"])
         .arg(&daemon.config_path)
         .output()
