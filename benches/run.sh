@@ -63,13 +63,19 @@ done
 echo "finhook peak RSS after the open-loop runs: $(peak_rss_mib "$finhook") MiB"
 
 echo "== ceilings, closed loop"
-http_port=$(free_port); kafka_port=$(free_port)
+http_port=$(free_port); kafka_port=$(free_port); keyed_port=$(free_port)
 "$bin/finhook-bench" ceiling-http --listen "127.0.0.1:$http_port" &
 pids+=($!)
 "$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
 pids+=($!)
+# Ceiling (b), keyed as finhook keys these events (by their 5,000 items): over 128 partitions a
+# burst goes out in one-record batches, which costs the producer and the broker far more per
+# record than an unkeyed producer filling one batch at a time (BENCHMARKS.md, sixth pass).
+"$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$keyed_port" --brokers "$brokers" --keys 5000 &
+pids+=($!)
 wait_http "http://127.0.0.1:$http_port/"
 wait_http "http://127.0.0.1:$kafka_port/"
+wait_http "http://127.0.0.1:$keyed_port/"
 for c in "${concurrencies[@]}"; do
   load --url "http://127.0.0.1:$http_port/webhooks/bridge" --concurrency "$c" --seconds "$seconds" --target ceiling-http
 done | tee "$work/ceiling-http.jsonl"
@@ -77,13 +83,17 @@ load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency 16 --sec
 for c in "${concurrencies[@]}"; do
   load --url "http://127.0.0.1:$kafka_port/webhooks/bridge" --concurrency "$c" --seconds "$seconds" --target ceiling-kafka
 done | tee "$work/ceiling-kafka.jsonl"
+load --url "http://127.0.0.1:$keyed_port/webhooks/bridge" --concurrency 16 --seconds 2 --target warmup > /dev/null
+for c in "${concurrencies[@]}"; do
+  load --url "http://127.0.0.1:$keyed_port/webhooks/bridge" --concurrency "$c" --seconds "$seconds" --target ceiling-kafka-keyed
+done | tee "$work/ceiling-keyed.jsonl"
 
 echo "== summary (answered/s and p99 ms by concurrency)"
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
 def runs(name): return {json.loads(l)["figures"]["concurrency"]: json.loads(l)["figures"] for l in open(f"{work}/{name}.jsonl")}
-finhook, http, kafka = runs("closed"), runs("ceiling-http"), runs("ceiling-kafka")
+finhook, http, kafka, keyed = runs("closed"), runs("ceiling-http"), runs("ceiling-kafka"), runs("ceiling-keyed")
 # Every 2xx'd id read back, or (at the highest rates) accounted for: the mock broker keeps 5 MB
 # per partition, and a run's records it dropped before the read-back are counted by their
 # offsets. With every answer a 2xx, read back + dropped = accepted means each has its offset.
@@ -91,10 +101,11 @@ def stored(f):
     v = f.get("verified") or {}
     only_2xx = all(status.startswith("2") for status in f["statuses"])
     return "yes" if v and v["missing"] <= (v.get("trimmed_by_broker", 0) if only_2xx else 0) else "NO"
-print(f"{'conc':>5} {'finhook/s':>10} {'p99':>7} {'http/s':>10} {'kafka/s':>10} {'p99':>7} {'finhook/kafka':>14} {'2xx stored':>10}")
+print(f"{'conc':>5} {'finhook/s':>10} {'p99':>7} {'http/s':>10} {'kafka/s':>10} {'p99':>7} {'keyed/s':>10} {'finhook/kafka':>14} {'finhook/keyed':>14} {'2xx stored':>10}")
 for c in sorted(finhook):
-    f, h, k = finhook[c], http[c], kafka[c]
-    print(f"{c:>5} {f['answered_per_second']:>10.0f} {f['latency_ms']['p99']:>7.2f} {h['answered_per_second']:>10.0f} {k['answered_per_second']:>10.0f} {k['latency_ms']['p99']:>7.2f} {f['answered_per_second'] / k['answered_per_second']:>13.0%} {stored(f):>10}")
+    f, h, k, kk = finhook[c], http[c], kafka[c], keyed[c]
+    print(f"{c:>5} {f['answered_per_second']:>10.0f} {f['latency_ms']['p99']:>7.2f} {h['answered_per_second']:>10.0f} {k['answered_per_second']:>10.0f} {k['latency_ms']['p99']:>7.2f} {kk['answered_per_second']:>10.0f} "
+          f"{f['answered_per_second'] / k['answered_per_second']:>13.0%} {f['answered_per_second'] / kk['answered_per_second']:>13.0%} {stored(f):>10}")
 PY
 
 if [ -z "${SKIP_BODIES:-}" ]; then

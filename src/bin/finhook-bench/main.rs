@@ -60,6 +60,12 @@ enum Command {
         /// what the record costs, the gap between (b+) and finhook what finhook's code costs.
         #[arg(long)]
         envelope_shaped: bool,
+        /// Key the raw-body records with N keys in turn (0: no key). finhook keys each record
+        /// by its connection, so a burst of webhooks about many connections spreads over the
+        /// topic's partitions, in batches of one or two records each; an unkeyed producer fills
+        /// one partition's batch at a time. `run.sh`'s unique Bridge events name 5,000 items.
+        #[arg(long, default_value_t = 0)]
+        keys: u64,
     },
     /// Open loop, light: one fixed body at a fixed rate over kept-alive connections, one
     /// thread (see `pace.rs`); prints one JSON line of figures.
@@ -125,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             brokers,
             topic,
             envelope_shaped,
+            keys,
         } => {
             let producer: FutureProducer = ClientConfig::new()
                 .set("bootstrap.servers", &brokers)
@@ -138,6 +145,8 @@ async fn main() -> anyhow::Result<()> {
                 producer,
                 topic,
                 shape,
+                keys,
+                next_key: AtomicU64::new(0),
             });
             let router = Router::new()
                 .route(
@@ -212,6 +221,9 @@ struct CeilingKafka {
     topic: String,
     /// (b+) only.
     shape: Option<RecordShape>,
+    /// How many keys the raw-body records take in turn (`--keys`); 0 for none.
+    keys: u64,
+    next_key: AtomicU64,
 }
 
 impl CeilingKafka {
@@ -219,7 +231,12 @@ impl CeilingKafka {
     async fn produce(&self, body: &[u8]) -> Result<(), ()> {
         let delivery = match &self.shape {
             None => {
-                let record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(body);
+                let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(body);
+                let mut key = itoa::Buffer::new();
+                if self.keys > 0 {
+                    let next = self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys;
+                    record = record.key(key.format(next).as_bytes());
+                }
                 self.producer.send_result(record).map_err(drop)
             }
             Some(shape) => {
