@@ -9,7 +9,8 @@
 # rounds too.
 #
 # Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
-# cluster: `finhook-sim kafka`), finhook, and the two ceilings, and drives them with
+# cluster: `finhook-sim kafka`), finhook, and the ceilings (HTTP alone; Kafka unkeyed and keyed
+# as finhook keys), and drives them with
 # `finhook-bench load` (closed loop, unique events, every 2xx'd id read back from Kafka) and
 # `finhook-bench pace` (open loop, one fixed body). Prints one line per run and a summary;
 # figures only, no pass/fail.
@@ -105,7 +106,7 @@ print(f"{'conc':>5} {'finhook/s':>10} {'p99':>7} {'http/s':>10} {'kafka/s':>10} 
 for c in sorted(finhook):
     f, h, k, kk = finhook[c], http[c], kafka[c], keyed[c]
     print(f"{c:>5} {f['answered_per_second']:>10.0f} {f['latency_ms']['p99']:>7.2f} {h['answered_per_second']:>10.0f} {k['answered_per_second']:>10.0f} {k['latency_ms']['p99']:>7.2f} {kk['answered_per_second']:>10.0f} "
-          f"{f['answered_per_second'] / k['answered_per_second']:>13.0%} {f['answered_per_second'] / kk['answered_per_second']:>13.0%} {stored(f):>10}")
+          f"{f['answered_per_second'] / k['answered_per_second']:>14.0%} {f['answered_per_second'] / kk['answered_per_second']:>14.0%} {stored(f):>10}")
 PY
 
 if [ -z "${SKIP_BODIES:-}" ]; then
