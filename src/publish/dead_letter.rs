@@ -7,7 +7,7 @@
 use rdkafka::message::{Header, OwnedHeaders};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{derived_id, rfc3339, BatchPart, Origin, SPEC_VERSION};
+use crate::envelope::{derived_id, lower_hex, rfc3339, BatchPart, Origin, SPEC_VERSION};
 
 pub const DEAD_LETTER_TYPE: &str = "io.finhook.deadletter";
 
@@ -78,7 +78,7 @@ impl<'a> DeadLetter<'a> {
             raw: &[],
             request_headers: Vec::new(),
             content_type: self.content_type.clone(),
-            omitted_body: Some((self.raw.len(), hex::encode(Sha256::digest(self.raw)))),
+            omitted_body: Some((self.raw.len(), lower_hex(&Sha256::digest(self.raw)))),
         }
     }
 

@@ -387,22 +387,13 @@ secret = "relay-secret"
 header = "X-Relay-Signature"
 "#;
     let app = spawn_app(source).await;
-    let sources = finhook::sources::Sources::from_config(&app.config).unwrap();
-    let relay = sources.get("relay").unwrap();
     let bodies: Vec<String> = (0..3)
         .map(|index| format!(r#"{{"kind": "order.paid", "order": {index}}}"#))
         .chain([r#"{"kind": "order.paid", "#.to_owned()])
         .collect();
     for body in &bodies {
-        let headers = relay
-            .verifier()
-            .sign(body.as_bytes(), time::OffsetDateTime::now_utc())
-            .unwrap();
-        let mut request = app.post("relay").body(body.clone());
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+        let response = app.post_signed("relay", body.as_bytes()).await;
+        let answer: serde_json::Value = response.json().await.unwrap();
         assert_eq!(answer["status"], "dead_lettered", "{answer}");
     }
     let directory = tempfile::tempdir().unwrap();

@@ -181,6 +181,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A webhook to `source`, signed as its sender would sign it: by the source's own verifier
+    /// (what `finhook sign` does), with its secret from the app's configuration.
+    pub async fn post_signed(&self, source: &str, body: &[u8]) -> reqwest::Response {
+        let sources = finhook::sources::Sources::from_config(&self.config).unwrap();
+        let headers = sources
+            .get(source)
+            .unwrap_or_else(|| panic!("the test config has no `{source}` source"))
+            .verifier()
+            .sign(body, time::OffsetDateTime::now_utc())
+            .unwrap_or_else(|| panic!("`{source}` has no secret of finhook's to sign with"));
+        let mut request = self.post(source).body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// A Linxo webhook with the source's Basic credentials.
     pub async fn post_linxo(&self, body: &[u8]) -> reqwest::Response {
         self.post("linxo")

@@ -1037,25 +1037,8 @@ async fn a_batch_body_publishes_each_event_and_dead_letters_the_unreadable_one()
         {"type": "order.paid", "id": "e1", "customer": "c1"},
         {"id": "e2"},
         {"type": "order.refunded", "id": "e3", "customer": "c1", "lines": [1, 2]}]}"#;
-    let sources = Sources::from_config(&providers.app.config).unwrap();
     // Signed by the source's own verifier, as the sender would.
-    let post_batch = |body: &'static [u8]| {
-        let headers = sources
-            .get("batch")
-            .unwrap()
-            .verifier()
-            .sign(body, OffsetDateTime::now_utc())
-            .unwrap();
-        let outgoing = Outgoing {
-            headers: headers
-                .into_iter()
-                .map(|(name, value)| (name.to_string(), value))
-                .collect(),
-            ..Outgoing::default()
-        };
-        let providers = &providers;
-        async move { providers.post("batch", body, &outgoing).await }
-    };
+    let post_batch = |body: &'static [u8]| providers.app.post_signed("batch", body);
     let response = post_batch(body).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();

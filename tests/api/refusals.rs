@@ -146,18 +146,7 @@ async fn a_batch_event_kafka_refuses_is_diverted_as_that_event() {
     .await;
     app.forbid_topic("finhook.forbidden");
     let body = br#"{"events": [{"type": "a", "id": "e0"}, {"type": "b", "id": "e1"}]}"#;
-    let sources = finhook::sources::Sources::from_config(&app.config).unwrap();
-    let signed = sources
-        .get("relay")
-        .unwrap()
-        .verifier()
-        .sign(body, time::OffsetDateTime::now_utc())
-        .unwrap();
-    let mut request = app.post("relay").body(body.to_vec());
-    for (name, value) in signed {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.unwrap();
+    let response = app.post_signed("relay", body).await;
     assert_eq!(response.status(), 200);
     let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!(answer["dead_lettered"], 2);

@@ -55,7 +55,7 @@ enum Command {
         #[arg(long, default_value = "bench.ceiling")]
         topic: String,
         /// Ceiling (b+): give each record what finhook's envelope contract adds to it: the
-        /// key, the 16 headers and the attributes of a real Linxo envelope around the body.
+        /// key, the 20 headers and the attributes of a real Linxo envelope around the body.
         /// Still no verification and no reading of the body: the gap between (b) and (b+) is
         /// what the record costs, the gap between (b+) and finhook what finhook's code costs.
         #[arg(long)]
@@ -233,18 +233,14 @@ impl CeilingKafka {
             None => {
                 let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(body);
                 let mut key = itoa::Buffer::new();
-                if self.keys > 0 {
-                    let next = self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys;
+                if let Some(next) = self.next_key() {
                     record = record.key(key.format(next).as_bytes());
                 }
                 self.producer.send_result(record).map_err(drop)
             }
             Some(shape) => {
                 // The same allocations finhook makes per record: the value, and the headers.
-                let mut value = Vec::with_capacity(shape.attributes.len() + body.len() + 1);
-                value.extend_from_slice(&shape.attributes);
-                value.extend_from_slice(body);
-                value.push(b'}');
+                let value = shape.value_around(body);
                 let mut headers = OwnedHeaders::new_with_capacity(20);
                 for (key, header) in &shape.headers {
                     headers = headers.insert(Header {
@@ -266,6 +262,13 @@ impl CeilingKafka {
     }
 }
 
+impl CeilingKafka {
+    /// The key of the next raw-body record, `--keys` of them in turn; `None` without `--keys`.
+    fn next_key(&self) -> Option<u64> {
+        (self.keys > 0).then(|| self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys)
+    }
+}
+
 /// The key, headers and attributes (the envelope's JSON up to `"data":`) of a real envelope.
 struct RecordShape {
     key: String,
@@ -274,6 +277,15 @@ struct RecordShape {
 }
 
 impl RecordShape {
+    /// The record's value: the envelope's attributes with `body` as its `data`.
+    fn value_around(&self, body: &[u8]) -> Vec<u8> {
+        let mut value = Vec::with_capacity(self.attributes.len() + body.len() + 1);
+        value.extend_from_slice(&self.attributes);
+        value.extend_from_slice(body);
+        value.push(b'}');
+        value
+    }
+
     /// From the envelope of the Linxo fixture, the richest of the benchmarked bodies.
     fn of_linxo_fixture() -> Self {
         let body =
@@ -662,4 +674,60 @@ fn process_cpu_seconds() -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);
     ticks / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ceiling (b+) writes what finhook writes for the Linxo fixture: its key, its headers and
+    /// its attributes, with the posted body as `data`.
+    #[test]
+    fn the_shaped_record_is_the_linxo_envelope_around_the_body() {
+        let shape = RecordShape::of_linxo_fixture();
+        let value = shape.value_around(br#"{"a": [1, 2]}"#);
+        let envelope: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(envelope["data"], serde_json::json!({"a": [1, 2]}));
+        assert_eq!(envelope["provider"], "linxo");
+        assert_eq!(envelope["partitionkey"], shape.key.as_str());
+        assert!(shape.key.starts_with("linxo:"), "{}", shape.key);
+        let header = |name: &str| {
+            shape
+                .headers
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        // Every attribute but `data` travels as a `ce_` header too, beside the content type.
+        let attributes = envelope.as_object().unwrap();
+        for (name, value) in attributes.iter().filter(|(name, _)| *name != "data") {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            assert_eq!(header(&format!("ce_{name}")), Some(text.as_str()), "{name}");
+        }
+        assert!(header("content-type").is_some());
+        // The content type stands where `data` does: one header per member.
+        assert_eq!(shape.headers.len(), attributes.len());
+    }
+
+    /// `--keys N` names N keys in turn; without it records have no key.
+    #[test]
+    fn keys_are_taken_in_turn() {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
+        let ceiling = |keys| CeilingKafka {
+            producer: producer.clone(),
+            topic: "t".to_owned(),
+            shape: None,
+            keys,
+            next_key: AtomicU64::new(0),
+        };
+        let three = ceiling(3);
+        let taken: Vec<_> = (0..5).map(|_| three.next_key()).collect();
+        assert_eq!(taken, [Some(0), Some(1), Some(2), Some(0), Some(1)]);
+        assert_eq!(ceiling(0).next_key(), None);
+    }
 }
