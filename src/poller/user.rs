@@ -254,11 +254,10 @@ impl<Api: QueueApi> UserLoop<Api> {
                 return Err(Stop::Requested);
             }
             let error = match self.attempt(token, queue, clock, step).await {
-                Ok(None) => return Ok(CycleResult::Subscribed),
-                Ok(Some(Polled::Empty)) => return Ok(CycleResult::Empty),
-                Ok(Some(Polled::Page(page))) => {
-                    self.publish_page(page, stop).await?;
-                    return Ok(CycleResult::Published);
+                Ok(Attempted::Subscribed) => return Ok(CycleResult::Subscribed),
+                Ok(Attempted::Empty) => return Ok(CycleResult::Empty),
+                Ok(Attempted::Page { page, took }) => {
+                    return self.publish_page(page, took, stop).await;
                 }
                 Err(error) => error,
             };
@@ -309,7 +308,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         queue: &mut Option<Url>,
         clock: &mut QueueClock,
         step: Step,
-    ) -> Result<Option<Polled>, PollError> {
+    ) -> Result<Attempted, PollError> {
         let current = match token {
             Some(cached) if cached.renew_at.is_none_or(|at| Instant::now() < at) => {
                 cached.value.clone()
@@ -336,28 +335,25 @@ impl<Api: QueueApi> UserLoop<Api> {
             // A resumed queue: its subscription time is not ours to know; "now" only bounds
             // its age from below.
             clock.subscribed_at.get_or_insert_with(SystemTime::now);
-            return Ok(None);
+            return Ok(Attempted::Subscribed);
         }
         let started = std::time::Instant::now();
         clock.last_query_at = Some(SystemTime::now());
-        let result = match self.client.poll(&current, &queue_url).await {
-            // A page without events (`[]`, `{"events": []}`) is "nothing yet", like a 204.
-            Ok(Polled::Page(page))
-                if page::is_empty(&self.origin(OffsetDateTime::now_utc()), &page) =>
-            {
-                Ok(Polled::Empty)
-            }
-            other => other,
+        let result = self.client.poll(&current, &queue_url).await;
+        let took = started.elapsed();
+        let outcome = match result {
+            // A page is counted once read, by `publish_page`: only then is it known to hold
+            // events, and reading it here too would double the poller's JSON work.
+            Ok(Polled::Page(page)) => return Ok(Attempted::Page { page, took }),
+            Ok(Polled::Empty) => Ok(Attempted::Empty),
+            Err(error) => Err(error),
         };
-        let outcome = match &result {
-            Ok(Polled::Empty) => PollOutcome::Empty,
-            Ok(Polled::Page(_)) => PollOutcome::Events,
+        let counted = match &outcome {
+            Ok(_) => PollOutcome::Empty,
             Err(error) => error.outcome(),
         };
-        self.metrics
-            .poller
-            .polled(&self.poller, outcome, started.elapsed());
-        result.map(Some)
+        self.metrics.poller.polled(&self.poller, counted, took);
+        outcome
     }
 
     async fn fetch_token(&self) -> Result<CachedToken, PollError> {
@@ -393,9 +389,15 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
     }
 
-    /// Publishes every event of a page, in order per connection, waiting for each
-    /// acknowledgement and retrying until all are on Kafka (or stop + grace passes).
-    async fn publish_page(&self, page: Bytes, stop: &CancellationToken) -> Result<(), Stop> {
+    /// Publishes every event of a page (polled in `took`), in order per connection, waiting
+    /// for each acknowledgement and retrying until all are on Kafka (or stop + grace passes).
+    /// A page without events (`[]`, `{"events": []}`) is "nothing yet", like a 204.
+    async fn publish_page(
+        &self,
+        page: Bytes,
+        took: Duration,
+        stop: &CancellationToken,
+    ) -> Result<CycleResult, Stop> {
         let origin = self.origin(OffsetDateTime::now_utc());
         let protection = &self.settings.protection;
         let items = page::items(&origin, &page, |item| {
@@ -408,6 +410,15 @@ impl<Api: QueueApi> UserLoop<Api> {
             ingest::protect(item, policy, &HeaderMap::new())
         })
         .expect("a poller polls a provider with queues");
+        let outcome = if items.is_empty() {
+            PollOutcome::Empty
+        } else {
+            PollOutcome::Events
+        };
+        self.metrics.poller.polled(&self.poller, outcome, took);
+        if items.is_empty() {
+            return Ok(CycleResult::Empty);
+        }
         let held = items.len() as i64;
         self.metrics.poller.add_events_held(&self.poller, held);
 
@@ -440,7 +451,7 @@ impl<Api: QueueApi> UserLoop<Api> {
             );
             return Err(Stop::Requested);
         }
-        Ok(())
+        Ok(CycleResult::Published)
     }
 
     /// Returns whether the item is on Kafka; false only when the stop deadline passed.
@@ -477,6 +488,14 @@ enum Step {
     Subscribe,
     /// Then poll the queue once, and publish what it gives.
     Poll,
+}
+
+/// What one [`UserLoop::attempt`] got: a subscription only, an empty queue (204), or a page
+/// still to be read.
+enum Attempted {
+    Subscribed,
+    Empty,
+    Page { page: Bytes, took: Duration },
 }
 
 enum CycleResult {
