@@ -6,11 +6,13 @@
 mod poller;
 mod registry;
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use self::poller::{PollOutcome, PollerMetrics};
@@ -78,6 +80,11 @@ impl WebhookOutcome {
         WebhookOutcome::RequestTimeout,
     ];
 
+    /// Its place in [`Self::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             WebhookOutcome::Accepted => "accepted",
@@ -103,6 +110,8 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    pub const ALL: [RecordKind; 2] = [RecordKind::Event, RecordKind::DeadLetter];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Event => "event",
@@ -139,6 +148,22 @@ pub struct Metrics {
     pub poller: PollerMetrics,
     /// The users registry's collectors (registry mode).
     pub users_registry: RegistryMetrics,
+    /// Set by [`Metrics::register_sources`]; until then every series is looked up.
+    hot: Arc<OnceLock<HotSeries>>,
+}
+
+/// The series a webhook touches, resolved once. A `with_label_values` hashes its labels, takes
+/// the vec's lock and clones an `Arc`, on cache lines that every connection thread writes; a
+/// webhook made five of them.
+struct HotSeries {
+    /// Per source, per outcome (in [`WebhookOutcome::ALL`]'s order): requests, durations.
+    webhooks: HashMap<String, Vec<(IntCounter, Histogram)>>,
+    /// Per record kind, in [`RecordKind::ALL`]'s order.
+    acks: Vec<Histogram>,
+    lags: HashMap<(ProviderKind, Ingress), Histogram>,
+    /// Made on first use, unlike the others: a series at zero for every type of every provider
+    /// would fill the exposition with hundreds of lines nobody asked for.
+    published: HashMap<(ProviderKind, Ingress, EventType), OnceLock<IntCounter>>,
 }
 
 impl Metrics {
@@ -244,53 +269,93 @@ impl Metrics {
             dead_letters,
             kafka_ready,
             kafka_fatal,
+            hot: Arc::default(),
         })
     }
 
     /// Creates every series a dashboard expects for these sources, at zero, so rates and alerts
-    /// work before the first request of each kind.
+    /// work before the first request of each kind, and keeps the handles the webhook path uses.
+    /// Called once, when the sources are known: a second call creates its series but keeps the
+    /// first call's handles (the others are looked up on each use).
     pub fn register_sources<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        let mut webhooks = HashMap::new();
         for source in sources {
-            for outcome in WebhookOutcome::ALL {
-                self.webhook_requests
-                    .with_label_values(&[source, outcome.as_str()]);
-            }
+            let series = WebhookOutcome::ALL
+                .iter()
+                .map(|outcome| {
+                    let labels = [source, outcome.as_str()];
+                    (
+                        self.webhook_requests.with_label_values(&labels),
+                        self.webhook_duration.with_label_values(&labels),
+                    )
+                })
+                .collect();
+            webhooks.insert(source.to_owned(), series);
             let refusals = [RECORD_TOO_LARGE, KAFKA_REFUSED];
             for reason in NormalizeError::REASON_CODES.into_iter().chain(refusals) {
                 self.dead_letters.with_label_values(&[source, reason]);
             }
         }
-        for record in [RecordKind::Event, RecordKind::DeadLetter] {
+        for record in RecordKind::ALL {
             for reason in PUBLISH_FAILURE_REASONS {
                 self.publish_failures
                     .with_label_values(&[record.as_str(), reason]);
             }
         }
+        let mut lags = HashMap::new();
+        let mut published = HashMap::new();
         for provider in crate::providers::kinds() {
             for ingress in [Ingress::Webhook, Ingress::Queue] {
-                self.event_lag
+                let lag = self
+                    .event_lag
                     .with_label_values(&[provider.as_str(), ingress.as_str()]);
+                lags.insert((provider, ingress), lag);
+                for event_type in EventType::ALL {
+                    published.insert((provider, ingress, event_type), OnceLock::new());
+                }
             }
         }
-        for record in [RecordKind::Event, RecordKind::DeadLetter] {
-            self.kafka_ack_duration
-                .with_label_values(&[record.as_str()]);
-        }
+        let acks = RecordKind::ALL
+            .iter()
+            .map(|record| {
+                self.kafka_ack_duration
+                    .with_label_values(&[record.as_str()])
+            })
+            .collect();
         self.publish_retries.with_label_values(&["broker"]);
+        // Ignored when already set: see above.
+        let _ = self.hot.set(HotSeries {
+            webhooks,
+            acks,
+            lags,
+            published,
+        });
     }
 
     pub fn webhook_finished(&self, source: &str, outcome: WebhookOutcome, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let hot = self.hot.get().and_then(|hot| hot.webhooks.get(source));
+        if let Some((requests, duration)) = hot.map(|series| &series[outcome.index()]) {
+            requests.inc();
+            duration.observe(seconds);
+            return;
+        }
         let labels = [source, outcome.as_str()];
         self.webhook_requests.with_label_values(&labels).inc();
         self.webhook_duration
             .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64());
+            .observe(seconds);
     }
 
     pub fn kafka_acknowledged(&self, record: RecordKind, elapsed: Duration) {
-        self.kafka_ack_duration
-            .with_label_values(&[record.as_str()])
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        match self.hot.get() {
+            Some(hot) => hot.acks[record as usize].observe(seconds),
+            None => self
+                .kafka_ack_duration
+                .with_label_values(&[record.as_str()])
+                .observe(seconds),
+        }
     }
 
     /// An event is on Kafka: count it, and how long after the provider's event time.
@@ -301,13 +366,25 @@ impl Metrics {
         event_type: EventType,
         lag: Option<Duration>,
     ) {
-        self.events_published
-            .with_label_values(&[provider.as_str(), ingress.as_str(), event_type.as_str()])
-            .inc();
-        if let Some(lag) = lag {
-            self.event_lag
-                .with_label_values(&[provider.as_str(), ingress.as_str()])
-                .observe(lag.as_secs_f64());
+        let labels = [provider.as_str(), ingress.as_str()];
+        let hot = self.hot.get();
+        let count = || {
+            self.events_published
+                .with_label_values(&[labels[0], labels[1], event_type.as_str()])
+        };
+        match hot.and_then(|hot| hot.published.get(&(provider, ingress, event_type))) {
+            Some(cached) => cached.get_or_init(count).inc(),
+            None => count().inc(),
+        }
+        let Some(lag) = lag else {
+            return;
+        };
+        match hot.and_then(|hot| hot.lags.get(&(provider, ingress))) {
+            Some(histogram) => histogram.observe(lag.as_secs_f64()),
+            None => self
+                .event_lag
+                .with_label_values(&labels)
+                .observe(lag.as_secs_f64()),
         }
     }
 
@@ -352,5 +429,100 @@ impl Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value on the exposition line that starts with `series` (name and labels).
+    fn value(metrics: &Metrics, series: &str) -> Option<f64> {
+        let rendered = metrics.render();
+        let line = rendered.lines().find(|line| line.starts_with(series))?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
+    #[test]
+    fn the_kept_handles_are_the_exposed_series() {
+        let provider = crate::providers::kinds().next().unwrap();
+        let other_provider = crate::providers::kinds().nth(1).unwrap();
+        // Before `register_sources` every series is looked up; after it, the kept handles
+        // must count in the very series the exposition shows.
+        for registered in [false, true] {
+            let metrics = Metrics::new(Registry::new()).unwrap();
+            if registered {
+                metrics.register_sources(["main"]);
+            }
+            let elapsed = Duration::from_millis(3);
+            metrics.webhook_finished("main", WebhookOutcome::Unavailable, elapsed);
+            metrics.webhook_finished("main", WebhookOutcome::Unavailable, elapsed);
+            metrics.webhook_finished("main", WebhookOutcome::Accepted, elapsed);
+            // A label no handle was kept for (the unknown source) is looked up.
+            metrics.webhook_finished(UNKNOWN_SOURCE, WebhookOutcome::NotFound, elapsed);
+            metrics.kafka_acknowledged(RecordKind::DeadLetter, elapsed);
+            let deleted = EventType::ConnectionDeleted;
+            metrics.event_published(provider, Ingress::Queue, deleted, Some(elapsed));
+            metrics.event_published(provider, Ingress::Queue, deleted, None);
+            metrics.event_published(other_provider, Ingress::Webhook, deleted, Some(elapsed));
+
+            let requests = "finhook_webhook_requests_total";
+            let durations = "finhook_webhook_request_duration_seconds_count";
+            let main = |outcome: &str| format!("{{outcome=\"{outcome}\",source=\"main\"}}");
+            assert_eq!(
+                value(&metrics, &(requests.to_owned() + &main("unavailable"))),
+                Some(2.0)
+            );
+            assert_eq!(
+                value(&metrics, &(durations.to_owned() + &main("unavailable"))),
+                Some(2.0)
+            );
+            assert_eq!(
+                value(&metrics, &(durations.to_owned() + &main("accepted"))),
+                Some(1.0)
+            );
+            let unknown = r#"{outcome="not_found",source="unknown"}"#;
+            assert_eq!(value(&metrics, &(requests.to_owned() + unknown)), Some(1.0));
+            let acks = "finhook_kafka_ack_duration_seconds_count";
+            assert_eq!(
+                value(&metrics, &format!(r#"{acks}{{record="dead_letter"}}"#)),
+                Some(1.0)
+            );
+            let published = |provider: ProviderKind, ingress: &str| {
+                let labels = format!(
+                    r#"{{ingress="{ingress}",provider="{}",type="{}"}}"#,
+                    provider.as_str(),
+                    deleted.as_str()
+                );
+                value(&metrics, &format!("finhook_events_published_total{labels}"))
+            };
+            assert_eq!(published(provider, "queue"), Some(2.0));
+            assert_eq!(published(other_provider, "webhook"), Some(1.0));
+            let lag = |provider: ProviderKind, ingress: &str| {
+                let labels = format!(
+                    r#"{{ingress="{ingress}",provider="{}"}}"#,
+                    provider.as_str()
+                );
+                value(
+                    &metrics,
+                    &format!("finhook_event_lag_seconds_count{labels}"),
+                )
+            };
+            assert_eq!(lag(provider, "queue"), Some(1.0));
+            assert_eq!(lag(other_provider, "webhook"), Some(1.0));
+            // Types that were never published have no series, registered or not.
+            let created = EventType::ConnectionCreated.as_str();
+            assert!(!metrics.render().contains(&format!(r#"type="{created}""#)));
+        }
+    }
+
+    #[test]
+    fn outcomes_and_record_kinds_are_listed_in_their_index_order() {
+        for (index, outcome) in WebhookOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome.index(), index, "{outcome:?}");
+        }
+        for (index, record) in RecordKind::ALL.into_iter().enumerate() {
+            assert_eq!(record as usize, index, "{record:?}");
+        }
     }
 }
