@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Registry mode at scale: USERS simulated Oxlin users (default 10,000) in the users registry,
 # polled by 3 finhook replicas at the default interval (10 s), against a mock Kafka broker in
-# its own process. Prints each replica's CPU per 1,000 users it polls, then SIGKILLs one replica
+# its own process. Prints each replica's CPU per 1,000 users it polls and its memory (RSS, and
+# RSS above its own before the import, per user it polls), then SIGKILLs one replica
 # and prints how long until the others poll all of its users again (resumed queues are polled at
 # once, so "started" is "polled").
 #
 #   benches/registry_scale.sh [USERS]
 #   MEASURE_SECONDS=30 SESSION_TIMEOUT=10s benches/registry_scale.sh 10000
+#   BENCH_FINHOOK=/tmp/finhook-before benches/registry_scale.sh   # another build's replicas
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-10000}
@@ -16,6 +18,7 @@ key=$(printf '%032d' 0 | base64)
 
 cargo build --release --quiet --bins
 bin=target/release
+finhook=${BENCH_FINHOOK:-$bin/finhook}   # the replicas' build (another one for before/after)
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -23,6 +26,7 @@ trap cleanup EXIT
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 metric() { curl -s "127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2; found=1} END {if (!found) print 0}'; }
 now_ms() { date +%s%3N; }
 
@@ -64,9 +68,11 @@ ports=(19091 19092 19093)
 replica_pids=()
 for index in 0 1 2; do
   config "replica-$index" "${ports[$index]}" > "$work/replica-$index.toml"
-  "$bin/finhook" serve --config "$work/replica-$index.toml" 2> "$work/replica-$index.err" &
+  "$finhook" serve --config "$work/replica-$index.toml" 2> "$work/replica-$index.err" &
   replica_pids+=($!); pids+=($!)
 done
+for port in "${ports[@]}"; do until curl -sf "127.0.0.1:$port/metrics" > /dev/null; do sleep 0.1; done; done
+idle_rss=(); for pid in "${replica_pids[@]}"; do idle_rss+=("$(rss_kib "$pid")"); done
 "$bin/finhook-sim" users-file --users "$users" --out "$work/users.toml" 2>/dev/null
 "$bin/finhook" users import "$work/users.toml" --poller sim --config "$work/replica-0.toml" --brokers "$bootstrap"
 
@@ -78,13 +84,15 @@ sleep 15
 
 before=(); for pid in "${replica_pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
 sleep "$measure"
-printf '%-10s %-8s %-12s %-14s\n' replica users "cpu(%core)" "cpu/1000users"
+printf '%-10s %-8s %-12s %-14s %-12s %-14s\n' replica users "cpu(%core)" "cpu/1000users" rss_MiB "KiB/user"
 for index in 0 1 2; do
   after=$(cpu_ticks "${replica_pids[$index]}")
   owned=$(metric "${ports[$index]}" 'finhook_poll_users{poller="sim"}')
-  awk -v n="replica-$index" -v u="$owned" -v c0="${before[$index]}" -v c1="$after" -v t="$ticks" -v m="$measure" 'BEGIN {
+  rss=$(rss_kib "${replica_pids[$index]}")
+  awk -v n="replica-$index" -v u="$owned" -v c0="${before[$index]}" -v c1="$after" -v t="$ticks" -v m="$measure" \
+      -v rss="$rss" -v idle="${idle_rss[$index]}" 'BEGIN {
     cpu = (c1 - c0) / t / m * 100
-    printf "%-10s %-8d %-12.2f %-14.3f\n", n, u, cpu, (u > 0 ? cpu / u * 1000 : 0)
+    printf "%-10s %-8d %-12.2f %-14.3f %-12.1f %-14.2f\n", n, u, cpu, (u > 0 ? cpu / u * 1000 : 0), rss / 1024, (u > 0 ? (rss - idle) / u : 0)
   }'
 done
 
