@@ -162,7 +162,8 @@ struct OwnedPartition {
     assigned_at: Instant,
     /// Set once the partition was read to its end after assignment.
     caught_up: bool,
-    /// The state topic's partition, once read: queue state by user.
+    /// The state topic's partition, once read: queue state by user, until the partition's
+    /// users start (then empty).
     queue_states: Option<HashMap<String, QueueState>>,
     /// What the registry wants polled (enabled users of known pollers).
     wanted: HashMap<String, RegisteredUser>,
@@ -449,7 +450,14 @@ impl RegistryPolling {
             .users_registry
             .restored(entry.assigned_at.elapsed());
         let ids: Vec<String> = entry.wanted.keys().cloned().collect();
-        let states = entry.queue_states.clone().unwrap_or_default();
+        // Read here only, once per assignment (the second of "caught up" and "states loaded"
+        // starts the partition): taken, not cloned, so the partition does not keep a queue
+        // state per user for as long as it is owned. It stays `Some` (restored).
+        let states = entry
+            .queue_states
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
         tracing::info!(
             partition,
             users = ids.len(),
