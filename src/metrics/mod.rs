@@ -112,6 +112,11 @@ pub enum RecordKind {
 impl RecordKind {
     pub const ALL: [RecordKind; 2] = [RecordKind::Event, RecordKind::DeadLetter];
 
+    /// Its place in [`Self::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Event => "event",
@@ -335,7 +340,8 @@ impl Metrics {
     pub fn webhook_finished(&self, source: &str, outcome: WebhookOutcome, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let hot = self.hot.get().and_then(|hot| hot.webhooks.get(source));
-        if let Some((requests, duration)) = hot.map(|series| &series[outcome.index()]) {
+        // `get`, not indexing: an outcome missing from `ALL` is looked up rather than panic.
+        if let Some((requests, duration)) = hot.and_then(|series| series.get(outcome.index())) {
             requests.inc();
             duration.observe(seconds);
             return;
@@ -349,8 +355,8 @@ impl Metrics {
 
     pub fn kafka_acknowledged(&self, record: RecordKind, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        match self.hot.get() {
-            Some(hot) => hot.acks[record as usize].observe(seconds),
+        match self.hot.get().and_then(|hot| hot.acks.get(record.index())) {
+            Some(histogram) => histogram.observe(seconds),
             None => self
                 .kafka_ack_duration
                 .with_label_values(&[record.as_str()])
@@ -454,6 +460,7 @@ mod tests {
             if registered {
                 metrics.register_sources(["main"]);
             }
+            assert_eq!(metrics.hot.get().is_some(), registered);
             let elapsed = Duration::from_millis(3);
             metrics.webhook_finished("main", WebhookOutcome::Unavailable, elapsed);
             metrics.webhook_finished("main", WebhookOutcome::Unavailable, elapsed);
@@ -522,7 +529,7 @@ mod tests {
             assert_eq!(outcome.index(), index, "{outcome:?}");
         }
         for (index, record) in RecordKind::ALL.into_iter().enumerate() {
-            assert_eq!(record as usize, index, "{record:?}");
+            assert_eq!(record.index(), index, "{record:?}");
         }
     }
 }

@@ -341,19 +341,22 @@ impl<Api: QueueApi> UserLoop<Api> {
         clock.last_query_at = Some(SystemTime::now());
         let result = self.client.poll(&current, &queue_url).await;
         let took = started.elapsed();
-        let outcome = match result {
+        match result {
             // A page is counted once read, by `publish_page`: only then is it known to hold
             // events, and reading it here too would double the poller's JSON work.
-            Ok(Polled::Page(page)) => return Ok(Attempted::Page { page, took }),
-            Ok(Polled::Empty) => Ok(Attempted::Empty),
-            Err(error) => Err(error),
-        };
-        let counted = match &outcome {
-            Ok(_) => PollOutcome::Empty,
-            Err(error) => error.outcome(),
-        };
-        self.metrics.poller.polled(&self.poller, counted, took);
-        outcome
+            Ok(Polled::Page(page)) => Ok(Attempted::Page { page, took }),
+            Ok(Polled::Empty) => {
+                let empty = PollOutcome::Empty;
+                self.metrics.poller.polled(&self.poller, empty, took);
+                Ok(Attempted::Empty)
+            }
+            Err(error) => {
+                self.metrics
+                    .poller
+                    .polled(&self.poller, error.outcome(), took);
+                Err(error)
+            }
+        }
     }
 
     async fn fetch_token(&self) -> Result<CachedToken, PollError> {
@@ -490,8 +493,8 @@ enum Step {
     Poll,
 }
 
-/// What one [`UserLoop::attempt`] got: a subscription only, an empty queue (204), or a page
-/// still to be read.
+/// What one [`UserLoop::attempt`] got: a subscription only, an empty queue (a 204, or a 200
+/// with nothing but whitespace), or a page still to be read.
 enum Attempted {
     Subscribed,
     Empty,
