@@ -70,15 +70,43 @@ impl Encoding {
     }
 }
 
+/// An HMAC value, kept on the stack (the longest, SHA-512's, is 64 bytes): verifying a
+/// webhook computes one per key, and a `Vec` each was an allocation per key per webhook.
+#[derive(Clone, Copy)]
+pub struct Digest {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl std::ops::Deref for Digest {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl AsRef<[u8]> for Digest {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 /// The HMAC of `parts` concatenated, under `key`.
-pub fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Digest {
+    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Digest {
         let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
             .expect("HMAC takes keys of any length");
         for part in parts {
             mac.update(part);
         }
-        mac.finalize().into_bytes().to_vec()
+        let output = mac.finalize().into_bytes();
+        let mut digest = Digest {
+            bytes: [0; 64],
+            len: output.len(),
+        };
+        digest.bytes[..output.len()].copy_from_slice(&output);
+        digest
     }
     match algorithm {
         Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
@@ -88,11 +116,15 @@ pub fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Whether any candidate equals any expected value, comparing every pair in constant time.
-pub fn any_matches(candidates: &[Vec<u8>], expected: &[Vec<u8>]) -> bool {
+/// `expected` is taken as it is computed (one HMAC per key), never collected.
+pub fn any_matches<E: AsRef<[u8]>>(
+    candidates: &[impl AsRef<[u8]>],
+    expected: impl IntoIterator<Item = E>,
+) -> bool {
     let mut matched = subtle::Choice::from(0);
-    for candidate in candidates {
-        for digest in expected {
-            matched |= candidate.as_slice().ct_eq(digest.as_slice());
+    for digest in expected {
+        for candidate in candidates {
+            matched |= candidate.as_ref().ct_eq(digest.as_ref());
         }
     }
     bool::from(matched)
@@ -317,12 +349,11 @@ impl HmacScheme {
             check_timestamp(timestamp, now, self.tolerance)?;
         }
         let content = self.content.render(headers, body, timestamp)?;
-        let expected: Vec<Vec<u8>> = self
+        let expected = self
             .keys
             .iter()
-            .map(|key| mac(self.algorithm, key, &content))
-            .collect();
-        if any_matches(&candidates, &expected) {
+            .map(|key| mac(self.algorithm, key, &content));
+        if any_matches(&candidates, expected) {
             Ok(())
         } else {
             Err(AuthError::SignatureMismatch)

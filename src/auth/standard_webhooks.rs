@@ -117,12 +117,11 @@ impl StandardWebhooks {
         if symmetric.is_empty() && asymmetric.is_empty() {
             return Err(AuthError::NoSupportedSignature);
         }
-        let expected: Vec<Vec<u8>> = self
+        let expected = self
             .secrets
             .iter()
-            .map(|secret| mac(Algorithm::Sha256, secret, &content))
-            .collect();
-        let symmetric_ok = any_matches(&symmetric, &expected);
+            .map(|secret| mac(Algorithm::Sha256, secret, &content));
+        let symmetric_ok = any_matches(&symmetric, expected);
         let message = content.concat();
         let asymmetric_ok = asymmetric.iter().any(|signature| {
             self.public_keys.iter().any(|key| {
