@@ -27,13 +27,14 @@ server=$!; pids+=($server)
 wait_ready "$ops"
 pace_run finhook "$port" "$server" "$body" "$rate" > /dev/null # warm-up
 
-# Probes are named after the binary: one group per binary name.
-group="probe_$(basename "$finhook" | tr -c 'a-zA-Z0-9_\n' '_')"
+# One group of our own: perf would name it after the binary, shortened at the first character
+# it does not like (`finhook-before` gave no group this script could find).
+group=probe_allocations
 remove_probes() { perf probe -q -d "$group:*" 2>/dev/null || true; }
 remove_probes
 trap 'remove_probes; cleanup' EXIT
 for function in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
-  perf probe -q -x "$finhook" "$function"
+  perf probe -q -x "$finhook" "$group:$function=$function"
 done
 
 webhooks=$((rate * seconds))
