@@ -173,7 +173,9 @@ impl<'a> Envelope<'a> {
             source: origin.source_uri(),
             event_type: facts.event_type.as_str(),
             subject: facts.connection_id.clone(),
-            time: facts.time.map(Timestamp::new),
+            // A provider's time the envelope cannot write (a year outside 0–9999 in UTC) is no
+            // time: the event is still published.
+            time: facts.time.and_then(Timestamp::new),
             datacontenttype: DATA_CONTENT_TYPE,
             provider: origin.provider,
             providertype: facts.provider_type,
@@ -182,7 +184,7 @@ impl<'a> Envelope<'a> {
             userid: facts.user_id,
             channelid: facts.channel_id,
             partitionkey,
-            receivedtime: Timestamp::new(origin.received_at),
+            receivedtime: Timestamp::received(origin.received_at),
             reason: facts.reason,
             accountcount: facts.account_count,
             accountstruncated: facts.accounts_truncated,
@@ -225,19 +227,15 @@ impl<'a> Envelope<'a> {
         emit("ce_ingress", self.ingress.as_str());
         emit("ce_partitionkey", &self.partitionkey);
         emit("ce_receivedtime", self.receivedtime.as_str());
-        if let Some(subject) = &self.subject {
-            emit("ce_subject", subject);
-        }
-        if let Some(time) = &self.time {
-            emit("ce_time", time.as_str());
-        }
         let optional = [
-            ("ce_connectionid", &self.connectionid),
-            ("ce_userid", &self.userid),
-            ("ce_channelid", &self.channelid),
-            ("ce_reason", &self.reason),
-            ("ce_providerstatus", &self.providerstatus),
-            ("ce_dataprotection", &self.dataprotection),
+            ("ce_subject", self.subject.as_deref()),
+            ("ce_time", self.time.as_ref().map(Timestamp::as_str)),
+            ("ce_connectionid", self.connectionid.as_deref()),
+            ("ce_userid", self.userid.as_deref()),
+            ("ce_channelid", self.channelid.as_deref()),
+            ("ce_reason", self.reason.as_deref()),
+            ("ce_providerstatus", self.providerstatus.as_deref()),
+            ("ce_dataprotection", self.dataprotection.as_deref()),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -278,43 +276,36 @@ fn extend_on_one_line(buffer: &mut Vec<u8>, json: &[u8]) {
     }));
 }
 
-/// RFC 3339 in UTC, as CloudEvents `time` requires.
-pub fn rfc3339(time: OffsetDateTime) -> String {
-    Timestamp::new(time).as_str().to_owned()
-}
-
-/// A time as RFC 3339 text in UTC, kept inline: an envelope carries one or two, and a `String`
-/// each was two allocations per event. The longest is 30 bytes
-/// (`2026-11-26T10:12:19.123456789Z`): four-digit years, nanoseconds at most.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A time as RFC 3339 text in UTC, as CloudEvents `time` requires, kept inline: an envelope
+/// carries one or two, and a `String` each was two allocations per event. The longest is 30
+/// bytes (`2026-11-26T10:12:19.123456789Z`): four-digit years, nanoseconds at most.
+#[derive(Clone)]
 pub struct Timestamp {
     text: [u8; 32],
     len: u8,
 }
 
 impl Timestamp {
-    pub fn new(time: OffsetDateTime) -> Self {
+    /// `None` for a time RFC 3339 cannot write: a year outside 0–9999 once in UTC (a provider
+    /// may send `0000-01-01T00:30:00+01:00`).
+    pub fn new(time: OffsetDateTime) -> Option<Self> {
+        let utc = time.checked_to_offset(time::UtcOffset::UTC)?;
         let mut text = [0; 32];
         let mut unwritten = &mut text[..];
-        time.to_offset(time::UtcOffset::UTC)
-            .format_into(&mut unwritten, &Rfc3339)
-            .expect("a UTC time within range always formats, in at most 30 bytes");
+        utc.format_into(&mut unwritten, &Rfc3339).ok()?;
         // Measured from what is left, not from `format_into`'s count, which time 0.3.55 gives
         // short for a time with a fraction of a second (21 of 30 bytes).
         let len = (32 - unwritten.len()) as u8;
-        Self { text, len }
+        Some(Self { text, len })
+    }
+
+    /// When finhook received something: its own clock, always within RFC 3339's years.
+    pub fn received(time: OffsetDateTime) -> Self {
+        Self::new(time).expect("finhook's clock is within years 0-9999")
     }
 
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.text[..usize::from(self.len)]).expect("RFC 3339 is ASCII")
-    }
-}
-
-impl std::ops::Deref for Timestamp {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
     }
 }
 
@@ -344,26 +335,39 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_in_utc_to_the_nanosecond_shown() {
+        let text = |time| Timestamp::new(time).unwrap().as_str().to_owned();
         let whole = OffsetDateTime::from_unix_timestamp(1_764_137_711).unwrap();
-        assert_eq!(rfc3339(whole), "2025-11-26T06:15:11Z");
+        assert_eq!(text(whole), "2025-11-26T06:15:11Z");
         let finest = whole + time::Duration::nanoseconds(123_456_789);
-        assert_eq!(rfc3339(finest), "2025-11-26T06:15:11.123456789Z");
+        assert_eq!(text(finest), "2025-11-26T06:15:11.123456789Z");
         let elsewhere = finest.to_offset(time::UtcOffset::from_hms(-5, 0, 0).unwrap());
-        assert_eq!(rfc3339(elsewhere), "2025-11-26T06:15:11.123456789Z");
+        assert_eq!(text(elsewhere), "2025-11-26T06:15:11.123456789Z");
         // Kept inline: the longest text there is fits, and it is written as a JSON string.
         let latest = time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC);
-        assert_eq!(
-            Timestamp::new(latest).as_str(),
-            "9999-12-31T23:59:59.999999999Z"
-        );
+        assert_eq!(text(latest), "9999-12-31T23:59:59.999999999Z");
         assert_eq!(
             serde_json::to_string(&Timestamp::new(finest)).unwrap(),
             r#""2025-11-26T06:15:11.123456789Z""#
         );
         assert_eq!(
-            format!("{:?}", Timestamp::new(whole)),
+            format!("{:?}", Timestamp::new(whole).unwrap()),
             r#""2025-11-26T06:15:11Z""#
         );
+        // Years RFC 3339 cannot write once in UTC are no time, not a panic.
+        let offset = |hours| time::UtcOffset::from_hms(hours, 0, 0).unwrap();
+        let before_year_0 = time::macros::datetime!(0000-01-01 00:30:00).assume_offset(offset(1));
+        let after_9999 = time::macros::datetime!(9999-12-31 23:30:00).assume_offset(offset(-1));
+        assert!(Timestamp::new(before_year_0).is_none());
+        assert!(Timestamp::new(after_9999).is_none());
+        let just_in = time::macros::datetime!(9999-12-31 22:30:00).assume_offset(offset(-1));
+        assert_eq!(text(just_in), "9999-12-31T23:30:00Z");
+        // An event with such a time keeps everything but the time.
+        let mut facts = EventFacts::new(EventType::Unmapped, "x");
+        facts.time = Some(before_year_0);
+        let origin = Origin::new(ProviderKind::new("tink"), "t", Ingress::Webhook, whole);
+        let envelope = Envelope::new(&origin, facts, b"{}", "{}");
+        assert!(envelope.time.is_none());
+        assert_eq!(envelope.receivedtime.as_str(), "2025-11-26T06:15:11Z");
     }
 
     #[test]

@@ -413,15 +413,15 @@ impl<Api: QueueApi> UserLoop<Api> {
             ingest::protect(item, policy, &HeaderMap::new())
         })
         .expect("a poller polls a provider with queues");
-        let outcome = if items.is_empty() {
-            PollOutcome::Empty
-        } else {
-            PollOutcome::Events
-        };
-        self.metrics.poller.polled(&self.poller, outcome, took);
         if items.is_empty() {
+            self.metrics
+                .poller
+                .polled(&self.poller, PollOutcome::Empty, took);
             return Ok(CycleResult::Empty);
         }
+        self.metrics
+            .poller
+            .polled(&self.poller, PollOutcome::Events, took);
         let held = items.len() as i64;
         self.metrics.poller.add_events_held(&self.poller, held);
 

@@ -7,7 +7,7 @@
 use rdkafka::message::{Header, OwnedHeaders};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{derived_id, lower_hex, rfc3339, BatchPart, Origin, SPEC_VERSION};
+use crate::envelope::{derived_id, lower_hex, BatchPart, Origin, Timestamp, SPEC_VERSION};
 
 pub const DEAD_LETTER_TYPE: &str = "io.finhook.deadletter";
 
@@ -84,7 +84,7 @@ impl<'a> DeadLetter<'a> {
 
     pub fn kafka_headers(&self) -> OwnedHeaders {
         let source = self.origin.source_uri();
-        let received = rfc3339(self.origin.received_at);
+        let received = Timestamp::received(self.origin.received_at);
         let attributes = [
             ("ce_specversion", SPEC_VERSION),
             ("ce_id", self.id.as_str()),
