@@ -37,12 +37,20 @@ for function in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
   perf probe -q -x "$finhook" "$group:$function=$function"
 done
 
-webhooks=$((rate * seconds))
 perf stat -x, -e "$group:*" -p "$server" -o "$work/counts.csv" -- sleep $((seconds + 1)) &
 counting=$!
 sleep 0.3
-pace_run finhook "$port" "$server" "$body" "$rate" > /dev/null
+pace_run finhook "$port" "$server" "$body" "$rate" > "$work/pace.json"
 wait "$counting"
+# Per webhook answered 200, and only when every one was: a refused or unsent webhook would
+# make the figure too high without a word.
+webhooks=$(python3 -c 'import json, sys
+figures = json.load(open(sys.argv[1]))["figures"]
+statuses = figures["statuses"]
+unsent = figures["unsent"]
+if unsent or set(statuses) != {"200"}:
+    sys.exit(f"not every webhook was answered 200: {statuses}, unsent {unsent}")
+print(statuses["200"])' "$work/pace.json")
 awk -F, -v n="$webhooks" -v body="$body" '/probe_/ {sub(/.*:/, "", $3); total += $1; parts = parts sprintf(" %s %.2f", $3, $1 / n)}
   END {printf "%s: %.2f allocator calls per webhook (%s)\n", body, total / n, substr(parts, 2)}' "$work/counts.csv"
 
