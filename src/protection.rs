@@ -322,7 +322,7 @@ impl Policy {
                     other => hmac.update(other.to_string().as_bytes()),
                 }
                 let token = hmac.finalize().into_bytes();
-                Value::String(["psn:", &crate::envelope::lower_hex(&token[..16])].concat())
+                Value::String(format!("psn:{}", hex::encode(&token[..16])))
             }
             Action::Encrypt => {
                 let keyring = self
