@@ -3,7 +3,8 @@
 # malloc, zeroed and realloc), counted with `perf stat` while `finhook-bench pace` sends a
 # fixed number of webhooks of one body. Needs perf and the right to place uprobes (root).
 #
-#   benches/allocations.sh [BODY] [BINARY]     # BODY: bridge (default), linxo, linxo-110
+#   benches/allocations.sh [BODY] [BINARY]     # BODY: bridge (default), linxo, linxo-110;
+#                                              # BINARY (or BENCH_FINHOOK): another build
 #   SITES=1 benches/allocations.sh linxo       # also: where they come from (dwarf stacks)
 #
 # Allocation counts matter beyond their bookkeeping: under load most of mimalloc's time is the
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 body=${1:-bridge}
 rate=1000 seconds=2
 source benches/lib.sh
-finhook=${2:-$bin/finhook}
+finhook=${2:-${BENCH_FINHOOK:-$bin/finhook}}
 command -v perf >/dev/null || { echo "perf is needed (linux-perf)" >&2; exit 1; }
 
 start_broker finhook.events

@@ -31,7 +31,7 @@ bodies=(${BODIES:-bridge linxo linxo-110})
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 source benches/lib.sh
-published() { curl -s "127.0.0.1:$ops_port/metrics" | awk '/^finhook_events_published_total/ {sum += $2} END {print sum + 0}'; }
+published() { metric_sum "$ops_port" finhook_events_published_total; }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(rustc --version); $(wrk --version 2>&1 | head -1)"
 start_broker finhook.events bench.ceiling
 

@@ -5,7 +5,7 @@
 # another finhook build, in interleaved rounds of `finhook-bench
 # pace` (open loop). At a fixed rate every server does the same work per second, so the CPU per
 # webhook is the steadiest comparison this 2-core machine gives: closed-loop ratios move by up
-# to 30 points between runs of the same code, these by about ±5 %.
+# to 30 points between runs of the same code, these by ±5–10 %.
 #
 #   benches/fixed_rate.sh                                        # 3 rounds, 5 s per run
 #   BENCH_FINHOOK_BEFORE=/tmp/finhook-before benches/fixed_rate.sh   # before/after

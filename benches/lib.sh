@@ -11,6 +11,12 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 peak_rss_mib() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# One series of finhook's metrics on ops port PORT (0 when absent): metric PORT 'name{labels}'
+metric() { curl -s "127.0.0.1:$1/metrics" | awk -v series="$2" '$1 == series {print $2; found = 1} END {if (!found) print 0}'; }
+# Every series of a metric family, summed: metric_sum PORT NAME
+metric_sum() { curl -s "127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 {sum += $2} END {print sum + 0}'; }
+now_ms() { date +%s%3N; }
 wait_ready() { for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0; sleep 0.1; done; echo "finhook on ops port $1 never got ready" >&2; return 1; }
 wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
@@ -19,7 +25,9 @@ wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sle
 # writes more has its first records dropped before `finhook-bench load` reads them back; it
 # counts them (`trimmed_by_broker`). run.sh, whose runs are read back, asks for 128 partitions:
 # ceiling (b) under `load` at 64 connections answered 21.3k and 17.8k/s at 32 partitions,
-# 18.8k and 19.3k/s at 128 (alternating runs), so the count does not move the figures.
+# 18.8k and 19.3k/s at 128 (alternating runs), so the count does not move unkeyed figures.
+# Keyed records are another matter: spread over many partitions, a burst goes out in
+# one-record batches (BENCHMARKS.md, sixth pass).
 start_broker() {
   local topics=()
   for topic in "$@"; do topics+=(--topic "$topic"); done

@@ -18,27 +18,12 @@ measure=${MEASURE_SECONDS:-30}
 session=${SESSION_TIMEOUT:-10s}
 key=$(printf '%032d' 0 | base64)
 
-cargo build --release --quiet --bins
-bin=target/release
+source benches/lib.sh
 finhook=${BENCH_FINHOOK:-$bin/finhook}   # the replicas' build (another one for before/after)
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
 
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-metric() { curl -s "127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2; found=1} END {if (!found) print 0}'; }
-now_ms() { date +%s%3N; }
-
-"$bin/finhook-sim" kafka --partitions 24 --topic finhook.oxlin.users --topic finhook.oxlin.state \
-  --topic finhook.events --topic finhook.deadletter > "$work/kafka.out" 2> "$work/kafka.err" &
-pids+=($!)
+BROKER_PARTITIONS=24 start_broker finhook.oxlin.users finhook.oxlin.state finhook.events finhook.deadletter
 "$bin/finhook-sim" oxlin --listen 127.0.0.1:17070 --events-per-minute 1 --report-every 0 2> "$work/sim.err" &
 pids+=($!)
-for _ in $(seq 50); do [ -s "$work/kafka.out" ] && break; sleep 0.1; done
-bootstrap=$(head -1 "$work/kafka.out")
 
 config() { # name, ops port
   cat <<TOML
@@ -49,7 +34,7 @@ listen = "127.0.0.1:$2"
 [log]
 level = "warn"
 [kafka]
-brokers = "$bootstrap"
+brokers = "$brokers"
 [registry]
 enabled = true
 session_timeout = "$session"
@@ -73,10 +58,10 @@ for index in 0 1 2; do
   "$finhook" serve --config "$work/replica-$index.toml" 2> "$work/replica-$index.err" &
   replica_pids+=($!); pids+=($!)
 done
-for port in "${ports[@]}"; do until curl -sf "127.0.0.1:$port/metrics" > /dev/null; do sleep 0.1; done; done
+for port in "${ports[@]}"; do wait_http "http://127.0.0.1:$port/metrics"; done
 idle_rss=(); for pid in "${replica_pids[@]}"; do idle_rss+=("$(rss_kib "$pid")"); done
 "$bin/finhook-sim" users-file --users "$users" --out "$work/users.toml" 2>/dev/null
-"$bin/finhook" users import "$work/users.toml" --poller sim --config "$work/replica-0.toml" --brokers "$bootstrap"
+"$bin/finhook" users import "$work/users.toml" --poller sim --config "$work/replica-0.toml" --brokers "$brokers"
 
 polled() { local total=0; for port in "$@"; do total=$(( total + $(metric "$port" 'finhook_poll_users{poller="sim"}') )); done; echo "$total"; }
 started=$(now_ms)
@@ -84,16 +69,16 @@ until [ "$(polled "${ports[@]}")" -ge "$users" ]; do sleep 0.5; done
 echo "all $users users polled $(( ($(now_ms) - started) )) ms after the import (3 replicas)"
 sleep 15
 
-before=(); for pid in "${replica_pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+before=(); for pid in "${replica_pids[@]}"; do before+=("$(cpu_seconds "$pid")"); done
 sleep "$measure"
 printf '%-10s %-8s %-12s %-14s %-12s %-14s\n' replica users "cpu(%core)" "cpu/1000users" rss_MiB "KiB/user"
 for index in 0 1 2; do
-  after=$(cpu_ticks "${replica_pids[$index]}")
+  after=$(cpu_seconds "${replica_pids[$index]}")
   owned=$(metric "${ports[$index]}" 'finhook_poll_users{poller="sim"}')
   rss=$(rss_kib "${replica_pids[$index]}")
-  awk -v n="replica-$index" -v u="$owned" -v c0="${before[$index]}" -v c1="$after" -v t="$ticks" -v m="$measure" \
+  awk -v n="replica-$index" -v u="$owned" -v c0="${before[$index]}" -v c1="$after" -v m="$measure" \
       -v rss="$rss" -v idle="${idle_rss[$index]}" 'BEGIN {
-    cpu = (c1 - c0) / t / m * 100
+    cpu = (c1 - c0) / m * 100
     printf "%-10s %-8d %-12.2f %-14.3f %-12.1f %-14.2f\n", n, u, cpu, (u > 0 ? cpu / u * 1000 : 0), rss / 1024, (u > 0 ? (rss - idle) / u : 0)
   }'
 done

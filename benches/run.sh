@@ -4,9 +4,11 @@
 #   SECONDS_PER_RUN=5 SKIP_POLLER=1 SKIP_BODIES=1 SKIP_FIXED_RATE=1 benches/run.sh   # quicker
 #   BENCH_FINHOOK_BEFORE=/tmp/finhook-before benches/run.sh   # fixed-rate CPU before and after
 #
-# SECONDS_PER_RUN sets run.sh's own runs (default 10 s). bodies.sh runs ROUNDS rounds (default
-# 3) of BODIES_SECONDS (default 5 s) per server and connection count; fixed_rate.sh runs ROUNDS
-# rounds too.
+# SECONDS_PER_RUN sets run.sh's own runs (default 10 s) and, when given, fixed_rate.sh's
+# (default 5 s there); CONCURRENCIES run.sh's connection counts (default "1 16 64 256").
+# bodies.sh runs ROUNDS rounds (default 3) of BODIES_SECONDS (default 5 s) per server and
+# connection count; fixed_rate.sh runs ROUNDS rounds too. POLLER_SECONDS: the poller's measure
+# (default 30 s). SKIP_BODIES, SKIP_FIXED_RATE, SKIP_POLLER leave a part out.
 #
 # Builds in release mode, starts a Kafka-protocol broker in its own process (librdkafka's mock
 # cluster: `finhook-sim kafka`), finhook, and the ceilings (HTTP alone; Kafka unkeyed and keyed

@@ -471,6 +471,58 @@ mod tests {
         assert_eq!(first.subject, None);
     }
 
+    /// Consumers filter on the `ce_` headers without reading the value: each must be there,
+    /// with the very text of its attribute in the JSON value, and no header without one.
+    #[test]
+    fn every_attribute_but_data_is_a_header_with_the_same_text() {
+        let mut facts = EventFacts::new(EventType::ConnectionUpdated, "CONNECTIONS.UPDATED");
+        facts.connection_id = Some("c1".to_owned());
+        facts.time = Some(OffsetDateTime::UNIX_EPOCH + time::Duration::nanoseconds(5_000));
+        facts.user_id = Some("u1".to_owned());
+        facts.channel_id = Some("ch1".to_owned());
+        facts.reason = Some("why".to_owned());
+        facts.account_count = Some(3);
+        facts.accounts_truncated = Some(false);
+        facts.new_transactions = Some(true);
+        facts.provider_status = Some("SUCCESS".to_owned());
+        let received = OffsetDateTime::from_unix_timestamp(1_764_137_711).unwrap();
+        let origin = Origin::new(ProviderKind::new("linxo"), "l", Ingress::Webhook, received);
+        let mut envelope = Envelope::new(&origin, facts, b"{\"a\": 1}", "{\"a\": 1}");
+        envelope.dataprotection = Some("default".to_owned());
+
+        let mut headers = Vec::new();
+        envelope.each_kafka_header(|name, value| headers.push((name, value.to_owned())));
+        assert_eq!(
+            headers[0],
+            ("content-type", STRUCTURED_CONTENT_TYPE.to_owned())
+        );
+        let headers: std::collections::BTreeMap<String, String> = headers[1..]
+            .iter()
+            .map(|(name, value)| {
+                let attribute = name.strip_prefix("ce_").expect("a ce_ header");
+                (attribute.to_owned(), value.clone())
+            })
+            .collect();
+        let serde_json::Value::Object(mut json) =
+            serde_json::from_slice(&envelope.to_json()).expect("the value is JSON")
+        else {
+            panic!("the value is an object");
+        };
+        assert!(json.remove("data").is_some());
+        let attributes: std::collections::BTreeMap<String, String> = json
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => (name, text),
+                other => (name, other.to_string()),
+            })
+            .collect();
+        assert_eq!(headers, attributes);
+        // Every optional attribute was set, so every header was exercised.
+        assert_eq!(attributes.len(), 21, "{attributes:?}");
+        assert_eq!(attributes["time"], "1970-01-01T00:00:00.000005Z");
+        assert_eq!(attributes["accountcount"], "3");
+    }
+
     #[test]
     fn every_type_shares_the_prefix_and_is_distinct() {
         let names: std::collections::HashSet<_> =

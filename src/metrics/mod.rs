@@ -132,8 +132,6 @@ pub struct Metrics {
     webhook_requests: IntCounterVec,
     /// `finhook_webhook_request_duration_seconds{source, outcome}`: arrival to answer.
     webhook_duration: HistogramVec,
-    /// `finhook_kafka_ack_duration_seconds{record}`: produce call to delivery report.
-    kafka_ack_duration: HistogramVec,
     /// `finhook_event_lag_seconds{provider, ingress}`: provider's event time to Kafka ack.
     event_lag: HistogramVec,
     /// `finhook_events_published_total{provider, ingress, type}`.
@@ -153,22 +151,52 @@ pub struct Metrics {
     pub poller: PollerMetrics,
     /// The users registry's collectors (registry mode).
     pub users_registry: RegistryMetrics,
-    /// Set by [`Metrics::register_sources`]; until then every series is looked up.
-    hot: Arc<OnceLock<HotSeries>>,
+    /// The Kafka series every record touches, resolved in [`Metrics::new`]:
+    /// `finhook_kafka_ack_duration_seconds{record}` (produce call to delivery report), and
+    /// handles into `event_lag` and `events_published`.
+    records: Arc<RecordSeries>,
+    /// The webhook series of each source, set by [`Metrics::register_sources`]; until then
+    /// (and for a name that is no source) they are looked up.
+    webhooks: Arc<OnceLock<HashMap<String, SourceSeries>>>,
 }
 
-/// The series a webhook touches, resolved once. A `with_label_values` hashes its labels, takes
-/// the vec's lock and clones an `Arc`, on cache lines that every connection thread writes; a
-/// webhook made five of them.
-struct HotSeries {
-    /// Per source, per outcome (in [`WebhookOutcome::ALL`]'s order): requests, durations.
-    webhooks: HashMap<String, Vec<(IntCounter, Histogram)>>,
+/// One source's requests counter and duration histogram per outcome, in
+/// [`WebhookOutcome::ALL`]'s order.
+type SourceSeries = Vec<(IntCounter, Histogram)>;
+
+/// The series a published record touches, resolved once. A `with_label_values` hashes its
+/// labels, takes the vec's lock and clones an `Arc`, on cache lines that every connection
+/// thread writes; a webhook made five of them.
+struct RecordSeries {
     /// Per record kind, in [`RecordKind::ALL`]'s order.
-    acks: Vec<Histogram>,
+    acks: [Histogram; RecordKind::ALL.len()],
+    /// Per catalogued provider and ingress.
     lags: HashMap<(ProviderKind, Ingress), Histogram>,
     /// Made on first use, unlike the others: a series at zero for every type of every provider
     /// would fill the exposition with hundreds of lines nobody asked for.
     published: HashMap<(ProviderKind, Ingress, EventType), OnceLock<IntCounter>>,
+}
+
+impl RecordSeries {
+    fn new(kafka_ack_duration: &HistogramVec, event_lag: &HistogramVec) -> Self {
+        let mut lags = HashMap::new();
+        let mut published = HashMap::new();
+        for provider in crate::providers::kinds() {
+            for ingress in [Ingress::Webhook, Ingress::Queue] {
+                let lag = event_lag.with_label_values(&[provider.as_str(), ingress.as_str()]);
+                lags.insert((provider, ingress), lag);
+                for event_type in EventType::ALL {
+                    published.insert((provider, ingress, event_type), OnceLock::new());
+                }
+            }
+        }
+        Self {
+            acks: RecordKind::ALL
+                .map(|record| kafka_ack_duration.with_label_values(&[record.as_str()])),
+            lags,
+            published,
+        }
+    }
 }
 
 impl Metrics {
@@ -260,13 +288,13 @@ impl Metrics {
 
         let poller = PollerMetrics::new(&registry)?;
         let users_registry = RegistryMetrics::new(&registry)?;
+        let records = Arc::new(RecordSeries::new(&kafka_ack_duration, &event_lag));
         Ok(Self {
             poller,
             users_registry,
             registry,
             webhook_requests,
             webhook_duration,
-            kafka_ack_duration,
             event_lag,
             events_published,
             publish_failures,
@@ -274,14 +302,15 @@ impl Metrics {
             dead_letters,
             kafka_ready,
             kafka_fatal,
-            hot: Arc::default(),
+            records,
+            webhooks: Arc::default(),
         })
     }
 
     /// Creates every series a dashboard expects for these sources, at zero, so rates and alerts
     /// work before the first request of each kind, and keeps the handles the webhook path uses.
     /// Called once, when the sources are known: a second call creates its series but keeps the
-    /// first call's handles (the others are looked up on each use).
+    /// first call's handles (the others' are looked up on each use).
     pub fn register_sources<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
         let mut webhooks = HashMap::new();
         for source in sources {
@@ -307,39 +336,17 @@ impl Metrics {
                     .with_label_values(&[record.as_str(), reason]);
             }
         }
-        let mut lags = HashMap::new();
-        let mut published = HashMap::new();
-        for provider in crate::providers::kinds() {
-            for ingress in [Ingress::Webhook, Ingress::Queue] {
-                let lag = self
-                    .event_lag
-                    .with_label_values(&[provider.as_str(), ingress.as_str()]);
-                lags.insert((provider, ingress), lag);
-                for event_type in EventType::ALL {
-                    published.insert((provider, ingress, event_type), OnceLock::new());
-                }
-            }
-        }
-        let acks = RecordKind::ALL
-            .iter()
-            .map(|record| {
-                self.kafka_ack_duration
-                    .with_label_values(&[record.as_str()])
-            })
-            .collect();
         self.publish_retries.with_label_values(&["broker"]);
         // Ignored when already set: see above.
-        let _ = self.hot.set(HotSeries {
-            webhooks,
-            acks,
-            lags,
-            published,
-        });
+        let _ = self.webhooks.set(webhooks);
     }
 
     pub fn webhook_finished(&self, source: &str, outcome: WebhookOutcome, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        let hot = self.hot.get().and_then(|hot| hot.webhooks.get(source));
+        let hot = self
+            .webhooks
+            .get()
+            .and_then(|webhooks| webhooks.get(source));
         // `get`, not indexing: an outcome missing from `ALL` is looked up rather than panic.
         if let Some((requests, duration)) = hot.and_then(|series| series.get(outcome.index())) {
             requests.inc();
@@ -354,14 +361,7 @@ impl Metrics {
     }
 
     pub fn kafka_acknowledged(&self, record: RecordKind, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        match self.hot.get().and_then(|hot| hot.acks.get(record.index())) {
-            Some(histogram) => histogram.observe(seconds),
-            None => self
-                .kafka_ack_duration
-                .with_label_values(&[record.as_str()])
-                .observe(seconds),
-        }
+        self.records.acks[record.index()].observe(elapsed.as_secs_f64());
     }
 
     /// An event is on Kafka: count it, and how long after the provider's event time.
@@ -372,20 +372,20 @@ impl Metrics {
         event_type: EventType,
         lag: Option<Duration>,
     ) {
+        // A provider outside the catalogue (only tests make one) has no kept handles.
         let labels = [provider.as_str(), ingress.as_str()];
-        let hot = self.hot.get();
         let count = || {
             self.events_published
                 .with_label_values(&[labels[0], labels[1], event_type.as_str()])
         };
-        match hot.and_then(|hot| hot.published.get(&(provider, ingress, event_type))) {
+        match self.records.published.get(&(provider, ingress, event_type)) {
             Some(cached) => cached.get_or_init(count).inc(),
             None => count().inc(),
         }
         let Some(lag) = lag else {
             return;
         };
-        match hot.and_then(|hot| hot.lags.get(&(provider, ingress))) {
+        match self.records.lags.get(&(provider, ingress)) {
             Some(histogram) => histogram.observe(lag.as_secs_f64()),
             None => self
                 .event_lag
@@ -460,7 +460,7 @@ mod tests {
             if registered {
                 metrics.register_sources(["main"]);
             }
-            assert_eq!(metrics.hot.get().is_some(), registered);
+            assert_eq!(metrics.webhooks.get().is_some(), registered);
             let elapsed = Duration::from_millis(3);
             metrics.webhook_finished("main", WebhookOutcome::Unavailable, elapsed);
             metrics.webhook_finished("main", WebhookOutcome::Unavailable, elapsed);

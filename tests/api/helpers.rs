@@ -181,18 +181,28 @@ impl TestApp {
             .unwrap()
     }
 
-    /// A webhook to `source`, signed as its sender would sign it: by the source's own verifier
-    /// (what `finhook sign` does), with its secret from the app's configuration.
-    pub async fn post_signed(&self, source: &str, body: &[u8]) -> reqwest::Response {
+    /// The headers `source`'s sender would sign `body` with now: made by the source's own
+    /// verifier (what `finhook sign` does), with its secret from the app's configuration.
+    pub fn signed_headers(
+        &self,
+        source: &str,
+        body: &[u8],
+    ) -> Vec<(reqwest::header::HeaderName, String)> {
         let sources = finhook::sources::Sources::from_config(&self.config).unwrap();
-        let headers = sources
+        sources
             .get(source)
             .unwrap_or_else(|| panic!("the test config has no `{source}` source"))
             .verifier()
             .sign(body, time::OffsetDateTime::now_utc())
-            .unwrap_or_else(|| panic!("`{source}` has no secret of finhook's to sign with"));
+            .unwrap_or_else(|| {
+                panic!("`{source}` has no shared secret to sign with: teach the test how its sender signs")
+            })
+    }
+
+    /// A webhook to `source`, signed as its sender would sign it ([`Self::signed_headers`]).
+    pub async fn post_signed(&self, source: &str, body: &[u8]) -> reqwest::Response {
         let mut request = self.post(source).body(body.to_vec());
-        for (name, value) in headers {
+        for (name, value) in self.signed_headers(source, body) {
             request = request.header(name, value);
         }
         request.send().await.unwrap()

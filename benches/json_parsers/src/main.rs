@@ -58,8 +58,12 @@ fn accounts(event: &Event<'_>) -> usize {
 
 /// Runs `read` over `bodies` in turn, in 7 timed batches of about 30,000 reads per 2.7 KB (one
 /// more first, to warm up), and prints ns/read: the fastest batch and the median. On a shared
-/// machine the fastest is the steadier figure: other tenants only ever add time.
-fn time(name: &str, bodies: &[String], mut read: impl FnMut(&str) -> usize) {
+/// machine the fastest is the steadier figure: other tenants only ever add time. Every body must
+/// read (`Some`) first: a parser that fails early would look fast.
+fn time(name: &str, bodies: &[String], mut read: impl FnMut(&str) -> Option<usize>) {
+    for (index, body) in bodies.iter().enumerate() {
+        assert!(read(body).is_some(), "{name}: body {index} did not read");
+    }
     let average = bodies.iter().map(String::len).sum::<usize>() / bodies.len();
     let reads = (30_000 * 2_700 / average).max(bodies.len());
     let mut batch = || {
@@ -76,7 +80,8 @@ fn time(name: &str, bodies: &[String], mut read: impl FnMut(&str) -> usize) {
 }
 
 /// `count` copies of `body`, each with every string and number replaced by another of about
-/// its size (a fixed-seed xorshift, so every run reads the same copies), pretty-printed.
+/// its size (a fixed-seed xorshift, so every run reads the same copies), laid out as the
+/// original is: pretty-printed when it is (Linxo), on one line when it is (Bridge).
 fn varied(body: &str, count: usize) -> Vec<String> {
     let original: Value = serde_json::from_str(body).expect("a JSON body");
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -121,8 +126,17 @@ fn varied(body: &str, count: usize) -> Vec<String> {
             other => other.clone(),
         }
     }
+    let pretty = body.trim_end().contains('\n');
     (0..count)
-        .map(|_| serde_json::to_string_pretty(&vary(&original, &mut next)).expect("serializes"))
+        .map(|_| {
+            let copy = vary(&original, &mut next);
+            if pretty {
+                serde_json::to_string_pretty(&copy)
+            } else {
+                serde_json::to_string(&copy)
+            }
+            .expect("serializes")
+        })
         .collect()
 }
 
@@ -136,28 +150,34 @@ fn main() {
             let average = bodies.iter().map(String::len).sum::<usize>() / bodies.len();
             println!("{path}, {label} ({average} bytes on average)");
             time("UTF-8 check", &bodies, |text| {
-                std::str::from_utf8(text.as_bytes()).map_or(0, str::len)
+                std::str::from_utf8(text.as_bytes()).ok().map(str::len)
             });
             time("serde_json validate (IgnoredAny)", &bodies, |text| {
-                serde_json::from_str::<IgnoredAny>(text).is_ok() as usize
+                serde_json::from_str::<IgnoredAny>(text).ok().map(|_| 1)
             });
             time("serde_json typed", &bodies, |text| {
-                serde_json::from_str::<Event>(text).map_or(0, |event| accounts(&event))
+                serde_json::from_str::<Event>(text)
+                    .ok()
+                    .map(|event| accounts(&event))
             });
             time("sonic-rs validate (IgnoredAny)", &bodies, |text| {
-                sonic_rs::from_str::<IgnoredAny>(text).is_ok() as usize
+                sonic_rs::from_str::<IgnoredAny>(text).ok().map(|_| 1)
             });
             time("sonic-rs typed", &bodies, |text| {
-                sonic_rs::from_str::<Event>(text).map_or(0, |event| accounts(&event))
+                sonic_rs::from_str::<Event>(text)
+                    .ok()
+                    .map(|event| accounts(&event))
             });
             // simd-json parses in place: each read gets its own copy, as finhook's would.
             time("simd-json validate (tape, copy)", &bodies, |text| {
                 let mut copy = text.as_bytes().to_vec();
-                simd_json::to_tape(&mut copy).is_ok() as usize
+                simd_json::to_tape(&mut copy).ok().map(|_| 1)
             });
             time("simd-json typed (copy)", &bodies, |text| {
                 let mut copy = text.as_bytes().to_vec();
-                simd_json::serde::from_slice::<Event>(&mut copy).map_or(0, |event| accounts(&event))
+                simd_json::serde::from_slice::<Event>(&mut copy)
+                    .ok()
+                    .map(|event| accounts(&event))
             });
         }
     }
