@@ -2,11 +2,34 @@
 # on exit with every process started, helpers, and a mock Kafka broker in its own process.
 #   start_broker TOPIC... → sets $brokers ($BROKER_PARTITIONS partitions per topic, default 32)
 
-cargo build --release --quiet --bins
-bin=$PWD/target/release
+# BENCH_BIN=<folder>: run that folder's finhook, finhook-bench and finhook-sim (another build,
+# e.g. a PGO one: benches/pgo.sh) instead of building target/release. Paths given to the
+# benches (BENCH_BIN, BENCH_FINHOOK, ...) are relative to the repository's root.
+if [ -n "${BENCH_BIN:-}" ]; then
+  bin=$(realpath "$BENCH_BIN")
+else
+  cargo build --release --quiet --bins
+  bin=$PWD/target/release
+fi
 work=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+# Stops one process this script started: SIGTERM, then SIGKILL if it has not exited within
+# 10 s. Waited for, so the next step (a merge of PGO profiles, another run on the same ports)
+# never meets a process still exiting.
+stop_process() {
+  local pid=$1 watchdog
+  kill "$pid" 2>/dev/null || return 0
+  ( sleep 10; kill -9 "$pid" 2>/dev/null ) &
+  watchdog=$!
+  wait "$pid" 2>/dev/null || true
+  kill "$watchdog" 2>/dev/null || true
+}
+# Newest first: finhook and the ceilings flush to the broker, which goes last.
+cleanup() {
+  local index
+  for (( index = ${#pids[@]} - 1; index >= 0; index-- )); do stop_process "${pids[$index]}"; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }

@@ -45,6 +45,7 @@ users_file = "$work/users.toml"
 TOML
   "$bin/finhook" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
   finhook=$!
+  pids+=($finhook)
   sleep "$warmup"
   events_before=$(metric_sum 19090 finhook_events_published_total)
   cpu_before=$(cpu_seconds "$finhook"); sim_before=$(cpu_seconds "$sim")

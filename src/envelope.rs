@@ -496,6 +496,7 @@ mod tests {
             headers[0],
             ("content-type", STRUCTURED_CONTENT_TYPE.to_owned())
         );
+        let emitted = headers.len() - 1;
         let headers: std::collections::BTreeMap<String, String> = headers[1..]
             .iter()
             .map(|(name, value)| {
@@ -503,6 +504,7 @@ mod tests {
                 (attribute.to_owned(), value.clone())
             })
             .collect();
+        assert_eq!(headers.len(), emitted, "no header twice");
         let serde_json::Value::Object(mut json) =
             serde_json::from_slice(&envelope.to_json()).expect("the value is JSON")
         else {

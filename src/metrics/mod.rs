@@ -151,9 +151,8 @@ pub struct Metrics {
     pub poller: PollerMetrics,
     /// The users registry's collectors (registry mode).
     pub users_registry: RegistryMetrics,
-    /// The Kafka series every record touches, resolved in [`Metrics::new`]:
-    /// `finhook_kafka_ack_duration_seconds{record}` (produce call to delivery report), and
-    /// handles into `event_lag` and `events_published`.
+    /// The Kafka series every record touches, resolved in [`Metrics::new`]: the ack durations,
+    /// and handles into `event_lag` and `events_published`.
     records: Arc<RecordSeries>,
     /// The webhook series of each source, set by [`Metrics::register_sources`]; until then
     /// (and for a name that is no source) they are looked up.
@@ -168,7 +167,9 @@ type SourceSeries = Vec<(IntCounter, Histogram)>;
 /// labels, takes the vec's lock and clones an `Arc`, on cache lines that every connection
 /// thread writes; a webhook made five of them.
 struct RecordSeries {
-    /// Per record kind, in [`RecordKind::ALL`]'s order.
+    /// `finhook_kafka_ack_duration_seconds{record}`: produce call to delivery report.
+    ack_duration: HistogramVec,
+    /// Its series per record kind, in [`RecordKind::ALL`]'s order.
     acks: [Histogram; RecordKind::ALL.len()],
     /// Per catalogued provider and ingress.
     lags: HashMap<(ProviderKind, Ingress), Histogram>,
@@ -178,7 +179,7 @@ struct RecordSeries {
 }
 
 impl RecordSeries {
-    fn new(kafka_ack_duration: &HistogramVec, event_lag: &HistogramVec) -> Self {
+    fn new(ack_duration: HistogramVec, event_lag: &HistogramVec) -> Self {
         let mut lags = HashMap::new();
         let mut published = HashMap::new();
         for provider in crate::providers::kinds() {
@@ -191,8 +192,8 @@ impl RecordSeries {
             }
         }
         Self {
-            acks: RecordKind::ALL
-                .map(|record| kafka_ack_duration.with_label_values(&[record.as_str()])),
+            acks: RecordKind::ALL.map(|record| ack_duration.with_label_values(&[record.as_str()])),
+            ack_duration,
             lags,
             published,
         }
@@ -288,7 +289,7 @@ impl Metrics {
 
         let poller = PollerMetrics::new(&registry)?;
         let users_registry = RegistryMetrics::new(&registry)?;
-        let records = Arc::new(RecordSeries::new(&kafka_ack_duration, &event_lag));
+        let records = Arc::new(RecordSeries::new(kafka_ack_duration, &event_lag));
         Ok(Self {
             poller,
             users_registry,
@@ -361,7 +362,16 @@ impl Metrics {
     }
 
     pub fn kafka_acknowledged(&self, record: RecordKind, elapsed: Duration) {
-        self.records.acks[record.index()].observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        // `get`, not indexing: a kind missing from `ALL` is looked up rather than panic.
+        match self.records.acks.get(record.index()) {
+            Some(histogram) => histogram.observe(seconds),
+            None => self
+                .records
+                .ack_duration
+                .with_label_values(&[record.as_str()])
+                .observe(seconds),
+        }
     }
 
     /// An event is on Kafka: count it, and how long after the provider's event time.
@@ -453,8 +463,9 @@ mod tests {
     fn the_kept_handles_are_the_exposed_series() {
         let provider = crate::providers::kinds().next().unwrap();
         let other_provider = crate::providers::kinds().nth(1).unwrap();
-        // Before `register_sources` every series is looked up; after it, the kept handles
-        // must count in the very series the exposition shows.
+        // Before `register_sources` the webhook series are looked up, after it they are kept
+        // handles; the record series are kept from the start. Either way they must count in the
+        // very series the exposition shows.
         for registered in [false, true] {
             let metrics = Metrics::new(Registry::new()).unwrap();
             if registered {
@@ -472,6 +483,9 @@ mod tests {
             metrics.event_published(provider, Ingress::Queue, deleted, Some(elapsed));
             metrics.event_published(provider, Ingress::Queue, deleted, None);
             metrics.event_published(other_provider, Ingress::Webhook, deleted, Some(elapsed));
+            // A provider outside the catalogue has no kept handles: looked up.
+            let uncatalogued = ProviderKind::new("uncatalogued");
+            metrics.event_published(uncatalogued, Ingress::Webhook, deleted, Some(elapsed));
 
             let requests = "finhook_webhook_requests_total";
             let durations = "finhook_webhook_request_duration_seconds_count";
@@ -517,6 +531,8 @@ mod tests {
             };
             assert_eq!(lag(provider, "queue"), Some(1.0));
             assert_eq!(lag(other_provider, "webhook"), Some(1.0));
+            assert_eq!(published(uncatalogued, "webhook"), Some(1.0));
+            assert_eq!(lag(uncatalogued, "webhook"), Some(1.0));
             // Types that were never published have no series, registered or not.
             let created = EventType::ConnectionCreated.as_str();
             assert!(!metrics.render().contains(&format!(r#"type="{created}""#)));

@@ -81,7 +81,8 @@ fn time(name: &str, bodies: &[String], mut read: impl FnMut(&str) -> Option<usiz
 
 /// `count` copies of `body`, each with every string and number replaced by another of about
 /// its size (a fixed-seed xorshift, so every run reads the same copies), laid out as the
-/// original is: pretty-printed when it is (Linxo), on one line when it is (Bridge).
+/// original is: pretty-printed with its indent when it is (Linxo), on one line when it is
+/// (Bridge).
 fn varied(body: &str, count: usize) -> Vec<String> {
     let original: Value = serde_json::from_str(body).expect("a JSON body");
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -126,16 +127,26 @@ fn varied(body: &str, count: usize) -> Vec<String> {
             other => other.clone(),
         }
     }
-    let pretty = body.trim_end().contains('\n');
+    // The original's indent: what follows its first line break (none: one line).
+    let indent: Option<Vec<u8>> = body.trim_end().split_once('\n').map(|(_, rest)| {
+        rest.bytes()
+            .take_while(|byte| *byte == b' ' || *byte == b'\t')
+            .collect()
+    });
     (0..count)
         .map(|_| {
             let copy = vary(&original, &mut next);
-            if pretty {
-                serde_json::to_string_pretty(&copy)
-            } else {
-                serde_json::to_string(&copy)
+            let mut text = Vec::new();
+            match &indent {
+                Some(indent) => {
+                    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent);
+                    let mut serializer =
+                        serde_json::Serializer::with_formatter(&mut text, formatter);
+                    serde::Serialize::serialize(&copy, &mut serializer).expect("serializes");
+                }
+                None => serde_json::to_writer(&mut text, &copy).expect("serializes"),
             }
-            .expect("serializes")
+            String::from_utf8(text).expect("JSON is UTF-8")
         })
         .collect()
 }

@@ -116,6 +116,17 @@ enum Command {
     },
 }
 
+/// Serves a ceiling until SIGTERM or Ctrl-C, then returns, so the process exits normally: an
+/// instrumented build (benches/pgo.sh) writes its profile only then.
+async fn serve_until_signal(listen: SocketAddr, router: Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tokio::select! {
+        served = axum::serve(listener, router) => served?,
+        () = finhook::shutdown::signal() => {}
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -124,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
                 "/webhooks/{source}",
                 post(|_body: Bytes| async { (StatusCode::OK, "{\"status\":\"accepted\"}") }),
             );
-            axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
+            serve_until_signal(listen, router).await?;
         }
         Command::CeilingKafka {
             listen,
@@ -161,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
                     ),
                 )
                 .with_state(shared);
-            axum::serve(tokio::net::TcpListener::bind(listen).await?, router).await?;
+            serve_until_signal(listen, router).await?;
         }
         Command::Pace {
             url,
