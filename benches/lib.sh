@@ -19,7 +19,9 @@ pids=()
 stop_process() {
   local pid=$1 watchdog
   kill "$pid" 2>/dev/null || return 0
-  ( sleep 10; kill -9 "$pid" 2>/dev/null ) &
+  # The watchdog's sleep goes with it, and holds no pipe (`benches/x.sh | tee` would wait).
+  ( sleep 10 & sleeper=$!; trap 'kill $sleeper 2>/dev/null; exit 0' TERM
+    wait "$sleeper" && kill -9 "$pid" 2>/dev/null ) > /dev/null 2>&1 &
   watchdog=$!
   wait "$pid" 2>/dev/null || true
   kill "$watchdog" 2>/dev/null || true

@@ -21,6 +21,7 @@ profdata=$(find "$(rustc --print sysroot)" -name llvm-profdata -type f | head -1
 RUSTFLAGS="-Cprofile-generate=$pgo/profiles" cargo build --release --quiet --bins \
   --target "$host" --target-dir "$pgo/instrumented"
 rm -rf "$pgo/profiles"
+mkdir -p "$pgo/profiles"
 # The training: what the benches measure. An instrumented binary writes its profile when it
 # exits normally: finhook, the ceilings and the mock broker do on lib.sh's SIGTERM (the Oxlin
 # simulator does not, and needs no profile).

@@ -53,7 +53,8 @@ TOML
   cpu_after=$(cpu_seconds "$finhook"); sim_after=$(cpu_seconds "$sim")
   events_after=$(metric_sum 19090 finhook_events_published_total)
   rss=$(rss_kib "$finhook"); hwm=$(peak_rss_mib "$finhook")
-  kill -TERM "$finhook"; wait "$finhook" || true
+  stop_process "$finhook"
+  unset 'pids[-1]'
   awk -v u="$users" -v e0="$events_before" -v e1="$events_after" -v c0="$cpu_before" -v c1="$cpu_after" \
       -v s0="$sim_before" -v s1="$sim_after" -v m="$measure" -v rss="$rss" -v hwm="$hwm" 'BEGIN {
     cpu = (c1 - c0) / m * 100; sim = (s1 - s0) / m * 100

@@ -165,7 +165,7 @@ type SourceSeries = Vec<(IntCounter, Histogram)>;
 
 /// The series a published record touches, resolved once. A `with_label_values` hashes its
 /// labels, takes the vec's lock and clones an `Arc`, on cache lines that every connection
-/// thread writes; a webhook made five of them.
+/// thread writes; a webhook made five of them (three of these, two webhook series).
 struct RecordSeries {
     /// `finhook_kafka_ack_duration_seconds{record}`: produce call to delivery report.
     ack_duration: HistogramVec,

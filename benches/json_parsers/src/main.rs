@@ -80,9 +80,9 @@ fn time(name: &str, bodies: &[String], mut read: impl FnMut(&str) -> Option<usiz
 }
 
 /// `count` copies of `body`, each with every string and number replaced by another of about
-/// its size (a fixed-seed xorshift, so every run reads the same copies), laid out as the
-/// original is: pretty-printed with its indent when it is (Linxo), on one line when it is
-/// (Bridge).
+/// its size (a fixed-seed xorshift, so every run reads the same copies): pretty-printed with
+/// the original's indent when it is (Linxo), on one line when it is (Bridge). Keys come out
+/// sorted (serde_json without `preserve_order`), unlike the original's order.
 fn varied(body: &str, count: usize) -> Vec<String> {
     let original: Value = serde_json::from_str(body).expect("a JSON body");
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
