@@ -132,10 +132,6 @@ pub struct Metrics {
     webhook_requests: IntCounterVec,
     /// `finhook_webhook_request_duration_seconds{source, outcome}`: arrival to answer.
     webhook_duration: HistogramVec,
-    /// `finhook_event_lag_seconds{provider, ingress}`: provider's event time to Kafka ack.
-    event_lag: HistogramVec,
-    /// `finhook_events_published_total{provider, ingress, type}`.
-    events_published: IntCounterVec,
     /// `finhook_publish_failures_total{record, reason}`: timeout, queue_full, broker, not_ready.
     publish_failures: IntCounterVec,
     /// `finhook_publish_retries_total{reason}`: sends repeated before an outcome; `broker` is
@@ -151,8 +147,7 @@ pub struct Metrics {
     pub poller: PollerMetrics,
     /// The users registry's collectors (registry mode).
     pub users_registry: RegistryMetrics,
-    /// The Kafka series every record touches, resolved in [`Metrics::new`]: the ack durations,
-    /// and handles into `event_lag` and `events_published`.
+    /// The series every published record touches, resolved in [`Metrics::new`].
     records: Arc<RecordSeries>,
     /// The webhook series of each source, set by [`Metrics::register_sources`]; until then
     /// (and for a name that is no source) they are looked up.
@@ -166,20 +161,30 @@ type SourceSeries = Vec<(IntCounter, Histogram)>;
 /// The series a published record touches, resolved once. A `with_label_values` hashes its
 /// labels, takes the vec's lock and clones an `Arc`, on cache lines that every connection
 /// thread writes; a webhook made five of them (three of these, two webhook series).
+/// Each family is kept beside its handles, for the labels no handle was kept for.
 struct RecordSeries {
     /// `finhook_kafka_ack_duration_seconds{record}`: produce call to delivery report.
     ack_duration: HistogramVec,
     /// Its series per record kind, in [`RecordKind::ALL`]'s order.
     acks: [Histogram; RecordKind::ALL.len()],
-    /// Per catalogued provider and ingress.
+    /// `finhook_event_lag_seconds{provider, ingress}`: provider's event time to Kafka ack.
+    event_lag: HistogramVec,
+    /// Its series per catalogued provider and ingress.
     lags: HashMap<(ProviderKind, Ingress), Histogram>,
-    /// Made on first use, unlike the others: a series at zero for every type of every provider
-    /// would fill the exposition with hundreds of lines nobody asked for.
+    /// `finhook_events_published_total{provider, ingress, type}`.
+    events_published: IntCounterVec,
+    /// Its series per catalogued provider, ingress and type, made on first use, unlike the
+    /// others: a series at zero for every type of every provider would fill the exposition with
+    /// hundreds of lines nobody asked for.
     published: HashMap<(ProviderKind, Ingress, EventType), OnceLock<IntCounter>>,
 }
 
 impl RecordSeries {
-    fn new(ack_duration: HistogramVec, event_lag: &HistogramVec) -> Self {
+    fn new(
+        ack_duration: HistogramVec,
+        event_lag: HistogramVec,
+        events_published: IntCounterVec,
+    ) -> Self {
         let mut lags = HashMap::new();
         let mut published = HashMap::new();
         for provider in crate::providers::kinds() {
@@ -194,7 +199,9 @@ impl RecordSeries {
         Self {
             acks: RecordKind::ALL.map(|record| ack_duration.with_label_values(&[record.as_str()])),
             ack_duration,
+            event_lag,
             lags,
+            events_published,
             published,
         }
     }
@@ -289,15 +296,17 @@ impl Metrics {
 
         let poller = PollerMetrics::new(&registry)?;
         let users_registry = RegistryMetrics::new(&registry)?;
-        let records = Arc::new(RecordSeries::new(kafka_ack_duration, &event_lag));
+        let records = Arc::new(RecordSeries::new(
+            kafka_ack_duration,
+            event_lag,
+            events_published,
+        ));
         Ok(Self {
             poller,
             users_registry,
             registry,
             webhook_requests,
             webhook_duration,
-            event_lag,
-            events_published,
             publish_failures,
             publish_retries,
             dead_letters,
@@ -385,8 +394,11 @@ impl Metrics {
         // A provider outside the catalogue (only tests make one) has no kept handles.
         let labels = [provider.as_str(), ingress.as_str()];
         let count = || {
-            self.events_published
-                .with_label_values(&[labels[0], labels[1], event_type.as_str()])
+            self.records.events_published.with_label_values(&[
+                labels[0],
+                labels[1],
+                event_type.as_str(),
+            ])
         };
         match self.records.published.get(&(provider, ingress, event_type)) {
             Some(cached) => cached.get_or_init(count).inc(),
@@ -398,6 +410,7 @@ impl Metrics {
         match self.records.lags.get(&(provider, ingress)) {
             Some(histogram) => histogram.observe(lag.as_secs_f64()),
             None => self
+                .records
                 .event_lag
                 .with_label_values(&labels)
                 .observe(lag.as_secs_f64()),

@@ -346,8 +346,9 @@ impl<Api: QueueApi> UserLoop<Api> {
             // events, and reading it here too would double the poller's JSON work.
             Ok(Polled::Page(page)) => Ok(Attempted::Page { page, took }),
             Ok(Polled::Empty) => {
-                let empty = PollOutcome::Empty;
-                self.metrics.poller.polled(&self.poller, empty, took);
+                self.metrics
+                    .poller
+                    .polled(&self.poller, PollOutcome::Empty, took);
                 Ok(Attempted::Empty)
             }
             Err(error) => {
