@@ -13,8 +13,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
+COPY schemas ./schemas
 COPY benches ./benches
-RUN cargo build --release --locked --bins \
+# The two binaries the image ships (finhook-bench compiles in test fixtures, not copied here).
+RUN cargo build --release --locked --bin finhook --bin finhook-sim \
  && strip target/release/finhook target/release/finhook-sim
 
 FROM debian:bookworm-slim AS runtime

@@ -309,6 +309,67 @@ fn dockerfile_references_exist_and_match_the_defaults() {
             );
         }
     }
+    // What the release build compiles in (`include_str!`, `include_bytes!` outside the test
+    // modules) must be in the image's build context too: an uncopied folder builds here and
+    // fails only in `docker build`.
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("COPY ") && !line.contains("--from"))
+        .flat_map(|line| {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            parts[1..parts.len() - 1].to_vec()
+        })
+        .collect();
+    let build = dockerfile
+        .lines()
+        .find(|line| line.contains("cargo build"))
+        .expect("the Dockerfile builds finhook");
+    let built_bins: Vec<&str> = build
+        .split(" --bin ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(
+        built_bins.contains(&"finhook") && !build.contains("--bins"),
+        "the image builds the binaries it ships, by name: {build}"
+    );
+    let in_the_image = |file: &Path| {
+        let Ok(under_bin) = file.strip_prefix(root().join("src/bin")) else {
+            return true;
+        };
+        let bin = under_bin.components().next().unwrap().as_os_str();
+        let bin = Path::new(bin).file_stem().unwrap().to_str().unwrap();
+        built_bins.contains(&bin)
+    };
+    for file in files_under("src", &["rs"])
+        .into_iter()
+        .filter(|file| in_the_image(file))
+    {
+        let whole = std::fs::read_to_string(&file).unwrap();
+        let text = whole.split("#[cfg(test)]").next().unwrap();
+        let includes = ["include_str!(\"", "include_bytes!(\""]
+            .into_iter()
+            .flat_map(|opening| text.split(opening).skip(1));
+        for included in includes.filter_map(|rest| rest.split('"').next()) {
+            let resolved = file.parent().unwrap().join(included);
+            let resolved = resolved
+                .canonicalize()
+                .unwrap_or_else(|error| panic!("{} includes {included}: {error}", file.display()));
+            let relative = resolved
+                .strip_prefix(root().canonicalize().unwrap())
+                .unwrap();
+            let top = relative.components().next().unwrap().as_os_str();
+            assert!(
+                copied
+                    .iter()
+                    .any(|source| Path::new(source.trim_end_matches('/')) == top),
+                "{} compiles in {}, but the Dockerfile does not copy {}",
+                file.display(),
+                relative.display(),
+                top.to_string_lossy()
+            );
+        }
+    }
     let config = finhook::config::Config::from_figment(figment::Figment::from(
         <figment::providers::Toml as figment::providers::Format>::string(
             finhook::config::DEFAULT_TOML,
@@ -601,6 +662,28 @@ fn the_documented_shutdown_grace_is_the_configured_one() {
 }
 
 #[test]
+fn the_charts_termination_grace_covers_the_pause_the_drain_and_the_flush() {
+    use figment::providers::Format;
+    let config = finhook::config::Config::from_figment(figment::Figment::from(
+        figment::providers::Toml::string(finhook::config::DEFAULT_TOML),
+    ))
+    .unwrap();
+    let values = yaml("deploy/helm/finhook/values.yaml");
+    let seconds = |key: &str| values[key].as_u64().unwrap_or_else(|| panic!("{key}"));
+    let needed = seconds("preStopSleepSeconds")
+        + config.server.shutdown_grace.as_secs()
+        + finhook::app::FLUSH_TIMEOUT.as_secs();
+    assert!(
+        seconds("terminationGracePeriodSeconds") > needed,
+        "SIGKILL would cut the drain short: {needed} s needed"
+    );
+    assert!(
+        seconds("preStopSleepSeconds") > 0,
+        "a pod leaving the endpoints still gets connections for a few seconds"
+    );
+}
+
+#[test]
 fn the_charts_registry_environment_is_read_by_finhook() {
     // As templates/_helpers.tpl ("finhook.registryEnv") renders it: JSON-quoted strings and
     // previous keys as an array of inline tables.
@@ -887,6 +970,24 @@ fn the_chart_renders_with_real_helm_and_validates_against_kubernetes() {
         "PrometheusRule",
     ] {
         assert!(everything.contains(kind), "all features render a {kind}");
+    }
+    // Every pod: no Service links in its environment (a Service named finhook* would put
+    // FINHOOK_SERVICE_HOST and the like there), and a pause before SIGTERM while it leaves the
+    // endpoints.
+    let values = yaml("deploy/helm/finhook/values.yaml");
+    for report in report["reports"].as_array().unwrap() {
+        for pod in report["pods"].as_array().unwrap() {
+            assert_eq!(pod["enableServiceLinks"], false, "{pod:#}");
+            let container = &pod["containers"][0];
+            assert_eq!(
+                container["lifecycle"]["preStop"]["exec"]["command"],
+                serde_json::json!([
+                    "sleep",
+                    values["preStopSleepSeconds"].as_u64().unwrap().to_string()
+                ]),
+                "{container:#}"
+            );
+        }
     }
     // The finhook configuration each rendering ships is one finhook accepts.
     for (index, report) in report["reports"].as_array().unwrap().iter().enumerate() {

@@ -30,6 +30,37 @@ pub use self::server::{LogConfig, LogFormat, MetricsConfig, ServerConfig, TlsCon
 use self::server::{MAX_HEADER_BYTES, MAX_THREADS, MIN_HEADER_BYTES};
 pub use self::sources::{is_valid_source_name, SourceConfig};
 
+/// Whether `key` (an environment variable's name after `FINHOOK_`) is one of the variables
+/// Kubernetes sets for a Service named `finhook` or `finhook-<anything>`: `SERVICE_HOST`,
+/// `SERVICE_PORT`, `SERVICE_PORT_<PORT NAME>`, `PORT`, `PORT_<N>_<PROTOCOL>` and its `_PROTO`,
+/// `_PORT`, `_ADDR`, each after an optional `<REST OF THE NAME>_`. finhook's own variables always
+/// nest with `__` (every top-level key is a section), so none of them has this shape.
+fn is_kubernetes_service_link(key: &str) -> bool {
+    if key.contains("__") {
+        return false;
+    }
+    let key = key.to_ascii_uppercase();
+    let parts: Vec<&str> = key.split('_').collect();
+    // Where the Service's own name ends: at the last `SERVICE` of `SERVICE_HOST`/`SERVICE_PORT`,
+    // else at the `PORT` that starts `PORT[_<N>_<PROTOCOL>[_<FIELD>]]`.
+    let is_port_suffix = |rest: &[&str]| match rest {
+        [] => true,
+        [number, protocol, field @ ..] => {
+            number.bytes().all(|byte| byte.is_ascii_digit())
+                && !number.is_empty()
+                && matches!(*protocol, "TCP" | "UDP" | "SCTP")
+                && matches!(field, [] | ["PROTO" | "PORT" | "ADDR"])
+        }
+        _ => false,
+    };
+    (0..parts.len()).any(|start| match &parts[start..] {
+        ["SERVICE", "HOST"] => true,
+        ["SERVICE", "PORT", ..] => true,
+        ["PORT", rest @ ..] => is_port_suffix(rest),
+        _ => false,
+    })
+}
+
 /// The commented defaults, which double as the reference for every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -75,7 +106,13 @@ impl Config {
         if let Some(path) = path {
             figment = figment.merge(Toml::file(path));
         }
-        figment.merge(Env::prefixed("FINHOOK_").split("__"))
+        // Kubernetes puts a Service's address into every pod of its namespace as
+        // `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_8080_TCP`, ...: a Service named `finhook*`
+        // would otherwise make every such variable an unknown key, and finhook would not start.
+        let environment = Env::prefixed("FINHOOK_")
+            .filter(|key| !is_kubernetes_service_link(key.as_str()))
+            .split("__");
+        figment.merge(environment)
     }
 
     /// The embedded defaults with `toml` over them, validated as a file's would be: for tests

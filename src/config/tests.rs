@@ -175,6 +175,64 @@ fn environment_overrides_file_with_double_underscore_nesting() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
+fn kubernetes_service_links_are_not_taken_for_configuration() {
+    figment::Jail::expect_with(|jail| {
+        // What a pod gets for Services named `finhook` and `finhook-metrics` in its namespace.
+        for (name, value) in [
+            ("FINHOOK_SERVICE_HOST", "10.0.0.1"),
+            ("FINHOOK_SERVICE_PORT", "8080"),
+            ("FINHOOK_SERVICE_PORT_WEBHOOKS", "8080"),
+            ("FINHOOK_PORT", "tcp://10.0.0.1:8080"),
+            ("FINHOOK_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+            ("FINHOOK_PORT_8080_TCP_PROTO", "tcp"),
+            ("FINHOOK_PORT_8080_TCP_PORT", "8080"),
+            ("FINHOOK_PORT_8080_TCP_ADDR", "10.0.0.1"),
+            ("FINHOOK_METRICS_SERVICE_HOST", "10.0.0.2"),
+            ("FINHOOK_METRICS_PORT_9090_TCP_ADDR", "10.0.0.2"),
+        ] {
+            jail.set_env(name, value);
+        }
+        jail.set_env("FINHOOK_KAFKA__BROKERS", "from-env:9092");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.kafka.brokers, "from-env:9092");
+        // A mistyped variable of finhook's own is still refused, not ignored.
+        jail.set_env("FINHOOK_KAFKA_BROKERS", "single-underscore:9092");
+        let error = Config::load(None).expect_err("an unknown key");
+        assert!(error.to_string().contains("kafka_brokers"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn service_link_names_are_told_from_finhook_keys() {
+    for link in [
+        "SERVICE_HOST",
+        "service_port",
+        "SERVICE_PORT_HTTP_API",
+        "PORT",
+        "PORT_443_UDP",
+        "PORT_9090_SCTP_ADDR",
+        "OPS_SERVICE_HOST",
+        "OPS_PORT_9090_TCP_PORT",
+    ] {
+        assert!(is_kubernetes_service_link(link), "{link}");
+    }
+    for own in [
+        "KAFKA__BROKERS",
+        "SERVER__PORT",
+        "KAFKA_BROKERS",
+        "PORT_X_TCP",
+        "PORT_8080",
+        "PORT_8080_TCP_HOST",
+        "SERVICE",
+        "PORTS",
+    ] {
+        assert!(!is_kubernetes_service_link(own), "{own}");
+    }
+}
+
+#[test]
 fn missing_config_file_is_an_error() {
     let error = Config::load(Some(Path::new("/nonexistent/finhook.toml"))).unwrap_err();
     assert!(error.to_string().contains("/nonexistent/finhook.toml"));

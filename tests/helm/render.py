@@ -39,6 +39,7 @@ def check(chart_path, values_path):
     problems += [f"{what}: helm lint: {error}" for error in lint["errors"]]
     kinds = []
     configs = []
+    pods = []
     with helm_python.Chart.load(chart_path) as chart:
         chart.validate_schema(values)
         rendered = chart.render(values, name="finhook", namespace="finhook", is_install=True)
@@ -52,6 +53,8 @@ def check(chart_path, values_path):
             kinds.append(kind)
             if kind == "ConfigMap" and "finhook.toml" in document.get("data", {}):
                 configs.append(document["data"]["finhook.toml"])
+            if kind == "Deployment":
+                pods.append(document["spec"]["template"]["spec"])
             required = CUSTOM_RESOURCES.get((document.get("apiVersion"), kind))
             if required is not None:
                 missing = [key for key in required if key not in document.get("spec", {})]
@@ -63,7 +66,7 @@ def check(chart_path, values_path):
                     kubernetes_validate.validate(document, version, strict=True)
                 except Exception as error:  # ValidationError, SchemaNotFoundError
                     problems.append(f"{what}: {path}: {kind} on {version}: {type(error).__name__}: {error}")
-    return {"values": what, "kinds": kinds, "configs": configs}, problems
+    return {"values": what, "kinds": kinds, "configs": configs, "pods": pods}, problems
 
 
 def main():

@@ -169,6 +169,9 @@ metadata:
 spec:
   serviceAccountName: {{ include "finhook.serviceAccountName" . }}
   automountServiceAccountToken: false
+  # No FINHOOK_SERVICE_HOST, FINHOOK_PORT_8080_TCP, ... from Services named finhook*: finhook
+  # reads FINHOOK_* as configuration (it ignores these shapes too), and needs none of them.
+  enableServiceLinks: false
   {{- with .Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
@@ -204,6 +207,12 @@ spec:
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- end }}
+      {{- if .Values.preStopSleepSeconds }}
+      lifecycle:
+        preStop:
+          exec:
+            command: ["sleep", {{ .Values.preStopSleepSeconds | quote }}]
       {{- end }}
       livenessProbe:
         httpGet:
