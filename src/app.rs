@@ -144,6 +144,7 @@ impl App {
         let limits = ConnectionLimits {
             header_read_timeout: config.server.header_read_timeout,
             max_header_bytes: config.server.max_header_bytes,
+            max_connections: config.server.max_connections,
         };
         let tls = match &config.server.tls {
             Some(tls) => Some(ReloadingTls::load(tls).context("loading server.tls")?),

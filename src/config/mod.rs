@@ -157,6 +157,9 @@ impl Config {
         if self.server.max_in_flight == 0 {
             problems.push("server.max_in_flight: must be greater than 0".to_owned());
         }
+        if self.server.max_connections == 0 {
+            problems.push("server.max_connections: must be greater than 0".to_owned());
+        }
         for (key, value) in [
             (
                 "server.header_read_timeout",

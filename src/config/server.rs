@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Webhook requests handled at once; beyond, 503 at once.
     pub max_in_flight: usize,
+    /// Webhook connections open at once; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
     /// Threads serving webhook connections, each a single-threaded runtime that keeps the
     /// connections it is given from accept to close; 0: one per available core.
     pub threads: usize,

@@ -1,14 +1,17 @@
-//! The HTTP server loop: accepts connections on a bound listener, hands each to one of the
-//! [`ConnectionThreads`], bounds how long a client may take to send its headers, and on stop
-//! closes the listener and lets open connections finish for a grace period.
+//! The HTTP server loop: accepts connections on a bound listener (at most
+//! [`ConnectionLimits::max_connections`] open at once), hands each to one of the
+//! [`ConnectionThreads`], bounds how long a client may take to send its headers, closes
+//! connections that stay idle, and on stop closes the listener and lets open connections finish
+//! for a grace period.
 //!
 //! Written on hyper-util rather than `axum::serve` because that has no header timeout (slow
 //! clients would pin connections) and no hook for TLS.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -19,6 +22,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -28,11 +32,14 @@ use super::tls::{ClientCertificate, ReloadingTls, HANDSHAKE_TIMEOUT};
 /// Limits applied to every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// A client must send its request line and headers within this time.
+    /// A client must send its request line and headers within this time; a connection with
+    /// no request under way (none sent yet, or kept alive after its last) is closed after it.
     pub header_read_timeout: Duration,
     /// A request line plus headers larger than this is answered 431 (HTTP/1.1: hyper's read
     /// buffer is capped at it; HTTP/2: the advertised header list size).
     pub max_header_bytes: usize,
+    /// Connections open at once; beyond, new ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `stop`; then stops
@@ -58,7 +65,25 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    // Each connection holds hyper's buffers and a descriptor: bounded, so that clients opening
+    // connections faster than they close cannot exhaust either.
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut warned_full_at: Option<Instant> = None;
     loop {
+        if connection_slots.available_permits() == 0
+            && warned_full_at.is_none_or(|at| at.elapsed() >= FULL_WARNING_INTERVAL)
+        {
+            warned_full_at = Some(Instant::now());
+            tracing::warn!(
+                listen = ?listener.local_addr().ok(),
+                max_connections = limits.max_connections,
+                "connections at server.max_connections; new ones wait until one closes"
+            );
+        }
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = Arc::clone(&connection_slots).acquire_owned() => slot.expect("never closed"),
+        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -77,6 +102,8 @@ pub async fn serve(
             router: router.clone(),
             tls: tls.clone(),
             peer,
+            idle_timeout: limits.header_read_timeout,
+            _slot: slot,
         };
         let Some(threads) = threads.as_mut() else {
             drop(tokio::spawn(connection.serve(stream)));
@@ -109,6 +136,9 @@ pub async fn serve(
     }
 }
 
+/// How often, at most, a full connection table is logged.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What an accepted connection is served with.
 struct Connection {
     builder: Builder<TokioExecutor>,
@@ -116,26 +146,22 @@ struct Connection {
     router: Router,
     tls: Option<Arc<ReloadingTls>>,
     peer: SocketAddr,
+    idle_timeout: Duration,
+    /// The connection's place under `max_connections`, given back when it is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Connection {
     /// The TLS handshake when the listener has TLS, then the connection's requests.
     async fn serve(self, stream: tokio::net::TcpStream) {
-        let Self {
-            builder,
-            watcher,
-            router,
-            tls,
-            peer,
-        } = self;
-        let Some(tls) = tls else {
-            serve_connection(builder, watcher, router, stream, peer, None).await;
+        let Some(tls) = self.tls.clone() else {
+            self.serve_requests(stream, None).await;
             return;
         };
         let acceptor = TlsAcceptor::from(tls.current());
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
         let Ok(Ok(stream)) = handshake else {
-            tracing::debug!(%peer, "TLS handshake failed or timed out");
+            tracing::debug!(peer = %self.peer, "TLS handshake failed or timed out");
             return;
         };
         let certificate = stream
@@ -144,36 +170,83 @@ impl Connection {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .and_then(|leaf| ClientCertificate::from_der(leaf));
-        serve_connection(builder, watcher, router, stream, peer, certificate).await;
+        self.serve_requests(stream, certificate).await;
+    }
+
+    /// Serves the connection's requests, each carrying the peer address and, over mutual TLS,
+    /// the verified client certificate; closes the connection once no request was under way
+    /// for a whole `idle_timeout` (so between one and two of them after the last activity).
+    ///
+    /// hyper bounds a request's head once it has begun, but not the wait before: HTTP/1 and
+    /// HTTP/2 are told apart by the first bytes (hyper-util reads them with no deadline), and
+    /// an HTTP/2 connection has no idle timeout at all. A client that connects and says
+    /// nothing, or only the HTTP/2 preface, would hold its connection for ever.
+    async fn serve_requests<Io>(self, stream: Io, certificate: Option<ClientCertificate>)
+    where
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            watcher,
+            router,
+            peer,
+            idle_timeout,
+            ..
+        } = self;
+        let activity = Arc::new(Activity::default());
+        let begun = Arc::clone(&activity);
+        let finished = Arc::clone(&activity);
+        let service = router
+            .map_request(move |mut request: hyper::Request<Incoming>| {
+                begun.begun.fetch_add(1, Ordering::Relaxed);
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                if let Some(certificate) = &certificate {
+                    request.extensions_mut().insert(certificate.clone());
+                }
+                request
+            })
+            .map_response(move |response| {
+                finished.finished.fetch_add(1, Ordering::Relaxed);
+                response
+            });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        // Errors here are the client's (reset, timeout, garbage): nothing to report.
+        let mut connection = std::pin::pin!(watcher.watch(connection));
+        let mut begun_before = 0;
+        loop {
+            tokio::select! {
+                _ = &mut connection => return,
+                () = tokio::time::sleep(idle_timeout) => {
+                    let (begun, finished) = activity.load();
+                    if begun == begun_before && finished == begun {
+                        tracing::debug!(%peer, requests = begun, "closing an idle connection");
+                        return;
+                    }
+                    begun_before = begun;
+                }
+            }
+        }
     }
 }
 
-/// Serves one connection's requests, each carrying the peer address and, over mutual TLS, the
-/// verified client certificate.
-async fn serve_connection<Io>(
-    builder: Builder<TokioExecutor>,
-    watcher: Watcher,
-    router: Router,
-    stream: Io,
-    peer: SocketAddr,
-    certificate: Option<ClientCertificate>,
-) where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
-        request
-            .extensions_mut()
-            .insert(ConnectInfo::<SocketAddr>(peer));
-        if let Some(certificate) = &certificate {
-            request.extensions_mut().insert(certificate.clone());
-        }
-        request
-    });
-    let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-        .into_owned();
-    // Errors here are the client's (reset, timeout, garbage): nothing to report.
-    let _ = watcher.watch(connection).await;
+/// Requests a connection has begun and finished, read by its idle check.
+#[derive(Default)]
+struct Activity {
+    begun: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Activity {
+    fn load(&self) -> (u64, u64) {
+        (
+            self.begun.load(Ordering::Relaxed),
+            self.finished.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Threads that serve connections, each driving its own single-threaded runtime. A connection
@@ -298,6 +371,7 @@ mod tests {
         let limits = ConnectionLimits {
             header_read_timeout: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
+            max_connections: 64,
         };
         let stop = CancellationToken::new();
         let server = tokio::spawn(serve(

@@ -47,6 +47,95 @@ async fn a_client_slow_to_send_headers_is_cut_off_and_the_server_keeps_serving()
     app.assert_still_serving().await;
 }
 
+/// Whether the server closes `stream` within 3 s (reading whatever it sends first).
+async fn closed_by_the_server(stream: &mut TcpStream) -> bool {
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut received))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_closed() {
+    let app = spawn_app(LIMITS).await;
+    // Silent: nothing tells HTTP/1 from HTTP/2 yet, a wait hyper does not bound.
+    let mut silent = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    // The HTTP/2 preface and an empty SETTINGS frame, then nothing: HTTP/2 has no idle timeout.
+    let mut http2 = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    http2
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // Half the preface: hyper-util still waits to tell the protocol.
+    let mut partial = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    partial.write_all(b"PRI * HT").await.unwrap();
+    assert!(closed_by_the_server(&mut silent).await, "silent");
+    assert!(
+        closed_by_the_server(&mut http2).await,
+        "HTTP/2 preface only"
+    );
+    assert!(
+        closed_by_the_server(&mut partial).await,
+        "part of a preface"
+    );
+    app.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_once_idle_and_not_while_a_request_waits() {
+    // Kafka acknowledges after 1 s, longer than the idle timeout (300 ms): the connection must
+    // stay open for the answer.
+    let app = spawn_app(&format!("{LIMITS}\n[kafka]\nack_timeout = \"10s\"")).await;
+    let kafka = app.kafka.clone().unwrap();
+    kafka
+        .set_round_trip_time(1, Duration::from_millis(1000))
+        .unwrap();
+    let body = fixture("bridge/test-event.json");
+    let signature = crate::helpers::bridge_signature(&body);
+    let mut kept = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    let head = format!(
+        "POST /webhooks/bridge HTTP/1.1\r\nHost: x\r\nBridgeApi-Signature: {signature}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    kept.write_all(head.as_bytes()).await.unwrap();
+    kept.write_all(&body).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Kept alive after the answer, then closed for idleness.
+    assert!(closed_by_the_server(&mut kept).await, "idle keep-alive");
+}
+
+#[tokio::test]
+async fn beyond_max_connections_a_connection_waits_until_one_closes() {
+    let app = spawn_app("[server]\nmax_connections = 1\nheader_read_timeout = \"5s\"").await;
+    let holder = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    // Accepted by the kernel, but finhook takes it only once the holder is gone.
+    let waiting = tokio::spawn({
+        let url = app.webhook_url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{url}/webhooks/bridge"))
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served beyond max_connections");
+    drop(holder);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the first connection closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 405);
+}
+
 #[tokio::test]
 async fn a_client_slow_to_send_its_body_gets_408() {
     let app = spawn_app(LIMITS).await;
