@@ -290,7 +290,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("finhook")
         .build()?;
-    // The orderly path takes at most the grace period plus the producer flush.
+    // The orderly path takes the grace period plus the producer flush, unless a poll sent just
+    // before the stop is still being answered (a poller's request_timeout at most): the page it
+    // brings then has less time, and what is not published by this deadline is lost (logged).
     let deadline = config.server.shutdown_grace + crate::app::FLUSH_TIMEOUT;
     runtime.block_on(crate::app::run(
         &config,

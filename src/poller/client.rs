@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use crate::config::poller::TokenRequestFormat;
@@ -83,6 +83,22 @@ pub enum Polled {
     Page(Bytes),
 }
 
+/// One of a poller's request slots (`max_concurrent_requests`): every request to the provider
+/// is sent holding one, taken by the caller with [`QueueApi::request_slot`] so that the wait for
+/// it can be given up (on stop) while a request, once sent, is never cut short.
+pub struct RequestSlot(
+    /// Held, never read: dropping the slot gives the permit back.
+    #[allow(dead_code, reason = "held for its drop")]
+    Option<OwnedSemaphorePermit>,
+);
+
+impl RequestSlot {
+    /// A slot from no pool, for a provider that bounds nothing (tests).
+    pub fn unbounded() -> Self {
+        Self(None)
+    }
+}
+
 /// An access token and how long it lives.
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -100,9 +116,13 @@ struct TokenResponse {
 /// What a user loop needs of a queue provider; [`OxlinClient`] is the real one, tests script
 /// their own.
 pub trait QueueApi: Send + Sync + 'static {
+    /// Waits for a free request slot; each request below is sent holding one.
+    fn request_slot(&self) -> impl Future<Output = RequestSlot> + Send;
+
     /// OAuth2 password grant for one user.
     fn password_token(
         &self,
+        slot: RequestSlot,
         username: &Secret,
         password: &Secret,
     ) -> impl Future<Output = Result<Token, PollError>> + Send;
@@ -110,6 +130,7 @@ pub trait QueueApi: Send + Sync + 'static {
     /// Subscribes to a new queue for `topics`; returns its URL.
     fn subscribe(
         &self,
+        slot: RequestSlot,
         token: &Secret,
         topics: &[String],
     ) -> impl Future<Output = Result<Url, PollError>> + Send;
@@ -117,6 +138,7 @@ pub trait QueueApi: Send + Sync + 'static {
     /// Polls a queue once.
     fn poll(
         &self,
+        slot: RequestSlot,
         token: &Secret,
         queue: &Url,
     ) -> impl Future<Output = Result<Polled, PollError>> + Send;
@@ -190,12 +212,17 @@ impl OxlinClient {
 }
 
 impl QueueApi for OxlinClient {
+    async fn request_slot(&self) -> RequestSlot {
+        let permit = Arc::clone(&self.in_flight).acquire_owned().await;
+        RequestSlot(Some(permit.expect("never closed")))
+    }
+
     async fn password_token(
         &self,
+        _slot: RequestSlot,
         username: &Secret,
         password: &Secret,
     ) -> Result<Token, PollError> {
-        let _permit = self.in_flight.acquire().await.expect("never closed");
         let secret = self.client_secret.as_ref().map_or("", Secret::expose);
         let request = self
             .http
@@ -245,8 +272,12 @@ impl QueueApi for OxlinClient {
     }
 
     /// `POST /queues/subscribe` → 201 with `Location: /queues/{id}`; returns the queue URL.
-    async fn subscribe(&self, token: &Secret, topics: &[String]) -> Result<Url, PollError> {
-        let _permit = self.in_flight.acquire().await.expect("never closed");
+    async fn subscribe(
+        &self,
+        _slot: RequestSlot,
+        token: &Secret,
+        topics: &[String],
+    ) -> Result<Url, PollError> {
         let response = self
             .http
             .post(self.subscribe_url.clone())
@@ -270,8 +301,12 @@ impl QueueApi for OxlinClient {
     }
 
     /// `GET /queues/{id}`: 204 → empty, 200 → a page of events.
-    async fn poll(&self, token: &Secret, queue: &Url) -> Result<Polled, PollError> {
-        let _permit = self.in_flight.acquire().await.expect("never closed");
+    async fn poll(
+        &self,
+        _slot: RequestSlot,
+        token: &Secret,
+        queue: &Url,
+    ) -> Result<Polled, PollError> {
         let response = self
             .http
             .get(queue.clone())

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
+use reqwest::Url;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::backoff::jitter;
@@ -40,6 +41,16 @@ enum Start {
 struct RunningUser {
     credentials: UserCredentials,
     stop: CancellationToken,
+    /// The loop; it ends only when stopped, with the queue it was polling.
+    task: JoinHandle<Option<Url>>,
+}
+
+/// The loops of one poller (file mode): those running, by user id, and those of removed users
+/// still publishing what they hold.
+#[derive(Default)]
+struct UserLoops {
+    running: HashMap<String, RunningUser>,
+    retiring: Vec<JoinHandle<Option<Url>>>,
 }
 
 /// One configured poller and the users it runs.
@@ -139,84 +150,140 @@ impl Poller {
     /// Polls `users`, applying reloads, until `stop`; then waits for every user loop to finish
     /// (each publishes what it holds first).
     pub async fn run(self, users: Vec<(String, UserCredentials)>, stop: CancellationToken) {
-        let mut running: HashMap<String, RunningUser> = HashMap::new();
-        let mut tasks = JoinSet::new();
-        self.apply(users, &mut running, &mut tasks, &stop, Start::Spread);
+        let mut loops = UserLoops::default();
+        self.apply(users, &mut loops, &stop, Start::Spread);
         let mut hangup = hangup_signal();
         let mut file_version = self.users_file_version();
         loop {
             let reason = tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = hangup.recv() => "SIGHUP",
-                _ = self.reload.notified() => "reload request",
+                _ = hangup.recv() => Some("SIGHUP"),
+                _ = self.reload.notified() => Some("reload request"),
                 _ = tokio::time::sleep(self.config.reload_interval) => {
                     let version = self.users_file_version();
-                    if version == file_version {
-                        continue;
-                    }
-                    file_version = version;
-                    "users file changed"
+                    (version != file_version).then(|| {
+                        file_version = version;
+                        "users file changed"
+                    })
                 }
+            };
+            self.restart_ended_loops(&mut loops, &stop);
+            loops.retiring.retain(|task| !task.is_finished());
+            let Some(reason) = reason else {
+                continue;
             };
             match self.load_users() {
                 Ok(users) => {
                     tracing::info!(poller = %self.name, reason, users = users.len(), "reloading users");
-                    self.apply(users, &mut running, &mut tasks, &stop, Start::AtOnce);
+                    self.apply(users, &mut loops, &stop, Start::AtOnce);
                 }
                 Err(error) => {
                     tracing::warn!(poller = %self.name, reason, %error, "users not reloaded; keeping the current ones")
                 }
             }
-            // Reap loops that finished (removed users).
-            while tasks.try_join_next().is_some() {}
         }
         tracing::info!(poller = %self.name, "stopping: no more polls; publishing what is held");
-        for user in running.values() {
+        for user in loops.running.values() {
             user.stop.cancel();
         }
-        while tasks.join_next().await.is_some() {}
+        let tasks = loops.running.into_values().map(|user| user.task);
+        for task in tasks.chain(loops.retiring) {
+            let _ = task.await;
+        }
         self.metrics.poller.set_users(&self.name, 0);
     }
 
-    /// Starts loops for new users, stops removed ones, restarts those whose credentials changed.
+    /// Starts loops for new users, stops removed ones, restarts those whose credentials
+    /// changed: the new loop starts once the old one has published what it holds, and polls
+    /// the queue the old one polled (what reached it since the old loop's last poll is still
+    /// there; a new subscription would leave it behind), so the two never poll together.
     fn apply(
         &self,
         users: Vec<(String, UserCredentials)>,
-        running: &mut HashMap<String, RunningUser>,
-        tasks: &mut JoinSet<()>,
+        loops: &mut UserLoops,
         stop: &CancellationToken,
         start: Start,
     ) {
         let wanted: HashMap<String, UserCredentials> = users.into_iter().collect();
-        running.retain(|id, user| {
-            let keep = wanted.get(id) == Some(&user.credentials);
-            if !keep {
-                user.stop.cancel();
+        let outdated: Vec<String> = loops
+            .running
+            .iter()
+            .filter(|(id, user)| wanted.get(*id) != Some(&user.credentials))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut changed: HashMap<String, JoinHandle<Option<Url>>> = HashMap::new();
+        for id in outdated {
+            let user = loops.running.remove(&id).expect("listed above");
+            user.stop.cancel();
+            if wanted.contains_key(&id) {
+                changed.insert(id, user.task);
+            } else {
+                loops.retiring.push(user.task);
             }
-            keep
-        });
+        }
         for (id, credentials) in wanted {
-            if running.contains_key(&id) {
+            if loops.running.contains_key(&id) {
                 continue;
             }
-            let user_stop = stop.child_token();
-            let first_poll_delay = match start {
-                Start::Spread => jitter(self.settings.interval),
-                Start::AtOnce => Duration::ZERO,
-            };
-            let user_loop = self.user_loop(&id, credentials.clone(), first_poll_delay);
-            // The loop's own future, not one wrapped in a block that would keep a spent copy
-            // of the loop beside it for as long as the user is polled.
-            tasks.spawn(user_loop.run(user_stop.clone()).map(drop));
-            running.insert(
-                id,
-                RunningUser {
-                    credentials,
-                    stop: user_stop,
-                },
-            );
+            let previous = changed.remove(&id);
+            let user = self.start_user(&id, credentials, start, stop, previous);
+            loops.running.insert(id, user);
         }
-        self.metrics.poller.set_users(&self.name, running.len());
+        self.metrics
+            .poller
+            .set_users(&self.name, loops.running.len());
+    }
+
+    /// Starts one user's loop, after `previous` (the same user's loop, stopping) has ended and
+    /// on the queue it returns.
+    fn start_user(
+        &self,
+        id: &str,
+        credentials: UserCredentials,
+        start: Start,
+        stop: &CancellationToken,
+        previous: Option<JoinHandle<Option<Url>>>,
+    ) -> RunningUser {
+        let user_stop = stop.child_token();
+        let first_poll_delay = match start {
+            Start::Spread => jitter(self.settings.interval),
+            Start::AtOnce => Duration::ZERO,
+        };
+        let mut user_loop = self.user_loop(id, credentials.clone(), first_poll_delay);
+        let loop_stop = user_stop.clone();
+        // The loop's own future, not one wrapped in a block that would keep a spent copy of the
+        // loop beside it for as long as the user is polled (`then` moves it in when it starts).
+        let task = match previous {
+            None => tokio::spawn(user_loop.run(loop_stop)),
+            Some(previous) => tokio::spawn(async move { previous.await.ok().flatten() }.then(
+                move |queue| {
+                    user_loop.resume = queue;
+                    user_loop.run(loop_stop)
+                },
+            )),
+        };
+        RunningUser {
+            credentials,
+            stop: user_stop,
+            task,
+        }
+    }
+
+    /// A user loop ends only when stopped: one that ended while still wanted panicked. It is
+    /// reported and started again (on a new subscription: its queue went with it).
+    fn restart_ended_loops(&self, loops: &mut UserLoops, stop: &CancellationToken) {
+        let ended: Vec<String> = loops
+            .running
+            .iter()
+            .filter(|(_, user)| user.task.is_finished() && !user.stop.is_cancelled())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            let user = loops.running.remove(&id).expect("listed above");
+            tracing::error!(poller = %self.name, user = %id, "a user loop ended unexpectedly; starting it again");
+            let restarted = self.start_user(&id, user.credentials, Start::AtOnce, stop, None);
+            loops.running.insert(id, restarted);
+        }
     }
 
     fn users_file_version(&self) -> Option<(SystemTime, u64)> {

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::backoff::{around, Backoff};
-use super::client::{PollError, Polled, QueueApi};
+use super::client::{PollError, Polled, QueueApi, RequestSlot};
 use super::page;
 use crate::config::UserCredentials;
 use crate::envelope::Origin;
@@ -253,7 +253,8 @@ impl<Api: QueueApi> UserLoop<Api> {
             if stop.is_cancelled() {
                 return Err(Stop::Requested);
             }
-            let error = match self.attempt(token, queue, clock, step).await {
+            let error = match self.attempt(token, queue, clock, step, stop).await {
+                Ok(Attempted::Stopped) => return Err(Stop::Requested),
                 Ok(Attempted::Subscribed) => return Ok(CycleResult::Subscribed),
                 Ok(Attempted::Empty) => return Ok(CycleResult::Empty),
                 Ok(Attempted::Page { page, took }) => {
@@ -301,20 +302,26 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
     }
 
-    /// Token, queue, then one poll (none for [`Step::Subscribe`]).
+    /// Token, queue, then one poll (none for [`Step::Subscribe`]). Stop is looked at before
+    /// each request (and while waiting for a request slot), never during one: a poll cut short
+    /// could lose the events it took off the queue, and the shutdown and hand-off budgets count
+    /// on at most one request after stop.
     async fn attempt(
         &self,
         token: &mut Option<CachedToken>,
         queue: &mut Option<Url>,
         clock: &mut QueueClock,
         step: Step,
+        stop: &CancellationToken,
     ) -> Result<Attempted, PollError> {
         let current = match token {
             Some(cached) if cached.renew_at.is_none_or(|at| Instant::now() < at) => {
                 cached.value.clone()
             }
             _ => {
-                let fresh = self.fetch_token().await?;
+                let Some(fresh) = self.fetch_token(stop).await? else {
+                    return Ok(Attempted::Stopped);
+                };
                 let value = fresh.value.clone();
                 *token = Some(fresh);
                 value
@@ -323,7 +330,10 @@ impl<Api: QueueApi> UserLoop<Api> {
         let queue_url = match queue {
             Some(url) => url.clone(),
             None => {
-                let url = self.client.subscribe(&current, &self.topics).await?;
+                let Some(slot) = self.slot_unless_stopped(stop).await else {
+                    return Ok(Attempted::Stopped);
+                };
+                let url = self.client.subscribe(slot, &current, &self.topics).await?;
                 tracing::debug!(poller = %self.poller, user = %self.user_id, "subscribed to a queue");
                 *queue = Some(url.clone());
                 clock.subscribed_at = Some(SystemTime::now());
@@ -337,9 +347,12 @@ impl<Api: QueueApi> UserLoop<Api> {
             clock.subscribed_at.get_or_insert_with(SystemTime::now);
             return Ok(Attempted::Subscribed);
         }
+        let Some(slot) = self.slot_unless_stopped(stop).await else {
+            return Ok(Attempted::Stopped);
+        };
         let started = std::time::Instant::now();
         clock.last_query_at = Some(SystemTime::now());
-        let result = self.client.poll(&current, &queue_url).await;
+        let result = self.client.poll(slot, &current, &queue_url).await;
         let took = started.elapsed();
         match result {
             // A page is counted once read, by `publish_page`: only then is it known to hold
@@ -360,26 +373,43 @@ impl<Api: QueueApi> UserLoop<Api> {
         }
     }
 
-    async fn fetch_token(&self) -> Result<CachedToken, PollError> {
+    /// A request slot, or none when stop comes first (then nothing was sent).
+    async fn slot_unless_stopped(&self, stop: &CancellationToken) -> Option<RequestSlot> {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            slot = self.client.request_slot() => Some(slot),
+        }
+    }
+
+    /// A token for the user's credentials; none when stop came before the request.
+    async fn fetch_token(
+        &self,
+        stop: &CancellationToken,
+    ) -> Result<Option<CachedToken>, PollError> {
         match &self.credentials {
-            UserCredentials::AccessToken(value) => Ok(CachedToken {
+            UserCredentials::AccessToken(value) => Ok(Some(CachedToken {
                 value: value.clone(),
                 renew_at: None,
-            }),
+            })),
             UserCredentials::Password { username, password } => {
-                let result = self.client.password_token(username, password).await;
+                let Some(slot) = self.slot_unless_stopped(stop).await else {
+                    return Ok(None);
+                };
+                let result = self.client.password_token(slot, username, password).await;
                 self.metrics
                     .poller
                     .token_refreshed(&self.poller, result.is_ok());
                 let token = result?;
-                let renew_at = token.expires_in.map(|lifetime| {
+                // A lifetime too long for the clock (an absurd `expires_in`) is no deadline.
+                let renew_at = token.expires_in.and_then(|lifetime| {
                     let margin = TOKEN_RENEWAL_MARGIN.min(lifetime / 10);
-                    Instant::now() + lifetime - margin
+                    Instant::now().checked_add(lifetime - margin)
                 });
-                Ok(CachedToken {
+                Ok(Some(CachedToken {
                     value: token.value,
                     renew_at,
-                })
+                }))
             }
         }
     }
@@ -497,9 +527,14 @@ enum Step {
 /// What one [`UserLoop::attempt`] got: a subscription only, an empty queue (a 204, or a 200
 /// with nothing but whitespace), or a page still to be read.
 enum Attempted {
+    /// Stop came before a request was sent.
+    Stopped,
     Subscribed,
     Empty,
-    Page { page: Bytes, took: Duration },
+    Page {
+        page: Bytes,
+        took: Duration,
+    },
 }
 
 enum CycleResult {
@@ -581,23 +616,45 @@ mod tests {
         polls: Mutex<Vec<Instant>>,
         tokens: AtomicUsize,
         subscriptions: AtomicUsize,
+        /// The `expires_in` of issued tokens; none: an hour.
+        token_lifetime: Option<Duration>,
+        /// Request slots, as the real client's `max_concurrent_requests`; none: unbounded.
+        slots: Option<Arc<tokio::sync::Semaphore>>,
     }
 
     impl QueueApi for ScriptedApi {
-        async fn password_token(&self, _: &Secret, _: &Secret) -> Result<Token, PollError> {
+        async fn request_slot(&self) -> RequestSlot {
+            if let Some(slots) = &self.slots {
+                // Held until a permit comes; the test adds none while the loop runs.
+                let _permit = slots.acquire().await.expect("never closed");
+            }
+            RequestSlot::unbounded()
+        }
+
+        async fn password_token(
+            &self,
+            _: RequestSlot,
+            _: &Secret,
+            _: &Secret,
+        ) -> Result<Token, PollError> {
             let issued = self.tokens.fetch_add(1, Ordering::SeqCst);
             Ok(Token {
                 value: Secret::new(format!("token-{issued}")),
-                expires_in: Some(Duration::from_secs(3600)),
+                expires_in: Some(self.token_lifetime.unwrap_or(Duration::from_secs(3600))),
             })
         }
 
-        async fn subscribe(&self, _: &Secret, _: &[String]) -> Result<Url, PollError> {
+        async fn subscribe(
+            &self,
+            _: RequestSlot,
+            _: &Secret,
+            _: &[String],
+        ) -> Result<Url, PollError> {
             let queue = self.subscriptions.fetch_add(1, Ordering::SeqCst);
             Ok(Url::parse(&format!("http://oxlin.test/queues/{queue}")).unwrap())
         }
 
-        async fn poll(&self, _: &Secret, _: &Url) -> Result<Polled, PollError> {
+        async fn poll(&self, _: RequestSlot, _: &Secret, _: &Url) -> Result<Polled, PollError> {
             self.polls.lock().unwrap().push(Instant::now());
             self.script
                 .lock()
@@ -691,6 +748,56 @@ mod tests {
             username: Secret::new("user"),
             password: Secret::new("pass"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_lifetime_beyond_the_clock_is_kept_without_a_renewal_deadline() {
+        // `expires_in` as large as the provider can write: adding it to the clock overflowed
+        // and the user's loop panicked (never to poll again).
+        let api = Arc::new(ScriptedApi {
+            token_lifetime: Some(Duration::from_secs(u64::MAX)),
+            ..ScriptedApi::default()
+        });
+        let user_loop = user_loop(Arc::clone(&api), password());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(user_loop.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        task.await.expect("the loop did not panic");
+        assert!(api.polls.lock().unwrap().len() >= 3, "it kept polling");
+        assert_eq!(
+            api.tokens.load(Ordering::SeqCst),
+            1,
+            "one token, never renewed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_stopped_while_waiting_for_a_request_slot_ends_without_a_request() {
+        // Every slot taken (other users' requests): the loop waits to ask for its token.
+        let slots = Arc::new(tokio::sync::Semaphore::new(0));
+        let api = Arc::new(ScriptedApi {
+            slots: Some(Arc::clone(&slots)),
+            ..ScriptedApi::default()
+        });
+        let user_loop = user_loop(Arc::clone(&api), password());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(user_loop.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the loop ends at once, not after a request")
+            .unwrap();
+        slots.add_permits(8);
+        tokio::task::yield_now().await;
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 0, "no token asked for");
+        assert_eq!(
+            api.subscriptions.load(Ordering::SeqCst),
+            0,
+            "no subscription"
+        );
+        assert!(api.polls.lock().unwrap().is_empty(), "no poll");
     }
 
     fn gaps(api: &ScriptedApi) -> Vec<Duration> {

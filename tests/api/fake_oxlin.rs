@@ -160,11 +160,10 @@ async fn token(State(state): Shared, Json(request): Json<Value>) -> Response {
     state.token_requests.push(request.clone());
     let user = request["username"].as_str().unwrap_or_default().to_owned();
     let client_id = request["client_id"].as_str().unwrap_or_default().to_owned();
-    let expected = format!("pw-{user}");
-    if request["password"].as_str() != Some(expected.as_str())
-        || request["provider"] != "linxoConnect"
-        || request["grant_type"] != "password"
-    {
+    // `pw-{user}`, or after a rotation `rotated-pw-{user}`.
+    let password = request["password"].as_str().unwrap_or_default();
+    let known = password.strip_prefix("rotated-").unwrap_or(password) == format!("pw-{user}");
+    if !known || request["provider"] != "linxoConnect" || request["grant_type"] != "password" {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let token = format!("tok-{}", state.token_requests.len());

@@ -279,6 +279,55 @@ async fn sighup_adds_and_removes_users() {
 }
 
 #[tokio::test]
+async fn a_user_whose_password_changed_keeps_polling_its_queue() {
+    let oxlin = FakeOxlin::start().await;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("users.toml");
+    std::fs::write(&path, users_file(&["alice".to_owned()])).unwrap();
+    let toml = format!(
+        "{}\nreload_interval = \"100ms\"\nusers_file = {:?}\n",
+        oxlin.poller_toml("oxlin", "t"),
+        path
+    );
+    let app = spawn_app(&toml).await;
+    eventually("alice polled", || oxlin.polls_of("alice") > 0).await;
+    let queue = oxlin.with(|state| state.polls[0].queue.clone());
+    // What reaches her queue around the change must still be fetched.
+    oxlin.script("alice", vec![page("poll-page-1.json")]);
+    std::fs::write(
+        &path,
+        "[[users]]\nid = \"alice\"\nusername = \"alice\"\npassword = \"rotated-pw-alice\"\n",
+    )
+    .unwrap();
+    eventually("a token under the new password", || {
+        oxlin.with(|state| {
+            state
+                .token_requests
+                .iter()
+                .any(|request| request["password"] == "rotated-pw-alice")
+        })
+    })
+    .await;
+    let published = events(&app, 3).await;
+    assert_eq!(published.len(), 3, "the page on her queue was published");
+    let polls_before = oxlin.polls_of("alice");
+    eventually("polled again", || {
+        oxlin.polls_of("alice") > polls_before + 1
+    })
+    .await;
+    assert_eq!(
+        oxlin.subscriptions_of("alice"),
+        1,
+        "the new loop resumed her queue rather than subscribing a new one"
+    );
+    oxlin.with(|state| {
+        for poll in &state.polls {
+            assert_eq!(poll.queue, queue, "every poll on the one queue");
+        }
+    });
+}
+
+#[tokio::test]
 async fn a_changed_users_file_is_picked_up_without_a_signal() {
     let oxlin = FakeOxlin::start().await;
     let directory = tempfile::tempdir().unwrap();
