@@ -3,7 +3,9 @@
 //! ([`deliver`]). Webhooks and polled queue pages both go through these two functions.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
+use futures::StreamExt;
 use http::HeaderMap;
 
 use crate::auth::{self, AuthError, Request, Verified};
@@ -77,6 +79,22 @@ impl Item<'_> {
             Item::DeadLetter(letter) => &letter.id,
         }
     }
+}
+
+/// The positions of `items` grouped by ordering key, in their order within each key (a polled
+/// page's, a webhook batch's): chains can be published in parallel, the items of one chain one
+/// after the other.
+pub fn chains(items: &[Item<'_>]) -> Vec<Vec<usize>> {
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
+    for (position, item) in items.iter().enumerate() {
+        let chain = *chain_of_key.entry(item.ordering_key()).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
+        });
+        chains[chain].push(position);
+    }
+    chains
 }
 
 /// Builds the item for one event whose exact bytes are `raw`, from what its provider read out
@@ -232,21 +250,80 @@ pub async fn ingest_webhook(
         }
         BodyItems::Batch(items) => items,
     };
-    // A batch: each event on its own, in the body's order; the answer waits for all of them.
-    // A retryable failure answers 503 and the sender retries the whole batch: the events
-    // already published come again with the same ids, which consumers deduplicate.
-    let mut ids = Vec::with_capacity(items.len());
+    // A batch: each event on its own. A retryable failure answers 503 and the sender retries
+    // the whole batch: the events already published come again with the same ids, which
+    // consumers deduplicate.
+    let items: Vec<Item<'_>> = items
+        .into_iter()
+        .map(|item| {
+            let policy = policy_for(publisher, sources, source, &item);
+            protect(item, policy, verified.headers())
+        })
+        .collect();
+    // The whole batch waits no longer than one event may (its acknowledgement, then perhaps
+    // its dead letter's): one after the other, a large batch on a slow broker would hold its
+    // sender, and a place under `max_in_flight`, for as many waits as it has events.
+    let bound = publisher.ack_timeout() * 2;
+    let delivered = tokio::time::timeout(
+        bound,
+        deliver_batch(publisher, metrics, &source.name, &items, request.headers),
+    )
+    .await
+    .map_err(|_elapsed| PublishError::Timeout(bound))??;
     let mut dead_lettered = 0;
-    for item in items {
-        let policy = policy_for(publisher, sources, source, &item);
-        let item = protect(item, policy, verified.headers());
-        match deliver(publisher, metrics, &source.name, &item, request.headers).await? {
+    let mut too_large = None;
+    for (item, delivered) in items.iter().zip(delivered) {
+        match delivered {
             Delivered::Event => {}
-            Delivered::DeadLettered { .. } | Delivered::DigestOnly => dead_lettered += 1,
+            Delivered::DeadLettered { .. } => dead_lettered += 1,
+            // Only its size and digest are stored: the event itself is not, and the answer must
+            // say so as it does for a single event (413), not "accepted".
+            Delivered::DigestOnly => {
+                too_large.get_or_insert_with(|| item.id().to_owned());
+            }
         }
-        ids.push(item.id().to_owned());
     }
+    if let Some(id) = too_large {
+        return Err(IngestError::TooLargeForKafka { id });
+    }
+    let ids = items.iter().map(|item| item.id().to_owned()).collect();
     Ok(Ingested::Batch { ids, dead_lettered })
+}
+
+/// Chains of a batch's items in flight at once (each chain is one connection's events, sent
+/// one after the other): enough for any provider's batch, few enough for librdkafka's queue.
+const BATCH_CHAINS_IN_FLIGHT: usize = 256;
+
+/// Delivers a batch's items, one connection's after the other in the body's order and
+/// connections in parallel; returns how each went, in the items' order. The first retryable
+/// failure is returned.
+async fn deliver_batch(
+    publisher: &Publisher,
+    metrics: &Metrics,
+    label: &str,
+    items: &[Item<'_>],
+    headers: &HeaderMap,
+) -> Result<Vec<Delivered>, PublishError> {
+    let chains = chains(items);
+    let mut outcomes = futures::stream::iter(chains.into_iter().map(|chain| async move {
+        let mut delivered = Vec::with_capacity(chain.len());
+        for position in chain {
+            let item = &items[position];
+            delivered.push((
+                position,
+                deliver(publisher, metrics, label, item, headers).await?,
+            ));
+        }
+        Ok::<_, PublishError>(delivered)
+    }))
+    .buffer_unordered(BATCH_CHAINS_IN_FLIGHT);
+    let mut in_order = vec![Delivered::Event; items.len()];
+    while let Some(chain) = outcomes.next().await {
+        for (position, delivered) in chain? {
+            in_order[position] = delivered;
+        }
+    }
+    Ok(in_order)
 }
 
 /// What a verified webhook body holds, read: one item, or a batch's items in the body's order.

@@ -457,13 +457,14 @@ impl<Api: QueueApi> UserLoop<Api> {
         self.metrics.poller.add_events_held(&self.poller, held);
 
         // Per-key chains keep one connection's order; chains run in parallel.
-        let chains = page::chains(&items);
+        let chains = ingest::chains(&items);
         let deadline = StopDeadline::new(stop, self.settings.shutdown_grace);
         let deadline = &deadline;
+        let items = &items;
         let published = futures::future::join_all(chains.iter().map(|chain| async move {
             let mut done = 0i64;
-            for item in chain {
-                if !self.publish_with_retry(item, deadline).await {
+            for &position in chain {
+                if !self.publish_with_retry(&items[position], deadline).await {
                     break;
                 }
                 done += 1;
