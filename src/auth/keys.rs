@@ -2,16 +2,20 @@
 //! cached by id, fetched again when an unknown id appears or a cached key grows old.
 //!
 //! A key id comes from the request before anything is verified, so a stranger chooses it:
-//! - a fetch for an id not in the cache that finds nothing (or fails) holds off further fetches
-//!   for unknown ids for `miss_interval`; requests for unknown ids meanwhile are answered 503
+//! - an id a fetch did not find (or failed for) is remembered for `miss_interval`: the same id
+//!   meanwhile is refused (not found) or answered 503 (the fetch failed) without a new fetch;
+//! - fetches for ids not in the cache draw on a budget of [`UNKNOWN_ID_FETCHES`] per
+//!   `miss_interval`; past it, requests for new unknown ids are answered 503
 //!   ([`AuthError::KeysUnavailable`]), so a genuine event signed with a newly rotated key is
-//!   retried by its provider rather than refused;
+//!   retried by its provider rather than refused. A stranger's miss costs one unit of the budget
+//!   and holds off nobody else: to keep a genuine new key out, it would have to send new ids
+//!   faster than the budget refills (and the key server's outage answers, which are not its);
 //! - refreshing an old key that fails is tried again only after `miss_interval`, and the cached
 //!   key keeps working meanwhile;
 //! - concurrent fetches are serialized, so a burst shares one.
 //!
-//! So a stranger causes at most one fetch per `miss_interval`, and a key server outage does not
-//! refuse events signed with a key finhook already has.
+//! So a stranger causes at most [`UNKNOWN_ID_FETCHES`] fetches per `miss_interval`, and a key
+//! server outage does not refuse events signed with a key finhook already has.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,12 +60,78 @@ struct Cached<K> {
     retry_at: Option<Instant>,
 }
 
+/// Fetches for unknown ids allowed per `miss_interval` (and at once, after a quiet spell).
+pub const UNKNOWN_ID_FETCHES: u32 = 5;
+
+/// Missed ids remembered at most; past it the oldest are forgotten.
+const MAX_REMEMBERED_MISSES: usize = 1024;
+
+/// What fetches for unknown ids left behind: which ids missed, and what is left of the budget.
+struct Misses {
+    by_id: HashMap<String, Miss>,
+    /// Fetches left (fractional: it refills continuously), and when that was counted.
+    budget: f64,
+    counted_at: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Miss {
+    at: Instant,
+    /// The provider answered without the id (a stranger's id); else the fetch failed.
+    not_found: bool,
+}
+
+impl Misses {
+    /// Takes one fetch from the budget, refilled at [`UNKNOWN_ID_FETCHES`] per `interval`.
+    fn take_fetch(&mut self, interval: Duration) -> bool {
+        let now = Instant::now();
+        let capacity = f64::from(UNKNOWN_ID_FETCHES);
+        let refill = if interval.is_zero() {
+            capacity
+        } else {
+            now.duration_since(self.counted_at).as_secs_f64() / interval.as_secs_f64() * capacity
+        };
+        self.budget = (self.budget + refill).min(capacity);
+        self.counted_at = now;
+        if self.budget < 1.0 {
+            return false;
+        }
+        self.budget -= 1.0;
+        true
+    }
+
+    fn remember(&mut self, id: &str, not_found: bool) {
+        if self.by_id.len() >= MAX_REMEMBERED_MISSES && !self.by_id.contains_key(id) {
+            let oldest = self
+                .by_id
+                .iter()
+                .min_by_key(|(_, miss)| miss.at)
+                .map(|(id, _)| id.clone())
+                .expect("the map is not empty");
+            self.by_id.remove(&oldest);
+        }
+        let miss = Miss {
+            at: Instant::now(),
+            not_found,
+        };
+        self.by_id.insert(id.to_owned(), miss);
+    }
+
+    /// The miss of `id` within the last `interval`, if any.
+    fn recent(&self, id: &str, interval: Duration) -> Option<Miss> {
+        self.by_id
+            .get(id)
+            .copied()
+            .filter(|miss| miss.at.elapsed() < interval)
+    }
+}
+
 /// Keys by id. `K` is whatever a verifier needs (a parsed public key, a JWKS document).
 pub struct KeyCache<K> {
     policy: CachePolicy,
     keys: RwLock<HashMap<String, Cached<K>>>,
-    /// Serializes fetches; holds when a fetch for an unknown id last found nothing or failed.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes fetches; what fetches for unknown ids found and may still do.
+    fetching: tokio::sync::Mutex<Misses>,
 }
 
 impl<K> std::fmt::Debug for KeyCache<K> {
@@ -82,7 +152,11 @@ impl<K: Clone> KeyCache<K> {
         Self {
             policy,
             keys: RwLock::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(Misses {
+                by_id: HashMap::new(),
+                budget: f64::from(UNKNOWN_ID_FETCHES),
+                counted_at: Instant::now(),
+            }),
         }
     }
 
@@ -97,7 +171,7 @@ impl<K: Clone> KeyCache<K> {
         if let (Some(key), false) = self.lookup(id) {
             return Ok(Some(key));
         }
-        let mut last_miss = self.fetching.lock().await;
+        let mut misses = self.fetching.lock().await;
         // Another request may have fetched it while this one waited.
         let (cached, stale) = self.lookup(id);
         if let (Some(key), false) = (&cached, stale) {
@@ -114,20 +188,33 @@ impl<K: Clone> KeyCache<K> {
                 }
             };
         }
-        if last_miss.is_some_and(|at| at.elapsed() < self.policy.miss_interval) {
-            // Too soon to ask the key server again: the request may be genuine, so 503.
+        match misses.recent(id, self.policy.miss_interval) {
+            // The provider did not know this id a moment ago: a stranger's.
+            Some(Miss {
+                not_found: true, ..
+            }) => return Ok(None),
+            // The fetch failed a moment ago: the request may be genuine, so 503.
+            Some(Miss {
+                not_found: false, ..
+            }) => return Err(AuthError::KeysUnavailable),
+            None => {}
+        }
+        if !misses.take_fetch(self.policy.miss_interval) {
+            // Too many unknown ids lately to ask the key server again: the request may be
+            // genuine, so 503.
+            tracing::debug!("fetch budget for unknown key ids spent; answering 503");
             return Err(AuthError::KeysUnavailable);
         }
         match fetch().await {
             Ok(found) => {
                 let key = self.store(id, found);
                 if key.is_none() {
-                    *last_miss = Some(Instant::now());
+                    misses.remember(id, true);
                 }
                 Ok(key)
             }
             Err(error) => {
-                *last_miss = Some(Instant::now());
+                misses.remember(id, false);
                 tracing::warn!(%error, "fetching a verification key failed; answering 503");
                 Err(AuthError::KeysUnavailable)
             }
@@ -219,11 +306,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_ids_fetch_at_most_once_per_interval_then_answer_503() {
+    async fn unknown_ids_spend_a_bounded_budget_of_fetches_then_answer_503() {
         let cache = KeyCache::<u8>::new(policy(60_000, 60_000));
         let fetches = AtomicUsize::new(0);
         let mut answers = Vec::new();
-        for id in ["a", "b", "c"] {
+        let ids: Vec<String> = (0..=UNKNOWN_ID_FETCHES).map(|n| format!("id{n}")).collect();
+        for id in &ids {
             answers.push(
                 cache
                     .get(id, || async {
@@ -233,15 +321,37 @@ mod tests {
                     .await,
             );
         }
-        assert_eq!(fetches.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            answers,
-            [
-                Ok(None),
-                Err(AuthError::KeysUnavailable),
-                Err(AuthError::KeysUnavailable)
-            ]
+        assert_eq!(fetches.load(Ordering::SeqCst), UNKNOWN_ID_FETCHES as usize);
+        let (last, fetched) = answers.split_last().unwrap();
+        assert!(
+            fetched.iter().all(|answer| *answer == Ok(None)),
+            "{fetched:?}"
         );
+        assert_eq!(*last, Err(AuthError::KeysUnavailable), "past the budget");
+    }
+
+    #[tokio::test]
+    async fn an_id_the_provider_did_not_know_is_refused_again_without_a_fetch() {
+        let cache = KeyCache::<u8>::new(policy(60_000, 60_000));
+        assert_eq!(cache.get("junk", || async { Ok(vec![]) }).await, Ok(None));
+        let never = || async { panic!("remembered: no fetch") };
+        for _ in 0..10 {
+            assert_eq!(cache.get("junk", never).await, Ok(None));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_strangers_unknown_id_does_not_hold_off_a_genuine_new_key() {
+        // A stranger's id first (before: every unknown id was then answered 503 for the
+        // interval, and a stranger repeating it kept a newly rotated key out for good).
+        let cache = KeyCache::new(policy(60_000, 60_000));
+        assert_eq!(cache.get("junk", || async { Ok(vec![]) }).await, Ok(None));
+        let genuine = cache
+            .get("rotated", || async {
+                Ok(vec![("rotated".to_owned(), 9u8)])
+            })
+            .await;
+        assert_eq!(genuine, Ok(Some(9)));
     }
 
     #[tokio::test]

@@ -586,14 +586,14 @@ async fn hostile_requests_are_refused_as_documented_and_nothing_reaches_kafka() 
         ),
         (
             "plaid",
-            "another unknown kid right after: no fetch, retry later",
+            "the same unknown kid right after: refused without a fetch",
             with_header(
                 Outgoing::default(),
                 "Plaid-Verification",
-                providers.plaid_token("yet-another-kid", body, now.unix_timestamp()),
+                providers.plaid_token("someone-elses-kid", body, now.unix_timestamp()),
             ),
-            503,
-            "unavailable",
+            401,
+            "unauthorized",
         ),
         (
             "plaid",
@@ -792,8 +792,8 @@ async fn hostile_requests_are_refused_as_documented_and_nothing_reaches_kafka() 
     )
     .await;
     assert!(dead.is_empty(), "nor its dead-letter topic");
-    // Plaid: the genuine key, the expired one, one unknown kid; the second unknown kid within
-    // the interval fetched nothing. TrueLayer: the JWKS, then once for the unknown kid. A
+    // Plaid: the genuine key, the expired one, one unknown kid; that kid again within the
+    // interval fetched nothing (new unknown kids share a budget: the key cache's unit tests). TrueLayer: the JWKS, then once for the unknown kid. A
     // stranger cannot make finhook hammer the key servers.
     assert_eq!(providers.keys.plaid_fetches.load(Ordering::SeqCst), 3);
     assert_eq!(providers.keys.jwks_fetches.load(Ordering::SeqCst), 2);
