@@ -20,6 +20,14 @@ pub const SIGNATURE_HEADER: &str = "webhook-signature";
 /// The reference libraries' tolerance, in both directions.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
+/// Signatures one header may carry. A sender lists one per key it signs with (two or three
+/// while rotating); each `v1a` entry costs an ed25519 check over the whole body per configured
+/// key, so an unauthenticated header must not be able to ask for hundreds.
+const MAX_SIGNATURES: usize = 16;
+
+/// The length of an ed25519 signature.
+const ED25519_SIGNATURE_BYTES: usize = 64;
+
 const SECRET_PREFIX: &str = "whsec_";
 const PUBLIC_KEY_PREFIX: &str = "whpk_";
 
@@ -101,7 +109,16 @@ impl StandardWebhooks {
         let content: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
         let mut symmetric = Vec::new();
         let mut asymmetric = Vec::new();
-        for entry in signatures.split(' ').filter(|entry| !entry.is_empty()) {
+        for (index, entry) in signatures
+            .split(' ')
+            .filter(|entry| !entry.is_empty())
+            .enumerate()
+        {
+            if index == MAX_SIGNATURES {
+                return Err(AuthError::MalformedSignature(
+                    "the webhook-signature header lists too many signatures",
+                ));
+            }
             let Some((version, encoded)) = entry.split_once(',') else {
                 continue;
             };
@@ -110,7 +127,7 @@ impl StandardWebhooks {
             };
             match version {
                 "v1" => symmetric.push(signature),
-                "v1a" => asymmetric.push(signature),
+                "v1a" if signature.len() == ED25519_SIGNATURE_BYTES => asymmetric.push(signature),
                 _ => {}
             }
         }
@@ -233,6 +250,29 @@ mod tests {
             scheme.verify(&request, body, at(1_700_000_010)),
             Err(AuthError::SignatureMismatch)
         );
+    }
+
+    #[test]
+    fn a_header_listing_too_many_signatures_is_refused_before_any_is_checked() {
+        let scheme = StandardWebhooks::new(vec![vec![7; 32]], vec![[1; 32]], DEFAULT_TOLERANCE);
+        let ed25519_shaped = base64::engine::general_purpose::STANDARD.encode([0u8; 64]);
+        let signed = sign_with(&[7; 32], "msg_1", "1700000000", b"{}");
+        let mut request = headers(&signed);
+        let genuine = request[SIGNATURE_HEADER].to_str().unwrap().to_owned();
+        // A genuine signature among a few others passes.
+        let few = format!("v1a,{ed25519_shaped} v1a,{ed25519_shaped} {genuine}");
+        request.insert(SIGNATURE_HEADER, few.parse().unwrap());
+        assert_eq!(scheme.verify(&request, b"{}", at(1_700_000_010)), Ok(()));
+        // Hundreds of ed25519 checks over the body are not done for a stranger.
+        let many = format!(
+            "{} {genuine}",
+            vec![format!("v1a,{ed25519_shaped}"); 350].join(" ")
+        );
+        request.insert(SIGNATURE_HEADER, many.parse().unwrap());
+        assert!(matches!(
+            scheme.verify(&request, b"{}", at(1_700_000_010)),
+            Err(AuthError::MalformedSignature(_))
+        ));
     }
 
     #[test]

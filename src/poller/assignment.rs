@@ -150,6 +150,8 @@ fn run_group_consumer(
 struct RunningUser {
     user: RegisteredUser,
     stop: CancellationToken,
+    /// Set before `stop` when the user left the registry (see [`StateSink::forgotten`]).
+    forgotten: Arc<AtomicBool>,
     /// Ends with the queue the loop was polling.
     task: JoinHandle<Option<Url>>,
 }
@@ -494,6 +496,9 @@ impl RegistryPolling {
         // Loops stopped earlier and now finished need no waiting for.
         entry.stopping.retain(|_, (_, task)| !task.is_finished());
         if let Some(running) = entry.running.remove(user_id) {
+            if wanted.is_none() {
+                running.forgotten.store(true, Ordering::Relaxed);
+            }
             running.stop.cancel();
             entry
                 .stopping
@@ -520,11 +525,13 @@ impl RegistryPolling {
             user_loop.topics = topics.clone();
         }
         user_loop.resume = resume;
+        let forgotten = Arc::new(AtomicBool::new(false));
         user_loop.state = Some(StateSink {
             publisher: Arc::clone(&self.publisher),
             topic: self.kafka.config.state_topic.clone(),
             partition,
             interval: self.kafka.config.state_interval,
+            forgotten: Arc::clone(&forgotten),
         });
         let loop_stop = stop.clone();
         let own_queue = poller.client().origin();
@@ -545,9 +552,15 @@ impl RegistryPolling {
             }
             user_loop.run(loop_stop)
         }));
-        entry
-            .running
-            .insert(user.id.clone(), RunningUser { user, stop, task });
+        entry.running.insert(
+            user.id.clone(),
+            RunningUser {
+                user,
+                stop,
+                forgotten,
+                task,
+            },
+        );
     }
 
     /// The queue a user starts on: a previous owner's, while Oxlin still keeps it; else one the

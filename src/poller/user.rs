@@ -93,6 +93,10 @@ pub struct StateSink {
     pub partition: i32,
     /// How often the last query time is saved while polling.
     pub interval: Duration,
+    /// Set when the user left the registry: the loop then ends by deleting its state (a
+    /// tombstone) rather than saving it, so the compacted topic does not keep every user ever
+    /// polled, and no later owner resumes the queue of a user who is gone.
+    pub forgotten: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the loop knows of its queue, for the state topic.
@@ -127,8 +131,13 @@ impl<Api: QueueApi> UserLoop<Api> {
             let mut queue: Option<Url> = self.resume.clone();
             let mut clock = QueueClock::default();
             self.poll_until_stopped(&mut queue, &mut clock, &stop).await;
-            // What a replica taking this user over needs: the queue and its last query.
-            self.save_state(&queue, &mut clock, true).await;
+            match &self.state {
+                Some(sink) if sink.forgotten.load(std::sync::atomic::Ordering::Relaxed) => {
+                    self.forget_state(sink).await;
+                }
+                // What a replica taking this user over needs: the queue and its last query.
+                _ => self.save_state(&queue, &mut clock, true).await,
+            }
             queue
         }
     }
@@ -196,6 +205,21 @@ impl<Api: QueueApi> UserLoop<Api> {
             // Tried again after the interval either way: an outage must not add a write (and
             // a warning) per poll.
             clock.saved_at = Some(Instant::now());
+        }
+    }
+
+    /// Deletes the user's queue state (a tombstone). A failure leaves a state no owner will
+    /// read for long: the user's registry record is gone, so nobody starts it.
+    async fn forget_state(&self, sink: &StateSink) {
+        let deleted = Box::pin(sink.publisher.publish_state(
+            &sink.topic,
+            sink.partition,
+            &self.user_id,
+            None,
+        ))
+        .await;
+        if let Err(error) = deleted {
+            tracing::debug!(poller = %self.poller, user = %self.user_id, %error, "queue state of a removed user not deleted");
         }
     }
 

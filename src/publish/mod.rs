@@ -133,7 +133,14 @@ impl Publisher {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", config.compression.as_librdkafka())
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            // librdkafka gives a record up when finhook stops waiting for it (a webhook's 503,
+            // a poller's retry): otherwise it could still land later, a hidden copy beside the
+            // retry and after events sent since. `[kafka.properties]` may set another value.
+            .set(
+                "message.timeout.ms",
+                config.ack_timeout.as_millis().max(1).to_string(),
+            );
         for (name, value) in extra_properties {
             client_config.set(name, value);
         }

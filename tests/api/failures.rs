@@ -341,3 +341,42 @@ async fn shutdown_finishes_cleanly() {
     app.assert_still_serving().await;
     app.stop().await.expect("clean shutdown");
 }
+
+/// A webhook answered 503 because Kafka did not acknowledge in time is not published later
+/// behind the provider's back: librdkafka gives the record up when finhook stops waiting (its
+/// `message.timeout.ms` follows `kafka.ack_timeout`), so the provider's retry is the one copy
+/// and comes in order. Before, librdkafka kept retrying for a minute.
+#[tokio::test]
+async fn a_webhook_answered_503_is_not_published_later() {
+    let app = spawn_app("[kafka]\nack_timeout = \"1s\"").await;
+    let kafka = app.kafka.clone().unwrap();
+    // The partition leader is "moving" for several seconds: librdkafka retries every produce,
+    // with back-off, while the broker stays reachable (finhook stays ready).
+    kafka
+        .fail_next_produce_requests(vec![
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+            30
+        ])
+        .unwrap();
+    let refused = fixture("bridge/item-created.json");
+    let response = app.post_bridge(&refused).await;
+    assert_eq!(response.status(), 503);
+    // Another webhook, sent again (as its provider would) until the failures are used up and
+    // it is acknowledged: each of its 503'd copies is given up too.
+    let accepted = fixture("bridge/item-deleted.json");
+    let mut attempts = 0;
+    while app.post_bridge(&accepted).await.status() != 200 {
+        attempts += 1;
+        assert!(attempts < 30, "never acknowledged");
+    }
+    let records = read_topic(&app.bootstrap, app.default_topic(), 3, NOTHING_WAIT).await;
+    let types: Vec<&str> = records
+        .iter()
+        .map(|record| record.header("ce_providertype"))
+        .collect();
+    assert_eq!(
+        types,
+        ["item.deleted"],
+        "only the acknowledged webhook, once ({attempts} answered 503 before)"
+    );
+}

@@ -141,6 +141,20 @@ async fn registry_users_are_polled_and_a_tombstone_stops_them() {
     );
     let state = QueueState::decode(alice.value.as_deref().unwrap()).unwrap();
     assert!(state.queue.contains("/queues/"), "{state:?}");
+    // Bob left the registry: his state was saved while he was polled, then deleted.
+    let bob_states: Vec<_> = states
+        .iter()
+        .filter(|record| record.key.as_deref() == Some(b"bob"))
+        .collect();
+    assert!(
+        bob_states.len() >= 2,
+        "saved, then deleted: {}",
+        bob_states.len()
+    );
+    assert!(
+        bob_states.last().unwrap().value.is_none(),
+        "a removed user's queue state ends in a tombstone"
+    );
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("finhook_registry_partitions_owned 4"),
