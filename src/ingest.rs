@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::protection::Policy;
 use crate::publish::{DeadLetter, Delivered, PublishError, Publisher, Routing, RECORD_TOO_LARGE};
 use crate::sources::{Source, Sources};
-use crate::vocabulary::{EventFacts, Ingress, NormalizeError};
+use crate::vocabulary::{EventFacts, Ingress, NormalizeError, MAX_BATCH_EVENTS};
 
 /// What happened to an accepted webhook; both are answered 200.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,7 +366,13 @@ pub fn read_body<'a>(
 ) -> BodyItems<'a> {
     let headers = verified.headers();
     let whole = |facts| item(origin, facts, verified.body(), headers);
-    match source.split(verified) {
+    let split = source.split(verified).map(|events| {
+        events.and_then(|events| match events.len() {
+            count if count > MAX_BATCH_EVENTS => Err(NormalizeError::TooManyEvents(count)),
+            _ => Ok(events),
+        })
+    });
+    match split {
         None => BodyItems::One(whole(source.read(verified))),
         Some(Ok(events)) => BodyItems::Batch(
             events

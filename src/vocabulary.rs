@@ -212,7 +212,14 @@ pub enum NormalizeError {
     NotAnObject,
     #[error("required field `{0}` is missing or has the wrong type")]
     MissingField(&'static str),
+    #[error("a batch of {0} events, more than the {max} finhook splits", max = MAX_BATCH_EVENTS)]
+    TooManyEvents(usize),
 }
+
+/// Events one webhook body may hold. Each becomes an item (an envelope, or a dead letter with
+/// a copy of the request's headers) before the first is published: a larger batch is kept whole
+/// on the dead-letter topic instead, so that one body cannot take memory without bound.
+pub const MAX_BATCH_EVENTS: usize = 1000;
 
 impl NormalizeError {
     /// A metric label and dead-letter header value from a fixed set.
@@ -221,10 +228,16 @@ impl NormalizeError {
             NormalizeError::InvalidJson(_) => "invalid_json",
             NormalizeError::NotAnObject => "not_an_object",
             NormalizeError::MissingField(_) => "missing_field",
+            NormalizeError::TooManyEvents(_) => "too_many_events",
         }
     }
 
-    pub const REASON_CODES: [&'static str; 3] = ["invalid_json", "not_an_object", "missing_field"];
+    pub const REASON_CODES: [&'static str; 4] = [
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "too_many_events",
+    ];
     /// Turns a serde error into the right variant. Provider structs read every field leniently
     /// (see `providers::id_string` and `providers::text`), so a data error can only mean the top level is not an
     /// object. Serde's syntax messages give a position, never the input's values.

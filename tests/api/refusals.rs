@@ -251,3 +251,29 @@ async fn a_batch_on_a_slow_broker_gets_a_bounded_answer() {
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
 }
+
+/// A batch body of more than finhook splits is kept whole on the dead-letter topic: one body
+/// cannot make thousands of items (each dead letter a copy of the request's headers).
+#[tokio::test]
+async fn a_batch_of_too_many_events_is_one_dead_letter_kept_whole() {
+    let app = spawn_app(BATCH_SOURCE).await;
+    let events: Vec<String> = (0..=finhook::vocabulary::MAX_BATCH_EVENTS)
+        .map(|index| format!(r#"{{"type": "a", "id": "e{index}", "customer": "c1"}}"#))
+        .collect();
+    let body = format!(r#"{{"events": [{}]}}"#, events.join(","));
+    let response = app.post_signed("relay", body.as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered");
+    assert_eq!(answer["reason"], "too_many_events");
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].value, body.as_bytes());
+    assert_eq!(letters[0].header("ce_batch"), "whole");
+    // One event fewer is split as usual.
+    let events = &events[1..];
+    let body = format!(r#"{{"events": [{}]}}"#, events.join(","));
+    let response = app.post_signed("relay", body.as_bytes()).await;
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["ids"].as_array().unwrap().len(), events.len());
+}
