@@ -76,6 +76,9 @@ impl App {
         metrics.register_sources(sources.names());
         let http = OxlinClient::http_client().context("creating the HTTP client")?;
         let policies = sources.policies();
+        // Pollers hold no connection open: they wait for librdkafka's verdict on each event, so
+        // they never send a second copy of one still on its way.
+        let queue_publisher = publisher.until_verdict();
         let mut pollers = Vec::new();
         for (name, poller_config) in &config.pollers {
             let protection = crate::poller::Protection {
@@ -89,7 +92,7 @@ impl App {
                 name,
                 poller_config.clone(),
                 http.clone(),
-                Arc::clone(&publisher),
+                Arc::clone(&queue_publisher),
                 metrics.clone(),
                 config.server.shutdown_grace,
                 protection,

@@ -260,16 +260,11 @@ pub async fn ingest_webhook(
             protect(item, policy, verified.headers())
         })
         .collect();
-    // The whole batch waits no longer than one event may (its acknowledgement, then perhaps
-    // its dead letter's): one after the other, a large batch on a slow broker would hold its
-    // sender, and a place under `max_in_flight`, for as many waits as it has events.
-    let bound = publisher.ack_timeout() * 2;
-    let delivered = tokio::time::timeout(
-        bound,
-        deliver_batch(publisher, metrics, &source.name, &items, request.headers),
-    )
-    .await
-    .map_err(|_elapsed| PublishError::Timeout(bound))??;
+    // Connections in parallel: a batch waits about as long as its longest connection's events,
+    // each waiting at most `kafka.ack_timeout` (one after the other, to keep their order),
+    // rather than the sum over all of them.
+    let delivered =
+        deliver_batch(publisher, metrics, &source.name, &items, request.headers).await?;
     let mut dead_lettered = 0;
     let mut too_large = None;
     for (item, delivered) in items.iter().zip(delivered) {

@@ -56,8 +56,12 @@ pub struct Summary {
     pub redriven: BTreeMap<String, u64>,
     /// Still not readable, by reason.
     pub still_failing: BTreeMap<String, u64>,
+    /// Readable now, but Kafka did not take the event, by the publish failure's reason
+    /// (`timeout`, `not_ready`, `refused`, ...): the command then exits non-zero.
+    pub not_published: BTreeMap<String, u64>,
     /// Not tried, by why: `body_not_kept` (only its digest was stored), `source_not_configured`
-    /// (no source of that name and provider in this configuration), `not_a_dead_letter`.
+    /// (no source of that name and provider in this configuration), `poller_not_configured`
+    /// (the same for a queue letter's poller), `not_a_dead_letter`.
     pub skipped: BTreeMap<String, u64>,
     pub dry_run: bool,
 }
@@ -73,11 +77,11 @@ pub fn run(
     let properties = config.resolve_kafka_properties()?;
     let sources = Sources::from_config(config)?;
     let routing = crate::publish::Routing::new(&config.kafka.routes, &config.kafka.topics.default);
-    // Pollers' protection policies by poller name (queue dead letters name their poller).
-    let poller_policies: BTreeMap<String, String> = config
+    // Every poller's protection policy by poller name (queue dead letters name their poller).
+    let poller_policies: BTreeMap<String, Option<String>> = config
         .pollers
         .iter()
-        .filter_map(|(name, poller)| Some((name.clone(), poller.protect.clone()?)))
+        .map(|(name, poller)| (name.clone(), poller.protect.clone()))
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,41 +110,54 @@ pub fn run(
         })?;
         Some(publisher)
     };
-    let records = read_range(
-        &brokers,
-        &properties,
-        &config.kafka.topics.dead_letter,
-        &range,
-    )?;
-    let progress = Progress::new(records.len() as u64);
     let mut summary = Summary {
         dry_run,
         ..Summary::default()
     };
-    for record in &records {
-        summary.read += 1;
-        let outcomes = redrive_one(
-            record,
-            &sources,
-            &poller_policies,
-            &routing,
-            publisher.as_ref(),
-            &runtime,
-        );
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Redriven(event_type) => {
-                    *summary.redriven.entry(event_type).or_default() += 1
-                }
-                Outcome::StillFailing(reason) => {
-                    *summary.still_failing.entry(reason.to_owned()).or_default() += 1
-                }
-                Outcome::Skipped(why) => *summary.skipped.entry(why.to_owned()).or_default() += 1,
+    // Made once the range's size is known, read by each record's handling.
+    let progress = std::cell::OnceCell::new();
+    // Each letter is redriven as it is read: a range can hold more letters than memory.
+    read_range(
+        &brokers,
+        &properties,
+        &config.kafka.topics.dead_letter,
+        &range,
+        |in_range| {
+            let _ = progress.set(Progress::new(in_range));
+        },
+        |record| {
+            summary.read += 1;
+            let outcomes = redrive_one(
+                &record,
+                &sources,
+                &poller_policies,
+                &routing,
+                publisher.as_ref(),
+                &runtime,
+            );
+            for outcome in outcomes {
+                let (counts, name) = match outcome {
+                    Outcome::Redriven(event_type) => (&mut summary.redriven, event_type),
+                    Outcome::StillFailing(reason) => (&mut summary.still_failing, reason.into()),
+                    Outcome::NotPublished(reason) => (&mut summary.not_published, reason.into()),
+                    Outcome::Skipped(why) => (&mut summary.skipped, why.into()),
+                };
+                *counts.entry(name).or_default() += 1;
             }
-        }
-        progress.advance();
+            if let Some(progress) = progress.get() {
+                progress.advance();
+            }
+        },
+    )
+    .map_err(|error| {
+        anyhow::anyhow!(
+            "{error:#} ({} letters read and handled before; a redrive run again repeats them under the same ids)",
+            summary.read
+        )
+    })?;
+    if let Some(progress) = progress.get() {
+        progress.finish();
     }
-    progress.finish();
     if let Some(publisher) = &publisher {
         publisher
             .flush(Duration::from_secs(30))
@@ -151,12 +168,18 @@ pub fn run(
     } else {
         print_summary(&summary)?;
     }
+    let not_published: u64 = summary.not_published.values().sum();
+    if not_published > 0 {
+        bail!("{not_published} readable events were not published (see not_published); run the redrive again once Kafka takes them");
+    }
     Ok(())
 }
 
 enum Outcome {
     Redriven(String),
     StillFailing(&'static str),
+    /// Read, but Kafka did not take it: the publish failure's reason.
+    NotPublished(&'static str),
     Skipped(&'static str),
 }
 
@@ -177,7 +200,7 @@ impl DeadRecord {
 fn redrive_one(
     record: &DeadRecord,
     sources: &Sources,
-    poller_policies: &BTreeMap<String, String>,
+    poller_policies: &BTreeMap<String, Option<String>>,
     routing: &crate::publish::Routing,
     publisher: Option<&Arc<Publisher>>,
     runtime: &tokio::runtime::Runtime,
@@ -266,9 +289,14 @@ fn redrive_one(
             let Some(items) = crate::poller::page::items(&origin, &page, |item| item) else {
                 return vec![Outcome::Skipped("no_queues")];
             };
-            // A queue event's poller is named like a source in ce_source.
-            let policy = poller_policies
-                .get(&source_name)
+            // A queue event's poller is named like a source in ce_source. Without it, its
+            // protection is unknown: publishing the event unprotected could put in clear what the
+            // poller's policy hides.
+            let Some(protect) = poller_policies.get(&source_name) else {
+                return vec![Outcome::Skipped("poller_not_configured")];
+            };
+            let policy = protect
+                .as_deref()
                 .and_then(|name| sources.policy(name))
                 .map(|policy| policy.as_ref());
             (items, policy)
@@ -292,8 +320,12 @@ fn redrive_one(
             let event_type = envelope.event_type.to_owned();
             if let Some(publisher) = publisher {
                 if let Err(error) = runtime.block_on(publisher.publish_event(&envelope)) {
-                    tracing::error!(%error, id = %envelope.id, "a redriven event was not published");
-                    return Outcome::StillFailing("kafka_refused");
+                    // On stderr: a command has no log subscriber, and the summary gives counts.
+                    eprintln!(
+                        "finhook redrive: event {} not published: {error}",
+                        envelope.id
+                    );
+                    return Outcome::NotPublished(error.reason());
                 }
             }
             Outcome::Redriven(event_type)
@@ -320,13 +352,16 @@ fn queue_page(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 const IDLE_POLL: Duration = Duration::from_millis(500);
 const IDLE_POLLS: u32 = 60;
 
-/// Every record of `topic` in `range`, all partitions, in partition and offset order.
+/// Hands every record of `topic` in `range` to `visit` as it is read, each partition in offset
+/// order, after telling `in_range` how many records the range holds at most.
 fn read_range(
     brokers: &str,
     properties: &[(String, String)],
     topic: &str,
     range: &Range,
-) -> anyhow::Result<Vec<DeadRecord>> {
+    in_range: impl FnOnce(u64),
+    mut visit: impl FnMut(DeadRecord),
+) -> anyhow::Result<()> {
     let consumer: BaseConsumer = crate::kafka::shared_client_config(brokers, properties)
         .set("group.id", "finhook-redrive")
         .set("enable.auto.commit", "false")
@@ -366,9 +401,21 @@ fn read_range(
             assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
         }
     }
-    let mut records = Vec::new();
+    let starts: BTreeMap<i32, i64> = assignment
+        .elements()
+        .iter()
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(start) => Some((element.partition(), start)),
+            _ => None,
+        })
+        .collect();
+    let at_most = ends
+        .iter()
+        .map(|(partition, end)| end - starts.get(partition).copied().unwrap_or(*end))
+        .sum::<i64>();
+    in_range(u64::try_from(at_most).unwrap_or(0));
     if ends.is_empty() {
-        return Ok(records);
+        return Ok(());
     }
     consumer.assign(&assignment)?;
     let millis = |time: OffsetDateTime| (time.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -426,7 +473,7 @@ fn read_range(
                     .collect()
             })
             .unwrap_or_default();
-        records.push(DeadRecord {
+        visit(DeadRecord {
             value: message.payload().unwrap_or_default().to_vec(),
             headers,
         });
@@ -438,10 +485,10 @@ fn read_range(
         // Redriving part of a range and calling it done would leave letters behind unnoticed.
         let unfinished: Vec<_> = ends.keys().collect();
         bail!(
-            "{topic}: partitions {unfinished:?} gave nothing for {:?} before reaching the end of the range; nothing was redriven", IDLE_POLL * IDLE_POLLS
+            "{topic}: partitions {unfinished:?} gave nothing for {:?} before reaching the end of the range", IDLE_POLL * IDLE_POLLS
         );
     }
-    Ok(records)
+    Ok(())
 }
 
 /// A progress bar on a terminal, nothing otherwise (pipes and CI logs stay clean).
@@ -541,9 +588,19 @@ mod tests {
         }
     }
 
-    /// Dry runs (no publisher) of one letter: what each of its events became.
+    /// A poller `oxlin` (whose queue letters [`queue_letter`] makes), unprotected.
+    const OXLIN_POLLER: &str = r#"
+        [pollers.oxlin]
+        kind = "oxlin"
+        environment = "sandbox"
+        client_id = "c"
+        client_secret = "s"
+    "#;
+
+    /// Dry runs (no publisher) of one letter, with the poller `oxlin` configured: what each of
+    /// its events became.
     fn dry_run(letter: &DeadRecord) -> Vec<Outcome> {
-        dry_run_with("", letter)
+        dry_run_with(OXLIN_POLLER, letter)
     }
 
     /// The same, with `toml` over the embedded defaults.
@@ -555,7 +612,12 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        redrive_one(letter, &sources, &BTreeMap::new(), &routing, None, &runtime)
+        let pollers = config
+            .pollers
+            .iter()
+            .map(|(name, poller)| (name.clone(), poller.protect.clone()))
+            .collect();
+        redrive_one(letter, &sources, &pollers, &routing, None, &runtime)
     }
 
     #[test]
@@ -574,6 +636,15 @@ mod tests {
         assert!(matches!(one_event.as_slice(), [Outcome::Redriven(_)]));
     }
 
+    #[test]
+    fn a_queue_letter_of_a_poller_missing_from_the_configuration_is_skipped() {
+        // Its poller's protection is unknown: published as read, it could put in clear what
+        // the poller's policy hides.
+        let page: &[u8] = include_bytes!("../../tests/fixtures/oxlin-queue/poll-page-1.json");
+        let outcomes = dry_run_with("", &queue_letter(page));
+        assert_eq!(names(&outcomes), ["skipped poller_not_configured"]);
+    }
+
     /// Outcomes as text, to compare whole lists.
     fn names(outcomes: &[Outcome]) -> Vec<String> {
         outcomes
@@ -581,6 +652,7 @@ mod tests {
             .map(|outcome| match outcome {
                 Outcome::Redriven(event_type) => format!("redriven {event_type}"),
                 Outcome::StillFailing(reason) => format!("still_failing {reason}"),
+                Outcome::NotPublished(reason) => format!("not_published {reason}"),
                 Outcome::Skipped(why) => format!("skipped {why}"),
             })
             .collect()

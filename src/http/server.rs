@@ -175,7 +175,8 @@ impl Connection {
 
     /// Serves the connection's requests, each carrying the peer address and, over mutual TLS,
     /// the verified client certificate; closes the connection once no request was under way
-    /// for a whole `idle_timeout` (so between one and two of them after the last activity).
+    /// and none began or ended for a whole `idle_timeout` (so between one and two of them after
+    /// the last activity).
     ///
     /// hyper bounds a request's head once it has begun, but not the wait before: HTTP/1 and
     /// HTTP/2 are told apart by the first bytes (hyper-util reads them with no deadline), and
@@ -194,11 +195,9 @@ impl Connection {
             ..
         } = self;
         let activity = Arc::new(Activity::default());
-        let begun = Arc::clone(&activity);
-        let finished = Arc::clone(&activity);
+        let requests = Arc::clone(&activity);
         let service = router
             .map_request(move |mut request: hyper::Request<Incoming>| {
-                begun.begun.fetch_add(1, Ordering::Relaxed);
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
@@ -207,45 +206,67 @@ impl Connection {
                 }
                 request
             })
-            .map_response(move |response| {
-                finished.finished.fetch_add(1, Ordering::Relaxed);
-                response
+            .map_future(move |handling| {
+                // Under way until the handler answers or is dropped (a reset HTTP/2 stream).
+                let under_way = requests.begin();
+                async move {
+                    let response = handling.await;
+                    drop(under_way);
+                    response
+                }
             });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
         // Errors here are the client's (reset, timeout, garbage): nothing to report.
         let mut connection = std::pin::pin!(watcher.watch(connection));
-        let mut begun_before = 0;
+        let mut changes_before = 0;
         loop {
             tokio::select! {
                 _ = &mut connection => return,
                 () = tokio::time::sleep(idle_timeout) => {
-                    let (begun, finished) = activity.load();
-                    if begun == begun_before && finished == begun {
-                        tracing::debug!(%peer, requests = begun, "closing an idle connection");
+                    let (under_way, changes) = activity.load();
+                    if under_way == 0 && changes == changes_before {
+                        tracing::debug!(%peer, "closing an idle connection");
                         return;
                     }
-                    begun_before = begun;
+                    changes_before = changes;
                 }
             }
         }
     }
 }
 
-/// Requests a connection has begun and finished, read by its idle check.
+/// A connection's requests under way, and how many times one began or ended: its idle check
+/// closes it when none is under way and nothing changed for a whole period.
 #[derive(Default)]
 struct Activity {
-    begun: AtomicU64,
-    finished: AtomicU64,
+    under_way: AtomicU64,
+    changes: AtomicU64,
 }
 
 impl Activity {
+    fn begin(self: &Arc<Self>) -> RequestUnderWay {
+        self.under_way.fetch_add(1, Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        RequestUnderWay(Arc::clone(self))
+    }
+
     fn load(&self) -> (u64, u64) {
         (
-            self.begun.load(Ordering::Relaxed),
-            self.finished.load(Ordering::Relaxed),
+            self.under_way.load(Ordering::Relaxed),
+            self.changes.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// One request under way on a connection, until dropped.
+struct RequestUnderWay(Arc<Activity>);
+
+impl Drop for RequestUnderWay {
+    fn drop(&mut self) {
+        self.0.under_way.fetch_sub(1, Ordering::Relaxed);
+        self.0.changes.fetch_add(1, Ordering::Relaxed);
     }
 }
 

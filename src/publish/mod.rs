@@ -113,9 +113,19 @@ pub struct Publisher {
     routing: Routing,
     dead_letter_topic: String,
     ack_timeout: Duration,
+    /// How long librdkafka keeps trying a record (`message.timeout.ms`, or its alias
+    /// `delivery.timeout.ms`): its verdict on every record comes within it.
+    delivery_timeout: Duration,
     health: KafkaHealth,
     metrics: Metrics,
 }
+
+/// librdkafka's own `message.timeout.ms` when none is set.
+const LIBRDKAFKA_MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Beyond librdkafka's timeout, how long a wait for its verdict goes on before giving up (the
+/// verdict of a timed-out record comes from its periodic scan, about once a second).
+const VERDICT_SLACK: Duration = Duration::from_secs(5);
 
 impl Publisher {
     /// Creates the producer. Nothing is contacted yet: finhook starts even when Kafka is down,
@@ -133,17 +143,16 @@ impl Publisher {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", config.compression.as_librdkafka())
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-            // librdkafka gives a record up when finhook stops waiting for it (a webhook's 503,
-            // a poller's retry): otherwise it could still land later, a hidden copy beside the
-            // retry and after events sent since. `[kafka.properties]` may set another value.
-            .set(
-                "message.timeout.ms",
-                config.ack_timeout.as_millis().max(1).to_string(),
-            );
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         for (name, value) in extra_properties {
             client_config.set(name, value);
         }
+        let delivery_timeout = extra_properties
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "message.timeout.ms" || name == "delivery.timeout.ms")
+            .and_then(|(_, value)| value.parse().ok())
+            .map_or(LIBRDKAFKA_MESSAGE_TIMEOUT, Duration::from_millis);
         let context = FinhookContext::new(metrics.clone());
         let producer: FutureProducer<FinhookContext> =
             client_config.create_with_context(context)?;
@@ -153,9 +162,26 @@ impl Publisher {
             routing: Routing::new(&config.routes, &config.topics.default),
             dead_letter_topic: config.topics.dead_letter.clone(),
             ack_timeout: config.ack_timeout,
+            delivery_timeout,
             health,
             metrics,
         }))
+    }
+
+    /// The same producer, waiting for each acknowledgement until librdkafka's verdict (success,
+    /// or its own `message.timeout.ms`) rather than `kafka.ack_timeout`: for the pollers, which
+    /// hold no connection open. Giving up earlier and trying again would put a second copy of
+    /// the event beside the first, which librdkafka still delivers.
+    pub fn until_verdict(&self) -> Arc<Self> {
+        Arc::new(Self {
+            producer: self.producer.clone(),
+            routing: self.routing.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            ack_timeout: self.delivery_timeout + VERDICT_SLACK,
+            delivery_timeout: self.delivery_timeout,
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+        })
     }
 
     /// How long a send waits for the broker's acknowledgement.

@@ -551,6 +551,55 @@ header = "X-Relay-Signature"
     );
 }
 
+/// Events that now read but that Kafka does not take are counted apart, said on stderr, and
+/// make the command fail: a script running `finhook redrive && ...` must not take it as done.
+#[tokio::test]
+async fn redrive_fails_when_kafka_does_not_take_the_events() {
+    let source = r#"
+[sources.relay]
+kind = "hmac"
+secret = "relay-secret"
+header = "X-Relay-Signature"
+"#;
+    let app = spawn_app(source).await;
+    let response = app
+        .post_signed("relay", br#"{"kind": "order.paid", "order": 1}"#)
+        .await;
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "dead_lettered", "{answer}");
+    // The fixed mapping routes the events to a topic this client may not write.
+    app.forbid_topic("finhook.forbidden");
+    let directory = tempfile::tempdir().unwrap();
+    let fixed = directory.path().join("fixed.toml");
+    std::fs::write(
+        &fixed,
+        format!(
+            "{source}event_type_path = \"kind\"\n[[kafka.routes]]\nprovider = \"hmac\"\ntopic = \"finhook.forbidden\"\n"
+        ),
+    )
+    .unwrap();
+    let bootstrap = app.bootstrap.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        finhook()
+            .args(["redrive", "--json", "--brokers", &bootstrap, "--config"])
+            .arg(&fixed)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exit 0 with nothing published");
+    assert!(stderr.contains("not published"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        summary["not_published"],
+        serde_json::json!({"refused": 1}),
+        "{summary}"
+    );
+    assert_eq!(summary["redriven"], serde_json::json!({}), "{summary}");
+}
+
 #[tokio::test]
 async fn redrive_refuses_a_dead_letter_topic_that_does_not_exist() {
     let app = spawn_app("").await;

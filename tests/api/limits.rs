@@ -81,6 +81,48 @@ async fn a_connection_that_never_sends_a_request_is_closed() {
     app.assert_still_serving().await;
 }
 
+/// An HTTP/2 stream the client resets while its request waits ends the request: the
+/// connection then counts as idle and is closed (a reset request used to count as under way for
+/// ever, and the connection, one of `max_connections`, was never closed).
+#[tokio::test]
+async fn an_http2_connection_whose_request_was_reset_is_closed_once_idle() {
+    // Kafka acknowledges after 1 s: the request is still waiting when the client resets it.
+    let app = spawn_app(&format!("{LIMITS}\n[kafka]\nack_timeout = \"10s\"")).await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .set_round_trip_time(1, Duration::from_millis(1000))
+        .unwrap();
+    let stream = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let body = fixture("bridge/test-event.json");
+    let request = hyper::Request::post(format!("{}/webhooks/bridge", app.webhook_url))
+        .header(
+            "BridgeApi-Signature",
+            crate::helpers::bridge_signature(&body),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let waiting = sender.send_request(request);
+    // Dropped while finhook waits for Kafka: the client resets the stream.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), waiting)
+            .await
+            .is_err(),
+        "answered before Kafka acknowledged"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(closed.is_ok(), "the connection was closed by finhook");
+    drop(sender);
+    app.assert_still_serving().await;
+}
+
 #[tokio::test]
 async fn a_kept_alive_connection_is_closed_once_idle_and_not_while_a_request_waits() {
     // Kafka acknowledges after 1 s, longer than the idle timeout (300 ms): the connection must

@@ -246,6 +246,45 @@ async fn kafka_outage_holds_the_page_fetches_nothing_more_then_publishes_everyth
         .contains(r#"finhook_poll_events_held{poller="oxlin"} 0"#));
 }
 
+/// A poller waits for librdkafka's verdict on each event, not for `kafka.ack_timeout`: while
+/// Kafka keeps refusing for a while (a partition short of in-sync replicas, longer than the
+/// ack timeout) it sends no second copy, so each event lands once. Before, each timed-out wait
+/// was followed by another copy, and librdkafka delivered them all.
+#[tokio::test]
+async fn events_kafka_is_slow_to_take_are_published_once() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script("321", vec![Step::Gate, page("poll-page-1.json")]);
+    let toml = oxlin.poller_toml("oxlin", "t")
+        + &users_toml("oxlin", &["321"])
+        + "\n[kafka]\nack_timeout = \"1s\"\n";
+    let app = spawn_app(&toml).await;
+    eventually("first polls", || oxlin.polls_of("321") > 0).await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .fail_next_produce_requests(vec![
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+            8
+        ])
+        .unwrap();
+    oxlin.release();
+    assert_eq!(events(&app, 3).await.len(), 3, "published");
+    // A fourth record would be a second copy: whatever else was on its way lands meanwhile.
+    let records = read_topic(
+        &app.bootstrap,
+        app.default_topic(),
+        4,
+        Duration::from_secs(6),
+    )
+    .await;
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|record| record.header("ce_id").to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["q-0001", "q-0002", "q-0003"], "each event once");
+}
+
 #[tokio::test]
 async fn sighup_adds_and_removes_users() {
     let oxlin = FakeOxlin::start().await;

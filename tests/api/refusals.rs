@@ -223,35 +223,6 @@ async fn a_batch_event_kafka_keeps_only_as_a_digest_is_not_answered_accepted() {
     app.assert_still_serving().await;
 }
 
-/// A batch waits for its events together, connections in parallel, and no longer in all than
-/// one event may: one connection's events one after the other on a slow broker end in 503.
-#[tokio::test]
-async fn a_batch_on_a_slow_broker_gets_a_bounded_answer() {
-    // Each acknowledgement takes about 1 s; a batch may wait 2 × 1.5 s in all.
-    let app = spawn_app(&format!(
-        "{BATCH_SOURCE}\n[kafka]\nack_timeout = \"1500ms\""
-    ))
-    .await;
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .set_round_trip_time(1, Duration::from_millis(1000))
-        .unwrap();
-    // Four connections, one event each: published together, about one round trip.
-    let parallel = br#"{"events": [
-        {"type": "a", "id": "p0", "customer": "c0"}, {"type": "a", "id": "p1", "customer": "c1"},
-        {"type": "a", "id": "p2", "customer": "c2"}, {"type": "a", "id": "p3", "customer": "c3"}]}"#;
-    let response = app.post_signed("relay", parallel).await;
-    assert_eq!(response.status(), 200);
-    // Four events of one connection: each waits for the one before (order), past the bound.
-    let one_connection = br#"{"events": [
-        {"type": "a", "id": "s0", "customer": "c9"}, {"type": "a", "id": "s1", "customer": "c9"},
-        {"type": "a", "id": "s2", "customer": "c9"}, {"type": "a", "id": "s3", "customer": "c9"}]}"#;
-    let response = app.post_signed("relay", one_connection).await;
-    assert_eq!(response.status(), 503);
-    assert!(response.headers().contains_key("retry-after"));
-}
-
 /// A batch body of more than finhook splits is kept whole on the dead-letter topic: one body
 /// cannot make thousands of items (each dead letter a copy of the request's headers).
 #[tokio::test]
