@@ -47,7 +47,10 @@ impl Source {
             }
         }
         match client_certificate {
-            None if self.client_cert_required => return Err(AuthError::ClientCertificateRequired),
+            // Names to accept mean a certificate must carry one: none at all is not accepted.
+            None if self.client_cert_required || !self.client_cert_names.is_empty() => {
+                return Err(AuthError::ClientCertificateRequired)
+            }
             Some(certificate)
                 if !self.client_cert_names.is_empty()
                     && !certificate.matches_any(&self.client_cert_names) =>
@@ -81,7 +84,7 @@ impl Source {
 
     /// Whether anyone may post (no credentials, no client certificate).
     pub fn is_open(&self) -> bool {
-        self.verifier.is_open() && !self.client_cert_required
+        self.verifier.is_open() && !self.client_cert_required && self.client_cert_names.is_empty()
     }
 }
 

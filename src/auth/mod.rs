@@ -65,8 +65,10 @@ impl AuthError {
     }
 }
 
-/// The names a verified client certificate carries: its subject common names and its DNS and
-/// URI subject alternative names. Inserted into each request of a mutual-TLS connection.
+/// The names a verified client certificate carries: its DNS and URI subject alternative names,
+/// or, only when it has none, its subject common names (RFC 6125: a certificate that lists
+/// alternative names is not also vouching for its CN). Inserted into each request of a
+/// mutual-TLS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
     pub names: Vec<String>,
@@ -75,11 +77,7 @@ pub struct ClientCertificate {
 impl ClientCertificate {
     pub fn from_der(der: &[u8]) -> Option<Self> {
         let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-        let mut names: Vec<String> = certificate
-            .subject()
-            .iter_common_name()
-            .filter_map(|name| name.as_str().ok().map(str::to_owned))
-            .collect();
+        let mut names: Vec<String> = Vec::new();
         if let Ok(Some(alternatives)) = certificate.subject_alternative_name() {
             for name in &alternatives.value.general_names {
                 match name {
@@ -90,6 +88,13 @@ impl ClientCertificate {
                     _ => {}
                 }
             }
+        }
+        if names.is_empty() {
+            names = certificate
+                .subject()
+                .iter_common_name()
+                .filter_map(|name| name.as_str().ok().map(str::to_owned))
+                .collect();
         }
         Some(Self { names })
     }

@@ -82,6 +82,7 @@ impl UserArgs {
             )
         })?;
         let credentials: UserCredentials = plain.into_credentials()?;
+        check_id(&self.id)?;
         Ok(RegisteredUser {
             id: self.id.clone(),
             poller: self.poller.clone(),
@@ -116,7 +117,11 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        kafka.ensure_topics().await?;
+        // Only writes create the topics: `list` against the wrong cluster or a misspelt topic
+        // name must fail, not report an empty registry it just made.
+        if !matches!(command, UsersCommand::List) {
+            kafka.ensure_topics().await?;
+        }
         let topic = kafka.config.users_topic.clone();
         match command {
             UsersCommand::Put { user } => {
@@ -141,6 +146,28 @@ pub fn run(config: &Config, brokers: Option<String>, command: UsersCommand) -> a
         }
         Ok(())
     })
+}
+
+/// Refuses what the daemon would skip as an invalid key, before anything is written.
+fn check_id(id: &str) -> anyhow::Result<()> {
+    record::user_id(Some(id.as_bytes())).map_err(|_| {
+        anyhow::anyhow!("a user id is 1 to 256 bytes of text without control characters")
+    })?;
+    Ok(())
+}
+
+/// Refuses credentials the daemon would skip (an empty token, username or password).
+fn check_credentials(id: &str, credentials: &UserCredentials) -> anyhow::Result<()> {
+    let empty = match credentials {
+        UserCredentials::AccessToken(token) => token.expose().is_empty(),
+        UserCredentials::Password { username, password } => {
+            username.expose().is_empty() || password.expose().is_empty()
+        }
+    };
+    if empty {
+        bail!("user {id}: an empty access token, username or password");
+    }
+    Ok(())
 }
 
 fn check_poller(config: &Config, poller: &str) -> anyhow::Result<()> {
@@ -168,6 +195,11 @@ async fn import(
 ) -> anyhow::Result<()> {
     let users = crate::config::poller::read_users_file(file)?;
     check_poller(config, poller)?;
+    // Every user checked before the first is written.
+    for (id, credentials) in &users {
+        check_id(id)?;
+        check_credentials(id, credentials)?;
+    }
     let producer = kafka.producer()?;
     let mut written = 0usize;
     let sends = users.into_iter().map(|(id, credentials)| {
@@ -186,9 +218,18 @@ async fn import(
             RegistryKafka::put(producer, topic, &user.id, Some(&value)).await
         }
     });
+    let mut failure = None;
     for result in futures::future::join_all(sends).await {
-        result?;
-        written += 1;
+        match result {
+            Ok(_) => written += 1,
+            Err(error) => failure = failure.or(Some(error)),
+        }
+    }
+    if let Some(error) = failure {
+        // Putting a user again is harmless: the whole file can be imported again.
+        return Err(error.context(format!(
+            "{written} users were imported before the failure; import the file again"
+        )));
     }
     out!("imported {written} users into {}", kafka.config.users_topic)?;
     Ok(())

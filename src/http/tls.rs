@@ -39,11 +39,14 @@ pub struct ReloadingTls {
 
 impl ReloadingTls {
     pub fn load(config: &TlsConfig) -> Result<Arc<Self>, TlsError> {
+        // The version before the read: files replaced while they are read are then seen as
+        // changed at the next check, not taken for the ones just loaded.
+        let version = files_version(config);
         let server_config = build(config)?;
         Ok(Arc::new(Self {
             config: config.clone(),
             current: RwLock::new(Arc::new(server_config)),
-            version: RwLock::new(files_version(config)),
+            version: RwLock::new(version),
         }))
     }
 
@@ -54,10 +57,11 @@ impl ReloadingTls {
 
     /// Re-reads the files; keeps the current configuration when they are unreadable or wrong.
     pub fn reload(&self, reason: &str) {
+        let version = files_version(&self.config);
         match build(&self.config) {
             Ok(server_config) => {
                 *self.current.write().expect("never poisoned") = Arc::new(server_config);
-                *self.version.write().expect("never poisoned") = files_version(&self.config);
+                *self.version.write().expect("never poisoned") = version;
                 tracing::info!(reason, "TLS certificate reloaded");
             }
             Err(error) => {

@@ -312,6 +312,21 @@ fn users_commands_take_credentials_from_files_never_from_arguments() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("oxlin"));
+    // A user id the daemon would skip is refused before anything is written (`encrypt`
+    // needs no Kafka, and checks the same as `put`).
+    let output = finhook()
+        .args(["users", "encrypt", "", "--poller", "oxlin", "--credentials"])
+        .arg(&credentials)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "an empty user id");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("user id"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // keygen prints a usable key.
     let output = finhook().args(["users", "keygen"]).output().unwrap();
     let key = String::from_utf8(output.stdout).unwrap();

@@ -104,6 +104,10 @@ impl TlsApp {
             auth = "none"
             client_cert_required = true
             client_cert_names = ["webhooks.linxo.com"]
+            [sources.linxo_names_only]
+            kind = "linxo"
+            auth = "none"
+            client_cert_names = ["webhooks.linxo.com"]
             "#,
             path("tls.crt"),
             path("tls.key"),
@@ -181,6 +185,30 @@ async fn mutual_tls_source_takes_only_trusted_certificates_with_an_accepted_name
         .await
         .unwrap();
     assert_eq!(without.status(), 401);
+
+    // Names to accept alone require a certificate too.
+    let without = client(&tls.server_ca, None, &tls.address)
+        .post(tls.url("linxo_names_only"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 401, "no certificate, names required");
+
+    // A certificate with alternative names is judged by them, not by its CN.
+    let cn_only_matches = leaf(
+        &tls.client_ca,
+        "webhooks.linxo.com",
+        &["intruder.example"],
+        true,
+    );
+    let refused = client(&tls.server_ca, Some(&cn_only_matches), &tls.address)
+        .post(tls.url("linxo_mtls"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "the CN does not count beside SANs");
 
     let other_name = leaf(&tls.client_ca, "intruder.example", &[], true);
     let refused = client(&tls.server_ca, Some(&other_name), &tls.address)
