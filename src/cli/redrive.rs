@@ -589,13 +589,7 @@ mod tests {
     }
 
     /// A poller `oxlin` (whose queue letters [`queue_letter`] makes), unprotected.
-    const OXLIN_POLLER: &str = r#"
-        [pollers.oxlin]
-        kind = "oxlin"
-        environment = "sandbox"
-        client_id = "c"
-        client_secret = "s"
-    "#;
+    use crate::config::tests::POLLER as OXLIN_POLLER;
 
     /// Dry runs (no publisher) of one letter, with the poller `oxlin` configured: what each of
     /// its events became.

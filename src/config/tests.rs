@@ -238,7 +238,8 @@ fn missing_config_file_is_an_error() {
     assert!(error.to_string().contains("/nonexistent/finhook.toml"));
 }
 
-const POLLER: &str = r#"
+/// A minimal poller `oxlin`, for tests here and elsewhere in the crate.
+pub(crate) const POLLER: &str = r#"
 [pollers.oxlin]
 kind = "oxlin"
 environment = "sandbox"

@@ -722,14 +722,25 @@ mod tests {
         credentials: UserCredentials,
         run_for: Duration,
     ) -> Arc<ScriptedApi> {
-        let api = Arc::new(ScriptedApi::default());
+        let api = ScriptedApi::default();
         api.script.lock().unwrap().extend(script);
+        run_against(api, credentials, run_for).await
+    }
+
+    /// Runs one user's loop against `api` for `run_for` of paused time, then stops it; fails
+    /// if the loop panicked.
+    async fn run_against(
+        api: ScriptedApi,
+        credentials: UserCredentials,
+        run_for: Duration,
+    ) -> Arc<ScriptedApi> {
+        let api = Arc::new(api);
         let user_loop = user_loop(Arc::clone(&api), credentials);
         let stop = CancellationToken::new();
         let task = tokio::spawn(user_loop.run(stop.clone()));
         tokio::time::sleep(run_for).await;
         stop.cancel();
-        task.await.unwrap();
+        task.await.expect("the loop did not panic");
         api
     }
 
@@ -796,16 +807,11 @@ mod tests {
     async fn a_token_lifetime_beyond_the_clock_is_kept_without_a_renewal_deadline() {
         // `expires_in` as large as the provider can write: adding it to the clock overflowed
         // and the user's loop panicked (never to poll again).
-        let api = Arc::new(ScriptedApi {
+        let api = ScriptedApi {
             token_lifetime: Some(Duration::from_secs(u64::MAX)),
             ..ScriptedApi::default()
-        });
-        let user_loop = user_loop(Arc::clone(&api), password());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(user_loop.run(stop.clone()));
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        stop.cancel();
-        task.await.expect("the loop did not panic");
+        };
+        let api = run_against(api, password(), Duration::from_secs(60)).await;
         assert!(api.polls.lock().unwrap().len() >= 3, "it kept polling");
         assert_eq!(
             api.tokens.load(Ordering::SeqCst),

@@ -390,17 +390,20 @@ async fn tail_piped_into_a_reader_that_stops_exits_quietly() {
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
 
-/// Dead letters redriven after a mapping fix: poison records in (a sender whose event name is
-/// not where the source looks), the source's configuration fixed, `finhook redrive` publishes
-/// them to their route and reports what still fails; a second redrive repeats the same ids.
-#[tokio::test]
-async fn redrive_publishes_what_a_fixed_mapping_now_reads() {
-    let source = r#"
+/// An HMAC source whose events the redrive tests dead-letter (no event type where it looks).
+const RELAY_SOURCE: &str = r#"
 [sources.relay]
 kind = "hmac"
 secret = "relay-secret"
 header = "X-Relay-Signature"
 "#;
+
+/// Dead letters redriven after a mapping fix: poison records in (a sender whose event name is
+/// not where the source looks), the source's configuration fixed, `finhook redrive` publishes
+/// them to their route and reports what still fails; a second redrive repeats the same ids.
+#[tokio::test]
+async fn redrive_publishes_what_a_fixed_mapping_now_reads() {
+    let source = RELAY_SOURCE;
     let app = spawn_app(source).await;
     let bodies: Vec<String> = (0..3)
         .map(|index| format!(r#"{{"kind": "order.paid", "order": {index}}}"#))
@@ -570,12 +573,7 @@ header = "X-Relay-Signature"
 /// make the command fail: a script running `finhook redrive && ...` must not take it as done.
 #[tokio::test]
 async fn redrive_fails_when_kafka_does_not_take_the_events() {
-    let source = r#"
-[sources.relay]
-kind = "hmac"
-secret = "relay-secret"
-header = "X-Relay-Signature"
-"#;
+    let source = RELAY_SOURCE;
     let app = spawn_app(source).await;
     let response = app
         .post_signed("relay", br#"{"kind": "order.paid", "order": 1}"#)
