@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use futures::StreamExt;
 use http::HeaderMap;
 
 use crate::auth::{self, AuthError, Request, Verified};
@@ -82,7 +81,7 @@ impl Item<'_> {
 }
 
 /// The positions of `items` grouped by ordering key, in their order within each key (a polled
-/// page's, a webhook batch's): chains can be published in parallel, the items of one chain one
+/// page's): chains can be published in parallel, the items of one chain one
 /// after the other.
 pub fn chains(items: &[Item<'_>]) -> Vec<Vec<usize>> {
     let mut chains: Vec<Vec<usize>> = Vec::new();
@@ -260,9 +259,6 @@ pub async fn ingest_webhook(
             protect(item, policy, verified.headers())
         })
         .collect();
-    // Connections in parallel: a batch waits about as long as its longest connection's events,
-    // each waiting at most `kafka.ack_timeout` (one after the other, to keep their order),
-    // rather than the sum over all of them.
     let delivered =
         deliver_batch(publisher, metrics, &source.name, &items, request.headers).await?;
     let mut dead_lettered = 0;
@@ -285,13 +281,13 @@ pub async fn ingest_webhook(
     Ok(Ingested::Batch { ids, dead_lettered })
 }
 
-/// Chains of a batch's items in flight at once (each chain is one connection's events, sent
-/// one after the other): enough for any provider's batch, few enough for librdkafka's queue.
-const BATCH_CHAINS_IN_FLIGHT: usize = 256;
-
-/// Delivers a batch's items, one connection's after the other in the body's order and
-/// connections in parallel; returns how each went, in the items' order. The first retryable
-/// failure is returned.
+/// Delivers a batch's items all at once; returns how each went, in the items' order, or the
+/// first retryable failure. The records are handed to librdkafka in the body's order (each
+/// delivery's first poll goes as far as `send_result`, and `join_all` first polls them in
+/// order), and the idempotent producer keeps that order within a partition, so one
+/// connection's events land in the body's order without waiting for each other: the batch
+/// waits about one acknowledgement, each at most `kafka.ack_timeout` (then, for a refused one,
+/// its dead letter's).
 async fn deliver_batch(
     publisher: &Publisher,
     metrics: &Metrics,
@@ -299,26 +295,13 @@ async fn deliver_batch(
     items: &[Item<'_>],
     headers: &HeaderMap,
 ) -> Result<Vec<Delivered>, PublishError> {
-    let chains = chains(items);
-    let mut outcomes = futures::stream::iter(chains.into_iter().map(|chain| async move {
-        let mut delivered = Vec::with_capacity(chain.len());
-        for position in chain {
-            let item = &items[position];
-            delivered.push((
-                position,
-                deliver(publisher, metrics, label, item, headers).await?,
-            ));
-        }
-        Ok::<_, PublishError>(delivered)
-    }))
-    .buffer_unordered(BATCH_CHAINS_IN_FLIGHT);
-    let mut in_order = vec![Delivered::Event; items.len()];
-    while let Some(chain) = outcomes.next().await {
-        for (position, delivered) in chain? {
-            in_order[position] = delivered;
-        }
-    }
-    Ok(in_order)
+    let deliveries = items
+        .iter()
+        .map(|item| deliver(publisher, metrics, label, item, headers));
+    futures::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// What a verified webhook body holds, read: one item, or a batch's items in the body's order.

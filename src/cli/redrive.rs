@@ -108,7 +108,9 @@ pub fn run(
             }
             Ok(())
         })?;
-        Some(publisher)
+        // A command holds no connection open: it waits for librdkafka's verdict on each event,
+        // so that "not published" is true and a second run sends no second copy.
+        Some(publisher.until_verdict())
     };
     let mut summary = Summary {
         dry_run,
@@ -117,7 +119,7 @@ pub fn run(
     // Made once the range's size is known, read by each record's handling.
     let progress = std::cell::OnceCell::new();
     // Each letter is redriven as it is read: a range can hold more letters than memory.
-    read_range(
+    let read = read_range(
         &brokers,
         &properties,
         &config.kafka.topics.dead_letter,
@@ -139,7 +141,15 @@ pub fn run(
                 let (counts, name) = match outcome {
                     Outcome::Redriven(event_type) => (&mut summary.redriven, event_type),
                     Outcome::StillFailing(reason) => (&mut summary.still_failing, reason.into()),
-                    Outcome::NotPublished(reason) => (&mut summary.not_published, reason.into()),
+                    Outcome::NotPublished { reason, error } => {
+                        // On stderr: a command has no log subscriber, and the summary counts.
+                        let line = format!("finhook redrive: {error}");
+                        match progress.get() {
+                            Some(progress) => progress.say(&line),
+                            None => eprintln!("{line}"),
+                        }
+                        (&mut summary.not_published, reason.into())
+                    }
                     Outcome::Skipped(why) => (&mut summary.skipped, why.into()),
                 };
                 *counts.entry(name).or_default() += 1;
@@ -148,26 +158,26 @@ pub fn run(
                 progress.advance();
             }
         },
-    )
-    .map_err(|error| {
-        anyhow::anyhow!(
-            "{error:#} ({} letters read and handled before; a redrive run again repeats them under the same ids)",
-            summary.read
-        )
-    })?;
+    );
     if let Some(progress) = progress.get() {
         progress.finish();
     }
-    if let Some(publisher) = &publisher {
-        publisher
-            .flush(Duration::from_secs(30))
-            .context("flushing the redriven events")?;
-    }
+    let flushed = publisher
+        .as_ref()
+        .map_or(Ok(()), |publisher| publisher.flush(Duration::from_secs(30)));
+    // The summary first, whatever failed: it says what was done before.
     if json {
         out!("{}", serde_json::to_string(&summary)?)?;
     } else {
         print_summary(&summary)?;
     }
+    read.map_err(|error| {
+        anyhow::anyhow!(
+            "{error:#} (the summary covers the {} letters read before; a redrive run again repeats them under the same ids)",
+            summary.read
+        )
+    })?;
+    flushed.context("flushing the redriven events")?;
     let not_published: u64 = summary.not_published.values().sum();
     if not_published > 0 {
         bail!("{not_published} readable events were not published (see not_published); run the redrive again once Kafka takes them");
@@ -178,8 +188,11 @@ pub fn run(
 enum Outcome {
     Redriven(String),
     StillFailing(&'static str),
-    /// Read, but Kafka did not take it: the publish failure's reason.
-    NotPublished(&'static str),
+    /// Read, but Kafka did not take it: the publish failure's reason, and what to tell.
+    NotPublished {
+        reason: &'static str,
+        error: String,
+    },
     Skipped(&'static str),
 }
 
@@ -320,12 +333,10 @@ fn redrive_one(
             let event_type = envelope.event_type.to_owned();
             if let Some(publisher) = publisher {
                 if let Err(error) = runtime.block_on(publisher.publish_event(&envelope)) {
-                    // On stderr: a command has no log subscriber, and the summary gives counts.
-                    eprintln!(
-                        "finhook redrive: event {} not published: {error}",
-                        envelope.id
-                    );
-                    return Outcome::NotPublished(error.reason());
+                    return Outcome::NotPublished {
+                        reason: error.reason(),
+                        error: format!("event {} not published: {error}", envelope.id),
+                    };
                 }
             }
             Outcome::Redriven(event_type)
@@ -520,6 +531,14 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+
+    /// Writes `line` on stderr without garbling the bar.
+    fn say(&self, line: &str) {
+        match &self.0 {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 fn print_summary(summary: &Summary) -> std::io::Result<()> {
@@ -546,6 +565,11 @@ fn print_summary(summary: &Summary) -> std::io::Result<()> {
         "still failing: {} ({})",
         total(&summary.still_failing),
         list(&summary.still_failing)
+    )?;
+    out!(
+        "not published: {} ({})",
+        total(&summary.not_published),
+        list(&summary.not_published)
     )?;
     out!(
         "skipped: {} ({})",
@@ -646,7 +670,7 @@ mod tests {
             .map(|outcome| match outcome {
                 Outcome::Redriven(event_type) => format!("redriven {event_type}"),
                 Outcome::StillFailing(reason) => format!("still_failing {reason}"),
-                Outcome::NotPublished(reason) => format!("not_published {reason}"),
+                Outcome::NotPublished { reason, .. } => format!("not_published {reason}"),
                 Outcome::Skipped(why) => format!("skipped {why}"),
             })
             .collect()

@@ -531,6 +531,7 @@ impl<Api: QueueApi> UserLoop<Api> {
                 &no_headers,
             );
             let result = tokio::select! {
+                biased;
                 result = delivery => result,
                 () = deadline.passed() => return false,
             };

@@ -123,6 +123,9 @@ pub struct Publisher {
 /// librdkafka's own `message.timeout.ms` when none is set.
 const LIBRDKAFKA_MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A wait standing for `message.timeout.ms = 0` (librdkafka never gives a record up).
+const NO_MESSAGE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Beyond librdkafka's timeout, how long a wait for its verdict goes on before giving up (the
 /// verdict of a timed-out record comes from its periodic scan, about once a second).
 const VERDICT_SLACK: Duration = Duration::from_secs(5);
@@ -151,8 +154,12 @@ impl Publisher {
             .iter()
             .rev()
             .find(|(name, _)| name == "message.timeout.ms" || name == "delivery.timeout.ms")
-            .and_then(|(_, value)| value.parse().ok())
-            .map_or(LIBRDKAFKA_MESSAGE_TIMEOUT, Duration::from_millis);
+            .and_then(|(_, value)| value.parse::<u64>().ok())
+            .map_or(LIBRDKAFKA_MESSAGE_TIMEOUT, |millis| match millis {
+                // librdkafka's "never time out": its verdict may take as long as the outage.
+                0 => NO_MESSAGE_TIMEOUT,
+                millis => Duration::from_millis(millis),
+            });
         let context = FinhookContext::new(metrics.clone());
         let producer: FutureProducer<FinhookContext> =
             client_config.create_with_context(context)?;

@@ -223,6 +223,51 @@ async fn a_batch_event_kafka_keeps_only_as_a_digest_is_not_answered_accepted() {
     app.assert_still_serving().await;
 }
 
+/// A batch's events are handed to Kafka together, in the body's order: a sender that waits
+/// 4 s gets its answer for 40 events of one connection on a broker that takes 0.5 s per
+/// request (one after the other, they took 20 s), and they land in order.
+#[tokio::test]
+async fn a_batch_waits_for_its_acknowledgements_together_and_keeps_its_order() {
+    let app = spawn_app(&format!("{BATCH_SOURCE}\n[kafka]\nack_timeout = \"3s\"")).await;
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .set_round_trip_time(1, Duration::from_millis(500))
+        .unwrap();
+    let events: Vec<String> = (0..40)
+        .map(|index| format!(r#"{{"type": "a", "id": "e{index:02}", "customer": "c1"}}"#))
+        .collect();
+    let body = format!(r#"{{"events": [{}]}}"#, events.join(","));
+    let mut request = app.post("relay").timeout(Duration::from_secs(4));
+    for (name, value) in app.signed_headers("relay", body.as_bytes()) {
+        request = request.header(name, value);
+    }
+    let response = request
+        .body(body)
+        .send()
+        .await
+        .expect("answered within the sender's 4 s");
+    assert_eq!(response.status(), 200);
+    app.kafka
+        .as_ref()
+        .unwrap()
+        .set_round_trip_time(1, Duration::ZERO)
+        .unwrap();
+    let records = read_topic(
+        &app.bootstrap,
+        app.default_topic(),
+        40,
+        Duration::from_secs(10),
+    )
+    .await;
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|record| record.header("ce_id"))
+        .collect();
+    let expected: Vec<String> = (0..40).map(|index| format!("e{index:02}")).collect();
+    assert_eq!(ids, expected, "one connection's events in the body's order");
+}
+
 /// A batch body of more than finhook splits is kept whole on the dead-letter topic: one body
 /// cannot make thousands of items (each dead letter a copy of the request's headers).
 #[tokio::test]
