@@ -3,7 +3,6 @@
 //! ([`deliver`]). Webhooks and polled queue pages both go through these two functions.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use http::HeaderMap;
 
@@ -78,22 +77,6 @@ impl Item<'_> {
             Item::DeadLetter(letter) => &letter.id,
         }
     }
-}
-
-/// The positions of `items` grouped by ordering key, in their order within each key (a polled
-/// page's): chains can be published in parallel, the items of one chain one
-/// after the other.
-pub fn chains(items: &[Item<'_>]) -> Vec<Vec<usize>> {
-    let mut chains: Vec<Vec<usize>> = Vec::new();
-    let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
-    for (position, item) in items.iter().enumerate() {
-        let chain = *chain_of_key.entry(item.ordering_key()).or_insert_with(|| {
-            chains.push(Vec::new());
-            chains.len() - 1
-        });
-        chains[chain].push(position);
-    }
-    chains
 }
 
 /// Builds the item for one event whose exact bytes are `raw`, from what its provider read out

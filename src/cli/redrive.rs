@@ -116,17 +116,14 @@ pub fn run(
         dry_run,
         ..Summary::default()
     };
-    // Made once the range's size is known, read by each record's handling.
-    let progress = std::cell::OnceCell::new();
+    let progress = Progress::new();
     // Each letter is redriven as it is read: a range can hold more letters than memory.
     let read = read_range(
         &brokers,
         &properties,
         &config.kafka.topics.dead_letter,
         &range,
-        |in_range| {
-            let _ = progress.set(Progress::new(in_range));
-        },
+        |in_range| progress.set_length(in_range),
         |record| {
             summary.read += 1;
             let outcomes = redrive_one(
@@ -143,25 +140,17 @@ pub fn run(
                     Outcome::StillFailing(reason) => (&mut summary.still_failing, reason.into()),
                     Outcome::NotPublished { reason, error } => {
                         // On stderr: a command has no log subscriber, and the summary counts.
-                        let line = format!("finhook redrive: {error}");
-                        match progress.get() {
-                            Some(progress) => progress.say(&line),
-                            None => eprintln!("{line}"),
-                        }
+                        progress.say(&format!("finhook redrive: {error}"));
                         (&mut summary.not_published, reason.into())
                     }
                     Outcome::Skipped(why) => (&mut summary.skipped, why.into()),
                 };
                 *counts.entry(name).or_default() += 1;
             }
-            if let Some(progress) = progress.get() {
-                progress.advance();
-            }
+            progress.advance();
         },
     );
-    if let Some(progress) = progress.get() {
-        progress.finish();
-    }
+    progress.finish();
     let flushed = publisher
         .as_ref()
         .map_or(Ok(()), |publisher| publisher.flush(Duration::from_secs(30)));
@@ -381,6 +370,7 @@ fn read_range(
     let partitions = crate::kafka::partition_count(&consumer, topic, brokers)
         .context("reading the dead-letter topic")?;
     let mut ends = BTreeMap::new();
+    let mut at_most = 0i64;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
@@ -409,21 +399,10 @@ fn read_range(
         };
         if start < high {
             ends.insert(partition, high);
+            at_most += high - start;
             assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
         }
     }
-    let starts: BTreeMap<i32, i64> = assignment
-        .elements()
-        .iter()
-        .filter_map(|element| match element.offset() {
-            Offset::Offset(start) => Some((element.partition(), start)),
-            _ => None,
-        })
-        .collect();
-    let at_most = ends
-        .iter()
-        .map(|(partition, end)| end - starts.get(partition).copied().unwrap_or(*end))
-        .sum::<i64>();
     in_range(u64::try_from(at_most).unwrap_or(0));
     if ends.is_empty() {
         return Ok(());
@@ -506,9 +485,10 @@ fn read_range(
 struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
-    fn new(total: u64) -> Self {
+    /// A bar whose length [`Progress::set_length`] gives once the range is known.
+    fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total);
+            let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "redriving {bar:40} {pos}/{len} dead letters ({eta})",
@@ -518,6 +498,12 @@ impl Progress {
             bar
         });
         Self(bar)
+    }
+
+    fn set_length(&self, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+        }
     }
 
     fn advance(&self) {

@@ -379,15 +379,29 @@ impl UserConfig {
                 source,
             })
         };
-        if let Some(token) = read(&self.access_token, &self.access_token_file)? {
-            return Ok(UserCredentials::AccessToken(token));
+        let credentials = match read(&self.access_token, &self.access_token_file)? {
+            Some(token) => UserCredentials::AccessToken(token),
+            None => UserCredentials::Password {
+                username: self.username.clone().unwrap_or_else(|| Secret::new("")),
+                password: read(&self.password, &self.password_file)?
+                    .unwrap_or_else(|| Secret::new("")),
+            },
+        };
+        // An empty value (an empty secret file, say) would only be refused by Oxlin, user by
+        // user, at every poll; the registry refuses such records too.
+        let empty = match &credentials {
+            UserCredentials::AccessToken(token) => token.expose().is_empty(),
+            UserCredentials::Password { username, password } => {
+                username.expose().is_empty() || password.expose().is_empty()
+            }
+        };
+        if empty {
+            return Err(ConfigError::Invalid(vec![format!(
+                "{key}: user {}: empty access token, username or password",
+                self.id
+            )]));
         }
-        let password =
-            read(&self.password, &self.password_file)?.unwrap_or_else(|| Secret::new(""));
-        Ok(UserCredentials::Password {
-            username: self.username.clone().unwrap_or_else(|| Secret::new("")),
-            password,
-        })
+        Ok(credentials)
     }
 }
 

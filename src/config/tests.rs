@@ -408,6 +408,33 @@ fn users_files_are_read_and_duplicates_refused() {
 }
 
 #[test]
+fn users_with_empty_credentials_are_refused_when_read() {
+    // An empty token file is the usual way to get one: Oxlin would refuse it at every poll.
+    let directory = tempfile::tempdir().unwrap();
+    let token_file = directory.path().join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let path = directory.path().join("users.toml");
+    std::fs::write(
+        &path,
+        format!("[[users]]\nid = \"a\"\naccess_token_file = {token_file:?}\n"),
+    )
+    .unwrap();
+    let message = crate::config::poller::read_users_file(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("user a: empty"), "{message}");
+    let config = parse(&format!(
+        "{POLLER}[[pollers.oxlin.users]]\nid = \"b\"\nusername = \"b@x\"\npassword = \"\""
+    ))
+    .unwrap();
+    let message = config.pollers["oxlin"]
+        .load_users("oxlin")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("user b: empty"), "{message}");
+}
+
+#[test]
 fn client_certificates_need_a_tls_listener_with_a_client_ca() {
     let message =
         problems("[sources.l]\nkind = \"linxo\"\nauth = \"none\"\nclient_cert_required = true");

@@ -218,39 +218,26 @@ impl Connection {
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
-        // Its own task, so that a watchdog beside it can end it when idle: a timer polled with
-        // the connection would be polled on every wake-up of every request (about 1 % of a
-        // webhook's CPU in a profile). Errors are the client's (reset, timeout, garbage).
-        let serving = tokio::spawn(watcher.watch(connection));
-        let watchdog = tokio::spawn(close_when_idle(
-            activity,
-            serving.abort_handle(),
-            idle_timeout,
-            peer,
-        ));
-        let _ = serving.await;
-        watchdog.abort();
-    }
-}
-
-/// Ends `connection` once no request was under way and none began or ended for a whole
-/// `idle_timeout`.
-async fn close_when_idle(
-    activity: Arc<Activity>,
-    connection: tokio::task::AbortHandle,
-    idle_timeout: Duration,
-    peer: SocketAddr,
-) {
-    let mut changes_before = 0;
-    loop {
-        tokio::time::sleep(idle_timeout).await;
-        let (under_way, changes) = activity.load();
-        if under_way == 0 && changes == changes_before {
-            tracing::debug!(%peer, "closing an idle connection");
-            connection.abort();
-            return;
+        // Served by a task of its own, while this one wakes once per `idle_timeout` to end it
+        // when idle: a timer polled with the connection itself would be polled on every wake-up
+        // of every request (about 1 % of a webhook's CPU in a profile). Errors are the
+        // client's (reset, timeout, garbage).
+        let mut serving = tokio::spawn(watcher.watch(connection));
+        let mut changes_before = 0;
+        loop {
+            tokio::select! {
+                _ = &mut serving => return,
+                () = tokio::time::sleep(idle_timeout) => {
+                    let (under_way, changes) = activity.load();
+                    if under_way == 0 && changes == changes_before {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        serving.abort();
+                        return;
+                    }
+                    changes_before = changes;
+                }
+            }
         }
-        changes_before = changes;
     }
 }
 

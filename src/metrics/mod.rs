@@ -80,7 +80,7 @@ impl WebhookOutcome {
         WebhookOutcome::RequestTimeout,
     ];
 
-    /// Its place in [`Self::ALL`].
+    /// Its place in [`Self::ALL`] (a unit test checks every kind is there).
     fn index(self) -> usize {
         self as usize
     }
@@ -163,9 +163,8 @@ type SourceSeries = Vec<(IntCounter, Histogram)>;
 /// thread writes; a webhook made five of them (three of these, two webhook series).
 /// Each family is kept beside its handles, for the labels no handle was kept for.
 struct RecordSeries {
-    /// `finhook_kafka_ack_duration_seconds{record}`: produce call to delivery report.
-    ack_duration: HistogramVec,
-    /// Its series per record kind, in [`RecordKind::ALL`]'s order.
+    /// `finhook_kafka_ack_duration_seconds{record}` (produce call to delivery report), one
+    /// series per record kind, in [`RecordKind::ALL`]'s order.
     acks: [Histogram; RecordKind::ALL.len()],
     /// `finhook_event_lag_seconds{provider, ingress}`: provider's event time to Kafka ack.
     event_lag: HistogramVec,
@@ -181,7 +180,7 @@ struct RecordSeries {
 
 impl RecordSeries {
     fn new(
-        ack_duration: HistogramVec,
+        ack_duration: &HistogramVec,
         event_lag: HistogramVec,
         events_published: IntCounterVec,
     ) -> Self {
@@ -198,7 +197,6 @@ impl RecordSeries {
         }
         Self {
             acks: RecordKind::ALL.map(|record| ack_duration.with_label_values(&[record.as_str()])),
-            ack_duration,
             event_lag,
             lags,
             events_published,
@@ -297,7 +295,7 @@ impl Metrics {
         let poller = PollerMetrics::new(&registry)?;
         let users_registry = RegistryMetrics::new(&registry)?;
         let records = Arc::new(RecordSeries::new(
-            kafka_ack_duration,
+            &kafka_ack_duration,
             event_lag,
             events_published,
         ));
@@ -371,16 +369,7 @@ impl Metrics {
     }
 
     pub fn kafka_acknowledged(&self, record: RecordKind, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        // `get`, not indexing: a kind missing from `ALL` is looked up rather than panic.
-        match self.records.acks.get(record.index()) {
-            Some(histogram) => histogram.observe(seconds),
-            None => self
-                .records
-                .ack_duration
-                .with_label_values(&[record.as_str()])
-                .observe(seconds),
-        }
+        self.records.acks[record.index()].observe(elapsed.as_secs_f64());
     }
 
     /// An event is on Kafka: count it, and how long after the provider's event time.
@@ -470,6 +459,19 @@ mod tests {
         let rendered = metrics.render();
         let line = rendered.lines().find(|line| line.starts_with(series))?;
         line.rsplit(' ').next()?.parse().ok()
+    }
+
+    #[test]
+    fn every_record_kind_is_in_all_at_its_index() {
+        for (position, kind) in RecordKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), position, "{kind:?}");
+        }
+        // An exhaustive match: a new kind does not compile here until it is listed, then
+        // fails until it is in `ALL` (its series would be an index past `acks`).
+        let in_all = |kind: RecordKind| match kind {
+            RecordKind::Event | RecordKind::DeadLetter => RecordKind::ALL.contains(&kind),
+        };
+        assert!(in_all(RecordKind::Event) && in_all(RecordKind::DeadLetter));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A polled queue page on its way to Kafka: read by its provider's queue reader into items
-//! (envelopes or dead letters, through the same [`ingest::item`] as webhooks), then published
-//! in per-key chains ([`ingest::chains`]) that keep one connection's order.
+//! (envelopes or dead letters, through the same [`ingest::item`] as webhooks), grouped into
+//! per-key chains that keep one connection's order.
+
+use std::collections::HashMap;
 
 use http::HeaderMap;
 
@@ -35,6 +37,21 @@ fn read<'p>(origin: &Origin<'_>, page: &'p [u8]) -> Option<providers::QueuePage<
     providers::entry(origin.provider.as_str())?
         .default_settings()
         .read_queue_page(page, origin.user_id.unwrap_or_default())
+}
+
+/// Items grouped by ordering key, in page order within each key: chains can be published in
+/// parallel, the items of one chain one after the other.
+pub(crate) fn chains<'i, 'p>(items: &'i [Item<'p>]) -> Vec<Vec<&'i Item<'p>>> {
+    let mut chains: Vec<Vec<&Item<'p>>> = Vec::new();
+    let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
+    for item in items {
+        let index = *chain_of_key.entry(item.ordering_key()).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
+        });
+        chains[index].push(item);
+    }
+    chains
 }
 
 #[cfg(test)]
@@ -80,10 +97,10 @@ mod tests {
             };
             assert_eq!(origin.user_id, Some("u1"));
         }
-        let chains = ingest::chains(&items);
+        let chains = chains(&items);
         let ids: Vec<Vec<&str>> = chains
             .iter()
-            .map(|chain| chain.iter().map(|&position| items[position].id()).collect())
+            .map(|chain| chain.iter().map(|item| item.id()).collect())
             .collect();
         assert_eq!(ids.len(), 3);
         assert_eq!(ids[0], ["1", "3"], "c1's events stay in order");

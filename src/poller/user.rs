@@ -481,14 +481,13 @@ impl<Api: QueueApi> UserLoop<Api> {
         self.metrics.poller.add_events_held(&self.poller, held);
 
         // Per-key chains keep one connection's order; chains run in parallel.
-        let chains = ingest::chains(&items);
+        let chains = page::chains(&items);
         let deadline = StopDeadline::new(stop, self.settings.shutdown_grace);
         let deadline = &deadline;
-        let items = &items;
         let published = futures::future::join_all(chains.iter().map(|chain| async move {
             let mut done = 0i64;
-            for &position in chain {
-                if !self.publish_with_retry(&items[position], deadline).await {
+            for item in chain {
+                if !self.publish_with_retry(item, deadline).await {
                     break;
                 }
                 done += 1;
@@ -592,15 +591,19 @@ impl<'s> StopDeadline<'s> {
         }
     }
 
-    /// Resolves once the grace period after stop is over (never before stop).
-    async fn passed(&self) {
-        self.stop.cancelled().await;
-        let deadline = *self
+    /// The end of the grace period, counted from the first time stop is seen.
+    fn end(&self) -> Instant {
+        *self
             .deadline
             .lock()
             .expect("never poisoned")
-            .get_or_insert_with(|| Instant::now() + self.grace);
-        tokio::time::sleep_until(deadline).await;
+            .get_or_insert_with(|| Instant::now() + self.grace)
+    }
+
+    /// Resolves once the grace period after stop is over (never before stop).
+    async fn passed(&self) {
+        self.stop.cancelled().await;
+        tokio::time::sleep_until(self.end()).await;
     }
 
     /// Sleeps `wait` before another try; false when the grace period after stop is over.
@@ -611,11 +614,7 @@ impl<'s> StopDeadline<'s> {
                 _ = self.stop.cancelled() => {}
             }
         }
-        let deadline = *self
-            .deadline
-            .lock()
-            .expect("never poisoned")
-            .get_or_insert_with(|| Instant::now() + self.grace);
+        let deadline = self.end();
         let now = Instant::now();
         if now >= deadline {
             return false;

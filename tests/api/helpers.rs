@@ -235,6 +235,24 @@ impl TestApp {
 
     /// Makes the broker refuse `topic`, as a missing ACL would: produce requests and metadata
     /// for it fail with "topic authorization failed".
+    /// Every request to the test broker takes `delay` (zero: back to normal).
+    pub fn broker_round_trip(&self, delay: Duration) {
+        self.kafka
+            .as_ref()
+            .expect("the app runs on its test broker")
+            .set_round_trip_time(1, delay)
+            .unwrap();
+    }
+
+    /// The test broker answers its next produce requests with `errors`, one each.
+    pub fn fail_next_produces(&self, errors: Vec<rdkafka::types::RDKafkaRespErr>) {
+        self.kafka
+            .as_ref()
+            .expect("the app runs on its test broker")
+            .fail_next_produce_requests(errors)
+            .unwrap();
+    }
+
     pub fn forbid_topic(&self, topic: &str) {
         self.kafka
             .as_ref()

@@ -88,11 +88,7 @@ async fn a_connection_that_never_sends_a_request_is_closed() {
 async fn an_http2_connection_whose_request_was_reset_is_closed_once_idle() {
     // Kafka acknowledges after 1 s: the request is still waiting when the client resets it.
     let app = spawn_app(&format!("{LIMITS}\n[kafka]\nack_timeout = \"10s\"")).await;
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .set_round_trip_time(1, Duration::from_millis(1000))
-        .unwrap();
+    app.broker_round_trip(Duration::from_millis(1000));
     let stream = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -128,10 +124,7 @@ async fn a_kept_alive_connection_is_closed_once_idle_and_not_while_a_request_wai
     // Kafka acknowledges after 1 s, longer than the idle timeout (300 ms): the connection must
     // stay open for the answer.
     let app = spawn_app(&format!("{LIMITS}\n[kafka]\nack_timeout = \"10s\"")).await;
-    let kafka = app.kafka.clone().unwrap();
-    kafka
-        .set_round_trip_time(1, Duration::from_millis(1000))
-        .unwrap();
+    app.broker_round_trip(Duration::from_millis(1000));
     let body = fixture("bridge/test-event.json");
     let signature = crate::helpers::bridge_signature(&body);
     let mut kept = TcpStream::connect(address(&app.webhook_url)).await.unwrap();
@@ -202,11 +195,8 @@ async fn a_client_slow_to_send_its_body_gets_408() {
 #[tokio::test]
 async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
     let app = spawn_app("[server]\nmax_in_flight = 2\n[kafka]\nack_timeout = \"5s\"").await;
-    let kafka = app.kafka.clone().unwrap();
     // A slow broker holds the first two requests while they wait for their acknowledgements.
-    kafka
-        .set_round_trip_time(1, Duration::from_millis(1500))
-        .unwrap();
+    app.broker_round_trip(Duration::from_millis(1500));
     let body = fixture("bridge/item-created.json");
     let first = spawn_signed_post(&app.webhook_url, body.clone());
     let second = spawn_signed_post(&app.webhook_url, body.clone());
@@ -221,7 +211,7 @@ async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
     );
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(second.await.unwrap(), 200);
-    kafka.set_round_trip_time(1, Duration::ZERO).unwrap();
+    app.broker_round_trip(Duration::ZERO);
     assert_eq!(
         app.post_bridge(&body).await.status(),
         200,

@@ -259,14 +259,10 @@ async fn events_kafka_is_slow_to_take_are_published_once() {
         + "\n[kafka]\nack_timeout = \"1s\"\n";
     let app = spawn_app(&toml).await;
     eventually("first polls", || oxlin.polls_of("321") > 0).await;
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .fail_next_produce_requests(vec![
+    app.fail_next_produces(vec![
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
             8
-        ])
-        .unwrap();
+        ]);
     oxlin.release();
     assert_eq!(events(&app, 3).await.len(), 3, "published");
     // A fourth record would be a second copy: whatever else was on its way lands meanwhile.

@@ -173,11 +173,7 @@ async fn a_batch_event_kafka_refuses_is_diverted_as_that_event() {
 async fn a_broker_refusing_a_record_as_too_large_gets_it_dead_lettered() {
     // The producer would take it; the broker (a topic with a smaller max.message.bytes) does not.
     let app = spawn_app("").await;
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .fail_next_produce_requests(vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE])
-        .unwrap();
+    app.fail_next_produces(vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
     let body = crate::common::fixture("linxo/connection-updated-2-accounts.json");
     let response = app.post_linxo(&body).await;
     assert_eq!(response.status(), 200);
@@ -206,14 +202,10 @@ async fn a_batch_event_kafka_keeps_only_as_a_digest_is_not_answered_accepted() {
     let app = spawn_app(BATCH_SOURCE).await;
     // The event, then its dead letter with the body, refused as too large by the broker; the
     // letter without the body passes.
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .fail_next_produce_requests(vec![
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
-        ])
-        .unwrap();
+    app.fail_next_produces(vec![
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+    ]);
     let body = br#"{"events": [{"type": "a", "id": "e0", "customer": "c1"}]}"#;
     let response = app.post_signed("relay", body).await;
     assert_eq!(response.status(), 413);
@@ -229,11 +221,7 @@ async fn a_batch_event_kafka_keeps_only_as_a_digest_is_not_answered_accepted() {
 #[tokio::test]
 async fn a_batch_waits_for_its_acknowledgements_together_and_keeps_its_order() {
     let app = spawn_app(&format!("{BATCH_SOURCE}\n[kafka]\nack_timeout = \"3s\"")).await;
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .set_round_trip_time(1, Duration::from_millis(500))
-        .unwrap();
+    app.broker_round_trip(Duration::from_millis(500));
     let events: Vec<String> = (0..40)
         .map(|index| format!(r#"{{"type": "a", "id": "e{index:02}", "customer": "c1"}}"#))
         .collect();
@@ -248,11 +236,7 @@ async fn a_batch_waits_for_its_acknowledgements_together_and_keeps_its_order() {
         .await
         .expect("answered within the sender's 4 s");
     assert_eq!(response.status(), 200);
-    app.kafka
-        .as_ref()
-        .unwrap()
-        .set_round_trip_time(1, Duration::ZERO)
-        .unwrap();
+    app.broker_round_trip(Duration::ZERO);
     let records = read_topic(
         &app.bootstrap,
         app.default_topic(),
