@@ -90,12 +90,30 @@ pub fn lower_hex(bytes: &[u8]) -> String {
 }
 
 /// An id for an event that is the same bytes on every delivery but must not be deduplicated
-/// (a test event): the derived id of the bytes and the moment they were received.
+/// (a test event, a notice with no id and no time): the derived id of the bytes and the moment
+/// they were received.
 fn per_delivery_id(origin: &Origin<'_>, raw: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(origin.provider.as_str().as_bytes());
     hasher.update(b"\n");
     hasher.update(origin.received_at.unix_timestamp_nanos().to_be_bytes());
+    hasher.update(raw);
+    lower_hex(&hasher.finalize())
+}
+
+/// The id of a polled event that has none of its own. A poll takes its events off the queue,
+/// so nothing is delivered twice to dedupe; what must not happen is two events sharing an id
+/// because their bytes are equal (`{"name":"SYNC_STARTED"}` on every sync, for every user).
+/// So the id is the page's (user and moment of the poll), the event's position in it, and its
+/// bytes.
+pub fn polled_event_id(origin: &Origin<'_>, position: usize, raw: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(origin.provider.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(origin.user_id.unwrap_or_default().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(origin.received_at.unix_timestamp_nanos().to_be_bytes());
+    hasher.update((position as u64).to_be_bytes());
     hasher.update(raw);
     lower_hex(&hasher.finalize())
 }

@@ -177,8 +177,9 @@ pub struct EventFacts {
     /// The provider's status for what the event is about (Oxlin's `event_status`, a Linxo
     /// channel's status), verbatim.
     pub provider_status: Option<String>,
-    /// The event is a test delivery: its id is unique per delivery rather than derived from
-    /// its bytes alone, so a deduplicating consumer does not drop the second test.
+    /// The event's bytes do not tell it from the next one (a test delivery; a notice with no id
+    /// and no time): its id is unique per delivery rather than derived from its bytes alone,
+    /// so a deduplicating consumer does not drop the second. A retry then has an id of its own.
     pub unique_per_delivery: bool,
 }
 

@@ -194,6 +194,11 @@ fn embedded(text: &str) -> Value {
     if let Some(object) = schema.as_object_mut() {
         object.remove("$schema");
         object.remove("$id");
+        // The files are 2020-12; the document declares draft-07, where a property's required
+        // companions are `dependencies` (draft-07 tools ignore `dependentRequired`).
+        if let Some(dependent) = object.remove("dependentRequired") {
+            object.insert("dependencies".to_owned(), dependent);
+        }
     }
     json!({ "schemaFormat": SCHEMA_FORMAT, "schema": schema })
 }
@@ -201,6 +206,21 @@ fn embedded(text: &str) -> Value {
 fn string_key(description: &str) -> Value {
     json!({ "bindingVersion": KAFKA_BINDING_VERSION, "key": { "type": "string", "description": description } })
 }
+
+/// The headers every envelope record carries, whatever its event.
+const ALWAYS_SENT_HEADERS: [&str; 11] = [
+    "content-type",
+    "ce_specversion",
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_datacontenttype",
+    "ce_provider",
+    "ce_providertype",
+    "ce_ingress",
+    "ce_partitionkey",
+    "ce_receivedtime",
+];
 
 fn messages() -> Value {
     let types: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
@@ -261,7 +281,7 @@ fn messages() -> Value {
             "contentType": STRUCTURED_CONTENT_TYPE,
             "headers": {
                 "type": "object",
-                "required": ["content-type", "ce_specversion", "ce_id", "ce_source", "ce_type", "ce_provider", "ce_partitionkey"],
+                "required": ALWAYS_SENT_HEADERS,
                 "properties": header_properties,
             },
             "payload": {"$ref": "#/components/schemas/envelope"},
@@ -270,7 +290,7 @@ fn messages() -> Value {
         "deadLetter": {
             "name": "deadLetter",
             "title": "Input finhook could not use (CloudEvents binary mode)",
-            "summary": "The record value is the raw input exactly as received (or absent, with ce_bodysize and ce_bodysha256, when even that was too large); the headers say where it came from and why.",
+            "summary": "The record value is the raw input exactly as received (or empty, with ce_bodysize and ce_bodysha256, when even that was too large); the headers say where it came from and why.",
             "contentType": "application/octet-stream",
             "headers": {"$ref": "#/components/schemas/deadLetterHeaders"},
             "payload": { "type": "string", "format": "binary" },
@@ -305,6 +325,20 @@ fn messages() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embedded_schemas_use_draft_07_keywords() {
+        let envelope = embedded(ENVELOPE_SCHEMA);
+        let schema = envelope["schema"].as_object().unwrap();
+        assert!(!schema.contains_key("dependentRequired"));
+        let original: Value = serde_json::from_str(ENVELOPE_SCHEMA).unwrap();
+        assert_eq!(schema["dependencies"], original["dependentRequired"]);
+        assert!(schema["dependencies"].get("subject").is_some());
+        for text in [DEAD_LETTER_SCHEMA, USER_RECORD_SCHEMA] {
+            let schema = embedded(text);
+            assert!(schema["schema"].get("dependentRequired").is_none());
+        }
+    }
     use crate::envelope::{Envelope, Origin};
     use crate::vocabulary::{EventFacts, Ingress, ProviderKind};
 
@@ -342,6 +376,15 @@ mod tests {
             assert!(documented.contains_key(name), "{name} is not documented");
         }
         assert!(documented["ce_type"]["description"].is_string());
+        // What an envelope with no optional attribute still writes is what is required.
+        let bare = EventFacts::new(EventType::Unmapped, "x");
+        let mut always = Vec::new();
+        Envelope::new(&origin, bare, b"{}", "{}").each_kafka_header(|name, _| always.push(name));
+        assert_eq!(
+            messages["envelope"]["headers"]["required"],
+            json!(always),
+            "required headers"
+        );
         assert_eq!(
             documented["ce_type"]["enum"].as_array().unwrap().len(),
             EventType::ALL.len()

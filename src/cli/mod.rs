@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
@@ -49,8 +50,8 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Do not read secret and users files (validate a configuration where its secrets are
-        /// not mounted, e.g. in a CI pipeline).
+        /// Do not read secret, users and TLS files (validate a configuration where they are not
+        /// mounted, e.g. in a CI pipeline).
         #[arg(long)]
         skip_files: bool,
     },
@@ -315,6 +316,9 @@ fn check_config(path: Option<PathBuf>, skip_files: bool) -> anyhow::Result<()> {
         }
         if config.registry.enabled {
             config.registry.keyring()?;
+        }
+        if let Some(tls) = &config.server.tls {
+            crate::http::tls::ReloadingTls::load(tls).context("loading server.tls")?;
         }
     }
     let mut stdout = std::io::stdout().lock();

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 pub use self::ip::IpRange;
@@ -112,7 +113,7 @@ impl Config {
         let environment = Env::prefixed("FINHOOK_")
             .filter(|key| !is_kubernetes_service_link(key.as_str()))
             .split("__");
-        figment.merge(environment)
+        figment.merge(EnvironmentAsText(environment))
     }
 
     /// The embedded defaults with `toml` over them, validated as a file's would be: for tests
@@ -133,7 +134,8 @@ impl Config {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(Box::new)?;
+        // Lossy: a number or boolean may be written as text (the environment's always is).
+        let config: Config = figment.extract_lossy().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
     }
@@ -180,6 +182,18 @@ impl Config {
             .is_some_and(|tls| tls.client_ca_file.is_some());
         for (name, source) in &self.sources {
             source.validate(name, &mut problems);
+            // Names are metric labels: `unknown` already counts requests to no source, and a
+            // poller's dead letters are counted under its name as a source's are.
+            if name == crate::metrics::UNKNOWN_SOURCE {
+                problems.push(format!(
+                    "sources.{name}: the name `{name}` is taken (metrics count requests to no configured source under it)"
+                ));
+            }
+            if self.pollers.contains_key(name) {
+                problems.push(format!(
+                    "sources.{name}: a poller has the same name; their metrics would be counted together"
+                ));
+            }
             if (source.client_cert_required || !source.client_cert_names.is_empty()) && !mutual_tls
             {
                 problems.push(format!(
@@ -240,6 +254,52 @@ impl Config {
     /// The configuration as `check-config` prints it: TOML with every secret redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+}
+
+/// The `FINHOOK_` environment with numbers and booleans kept as the text they are. figment's
+/// `Env` reads `123456` as a number and `true` as a boolean, so a numeric secret, client id or
+/// user name failed to load ("found unsigned int, expected a string"), and `007` would have
+/// been 7. Fields that want a number or a boolean read it from the text (`extract_lossy`);
+/// quoted strings, arrays and tables are read as figment reads them.
+struct EnvironmentAsText(Env);
+
+impl Provider for EnvironmentAsText {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut values = Dict::new();
+        for (key, text) in self.0.iter() {
+            let value = match text
+                .parse::<Value>()
+                .expect("parsing a value is infallible")
+            {
+                Value::Num(..) | Value::Bool(..) => Value::from(text),
+                parsed => parsed,
+            };
+            // A dotted key (`split("__")` made them) nests as a table would. Values are left
+            // untagged: figment tags them as this provider's, so errors name the variable.
+            if let Value::Dict(_, nested) = figment::util::nest(key.as_str(), value) {
+                merge_tables(&mut values, nested);
+            }
+        }
+        Ok(Map::from([(Profile::Default, values)]))
+    }
+}
+
+/// `from`'s keys into `into`, tables merged key by key, anything else replaced.
+fn merge_tables(into: &mut Dict, from: Dict) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, nested)) => {
+                merge_tables(existing, nested)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }
 

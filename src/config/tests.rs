@@ -100,6 +100,20 @@ fn source_names_are_restricted() {
 }
 
 #[test]
+fn source_names_that_would_share_metric_labels_are_refused() {
+    let message = problems("[sources.unknown]\nkind = \"linxo\"\nauth = \"none\"");
+    assert!(message.contains("sources.unknown: the name"), "{message}");
+    let message = problems(&format!(
+        "{POLLER}\n[sources.oxlin]\nkind = \"linxo\"\nauth = \"none\""
+    ));
+    assert!(
+        message.contains("sources.oxlin: a poller has the same name"),
+        "{message}"
+    );
+    assert!(parse(POLLER).is_ok());
+}
+
+#[test]
 fn idempotence_and_acks_cannot_be_overridden() {
     let message = problems("[kafka.properties]\nacks = \"1\"");
     assert!(message.contains("kafka.properties.\"acks\""), "{message}");
@@ -200,6 +214,38 @@ fn kubernetes_service_links_are_not_taken_for_configuration() {
         jail.set_env("FINHOOK_KAFKA_BROKERS", "single-underscore:9092");
         let error = Config::load(None).expect_err("an unknown key");
         assert!(error.to_string().contains("kafka_brokers"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
+fn environment_values_that_look_like_numbers_stay_text_where_text_is_wanted() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("FINHOOK_SOURCES__BRIDGE__KIND", "bridge");
+        jail.set_env("FINHOOK_SOURCES__BRIDGE__SECRET", "00123456");
+        jail.set_env("FINHOOK_SOURCES__GITHUB__KIND", "hmac");
+        jail.set_env("FINHOOK_SOURCES__GITHUB__HEADER", "X-Hub-Signature-256");
+        jail.set_env("FINHOOK_SOURCES__GITHUB__SECRET", "true");
+        // Numbers and booleans are still read where they are wanted, from the same text.
+        jail.set_env("FINHOOK_SERVER__BODY_LIMIT_BYTES", "8181");
+        jail.set_env("FINHOOK_SERVER__MAX_IN_FLIGHT", "77");
+        jail.set_env("FINHOOK_KAFKA__EMBEDDED", "false");
+        // A quoted value is unquoted, as figment always did (the chart quotes some).
+        jail.set_env("FINHOOK_KAFKA__BROKERS", "\"quoted:9092\"");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        let secret = |name: &str| {
+            config.sources[name]
+                .secret
+                .as_ref()
+                .map(|secret| secret.expose().to_owned())
+        };
+        assert_eq!(secret("bridge").as_deref(), Some("00123456"));
+        assert_eq!(secret("github").as_deref(), Some("true"));
+        assert_eq!(config.server.body_limit_bytes, 8181);
+        assert_eq!(config.server.max_in_flight, 77);
+        assert!(!config.kafka.embedded);
+        assert_eq!(config.kafka.brokers, "quoted:9092");
         Ok(())
     });
 }

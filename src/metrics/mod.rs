@@ -15,7 +15,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use self::poller::{PollOutcome, PollerMetrics};
+pub use self::poller::{PollOutcome, PollerMetrics, KAFKA_RETRY};
 pub use self::registry::RegistryMetrics;
 use crate::vocabulary::{EventType, Ingress, NormalizeError, ProviderKind};
 

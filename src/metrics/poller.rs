@@ -46,6 +46,9 @@ impl PollOutcome {
     }
 }
 
+/// The retry reason of a polled event Kafka did not take.
+pub const KAFKA_RETRY: &str = "kafka";
+
 #[derive(Clone)]
 pub struct PollerMetrics {
     /// `finhook_polls_total{poller, outcome}`: queue GETs.
@@ -143,6 +146,8 @@ impl PollerMetrics {
         }
         self.users.with_label_values(&[poller]);
         self.events_held.with_label_values(&[poller]);
+        // At 0 from the start: FinhookPollerEventsHeld compares its increase with held events.
+        self.retries.with_label_values(&[poller, KAFKA_RETRY]);
     }
 
     pub fn polled(&self, poller: &str, outcome: PollOutcome, elapsed: Duration) {

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 
 use http::HeaderMap;
 
-use crate::envelope::Origin;
+use crate::envelope::{self, Origin};
 use crate::ingest::{self, Item};
 use crate::providers;
 
 /// Every event of `page`, fetched from the queue of `origin.user_id` at `origin.provider`, as an
-/// item, passed through `protect` (the personal-data policy). A page that cannot be read at all
+/// item, passed through `protect` (the personal-data policy); an event without an id of its own
+/// gets one of this poll's ([`envelope::polled_event_id`]). A page that cannot be read at all
 /// is one dead letter holding all of it. Every dead letter made of the page, here or when Kafka
 /// refuses an event, names the user through its origin: `finhook redrive` reads it again as
 /// that user's.
@@ -24,7 +25,15 @@ pub(crate) fn items<'p>(
     let items = match read(origin, page)? {
         Ok(events) => events
             .into_iter()
-            .map(|(raw, facts)| protect(ingest::item(origin, facts, raw, &no_headers)))
+            .enumerate()
+            .map(|(position, (raw, mut facts))| {
+                if let Ok(facts) = &mut facts {
+                    facts
+                        .provider_event_id
+                        .get_or_insert_with(|| envelope::polled_event_id(origin, position, raw));
+                }
+                protect(ingest::item(origin, facts, raw, &no_headers))
+            })
             .collect(),
         Err(error) => vec![ingest::item(origin, Err(error), page, &no_headers)],
     };
@@ -114,6 +123,35 @@ mod tests {
         }
         let unreadable = super::items(&of_user("u1"), b"not json", |item| item).unwrap();
         assert!(matches!(unreadable[..], [Item::DeadLetter(_)]));
+    }
+
+    #[test]
+    fn events_without_an_id_get_one_per_poll_user_and_position() {
+        let page = br#"[{"name":"SYNC_STARTED","resource":{"id":"c1","channels":[]}},
+            {"name":"SYNC_STARTED","resource":{"id":"c1","channels":[]}},
+            {"id":"q-1","name":"SYNC_STARTED","resource":{"id":"c1","channels":[]}}]"#;
+        // The same page's bytes, twice: the first two events are equal to each other too.
+        let ids = |origin: &Origin<'static>| -> Vec<String> {
+            items(origin, page, |item| item)
+                .unwrap()
+                .iter()
+                .map(|item| item.id().to_owned())
+                .collect()
+        };
+        let first = ids(&of_user("u1"));
+        assert_eq!(first[2], "q-1", "the provider's own id is kept");
+        assert_ne!(first[0], first[1], "equal events of one page");
+        let later_poll = Origin {
+            received_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(10),
+            ..of_user("u1")
+        };
+        let other_user = ids(&of_user("u2"));
+        let again = ids(&later_poll);
+        for (position, id) in first[..2].iter().enumerate() {
+            assert_ne!(*id, other_user[position], "another user's queue");
+            assert_ne!(*id, again[position], "a later poll");
+        }
+        assert_eq!(first, ids(&of_user("u1")), "the same page, user and moment");
     }
 
     #[test]

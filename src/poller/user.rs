@@ -29,7 +29,7 @@ use super::page;
 use crate::config::UserCredentials;
 use crate::envelope::Origin;
 use crate::ingest::{self, Item};
-use crate::metrics::{Metrics, PollOutcome};
+use crate::metrics::{Metrics, PollOutcome, KAFKA_RETRY};
 use crate::protection::Policy;
 use crate::providers::linxo::Linxo;
 use crate::providers::Provider;
@@ -537,7 +537,7 @@ impl<Api: QueueApi> UserLoop<Api> {
             let Err(error) = result else {
                 return true;
             };
-            self.metrics.poller.retried(&self.poller, "kafka");
+            self.metrics.poller.retried(&self.poller, KAFKA_RETRY);
             let wait = backoff.next_delay();
             tracing::debug!(poller = %self.poller, %error, ?wait, "kafka refused a polled event; holding it");
             if !deadline.sleep(wait).await {

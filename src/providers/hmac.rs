@@ -167,6 +167,13 @@ impl Provider for GenericHmac {
                 "{key}: give event_id_header or event_id_path, not both"
             ));
         }
+        // A header names one id for the whole request: every event of a batch would share it,
+        // and consumers deduplicating on (source, id) would keep only the first.
+        if settings.event_id_header.is_some() && settings.events_path.is_some() {
+            problems.push(format!(
+                "{key}: event_id_header gives every event of a batch (events_path) the same id; use event_id_path, or neither (ids derived from each event's bytes)"
+            ));
+        }
     }
 
     fn verifier(
@@ -192,7 +199,7 @@ impl Provider for GenericHmac {
     fn read(settings: &HmacSettings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
         let value = parse_value(body.body())?;
         let provider_type = match &settings.event_type_header {
-            Some(header) => body.header(header).map(str::to_owned),
+            Some(header) => header_value(body, header),
             None => text_at(
                 &value,
                 settings.event_type_path.as_deref().unwrap_or("type"),
@@ -201,7 +208,7 @@ impl Provider for GenericHmac {
         .ok_or(NormalizeError::MissingField("type"))?;
         let mut facts = EventFacts::new(EventType::Unmapped, provider_type);
         facts.provider_event_id = match (&settings.event_id_header, &settings.event_id_path) {
-            (Some(header), _) => body.header(header).map(str::to_owned),
+            (Some(header), _) => header_value(body, header),
             (None, Some(path)) => text_at(&value, path),
             (None, None) => None,
         };
@@ -215,6 +222,14 @@ impl Provider for GenericHmac {
             .and_then(|path| time_of(at(&value, path)));
         Ok(facts)
     }
+}
+
+/// A header's text, when present and not empty: an empty `X-Event-Id:` is no id (CloudEvents
+/// attributes are never empty strings).
+fn header_value(body: &Verified<'_>, name: &str) -> Option<String> {
+    body.header(name)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
 }
 
 /// The events of a batch body: the array at the top-level member `path` (or the body itself
@@ -315,6 +330,9 @@ mod tests {
                timestamp_key = "t""#,
             r#"header = "bad header""#,
             r#"prefix = "sha256=""#,
+            r#"header = "X-Sig"
+               events_path = "events"
+               event_id_header = "X-Delivery""#,
         ] {
             GenericHmac::validate(&settings(text), "sources.h", true, &mut problems);
         }
@@ -332,6 +350,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sources.h.header: required"), "{text}");
+        assert!(
+            text.contains("sources.h: event_id_header gives every event of a batch"),
+            "{text}"
+        );
+        let mut batch_with_paths = Vec::new();
+        let text = r#"header = "X-Sig"
+               events_path = "events"
+               event_id_path = "id""#;
+        GenericHmac::validate(&settings(text), "sources.h", true, &mut batch_with_paths);
+        assert_eq!(batch_with_paths, Vec::<String>::new());
+    }
+
+    #[test]
+    fn empty_header_values_are_no_value() {
+        let github = settings(
+            r#"header = "X-Hub-Signature-256"
+               event_type_header = "X-GitHub-Event"
+               event_id_header = "X-GitHub-Delivery""#,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-event", "push".parse().unwrap());
+        headers.insert("x-github-delivery", "".parse().unwrap());
+        let facts = GenericHmac::read(&github, &Verified::assume(b"{}", &headers)).unwrap();
+        assert_eq!(
+            facts.provider_event_id, None,
+            "derived from the bytes instead"
+        );
+        headers.insert("x-github-event", "".parse().unwrap());
+        assert_eq!(
+            GenericHmac::read(&github, &Verified::assume(b"{}", &headers)),
+            Err(NormalizeError::MissingField("type"))
+        );
     }
 
     #[test]

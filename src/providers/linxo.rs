@@ -152,19 +152,24 @@ struct LinxoChannel<'a> {
 /// The resource type of connection events, the only one Linxo documents today.
 const CONNECTIONS: &str = "CONNECTIONS";
 
+/// Whether a `resource_type` names connections. Linxo writes `CONNECTIONS`; Oxlin's queues are
+/// subscribed to with `"topics": ["connections"]`, so either case is taken.
+fn is_connections(resource_type: &str) -> bool {
+    resource_type.eq_ignore_ascii_case(CONNECTIONS)
+}
+
 /// Which connection an event belongs to: the resource itself when it is a connection, else the
-/// connection the resource names (an account's `connection_id`). Never an account's own id:
-/// that would key its events apart from the connection's and break their order.
+/// connection the resource names (an account's `connection_id`). A resource said to be
+/// something else never gives its own id: that would key its events apart from the
+/// connection's and break their order.
 fn connection_of(resource_type: Option<&str>, resource: &LinxoResource<'_>) -> Option<String> {
-    let is_connection = match resource_type {
-        Some(kind) => kind == CONNECTIONS,
-        // Queue events may not say; a resource with channels is a connection.
-        None => resource.channels.is_some(),
-    };
-    if is_connection {
-        resource.id.clone()
-    } else {
-        resource.connection_id.clone()
+    match resource_type {
+        Some(kind) if is_connections(kind) => resource.id.clone(),
+        Some(_) => resource.connection_id.clone(),
+        // Queue events may not say; a resource with channels is a connection (for the others,
+        // see `normalize_queue_event`).
+        None if resource.channels.is_some() => resource.id.clone(),
+        None => resource.connection_id.clone(),
     }
 }
 
@@ -200,8 +205,13 @@ pub fn normalize(body: &[u8]) -> Result<EventFacts, NormalizeError> {
             .as_ref()
             .map(|user| fallback_key("user", user));
         facts.user_id = resource.user_id;
-        if resource_type == CONNECTIONS {
-            facts.account_count = resource.account_count.map(|count| count.max(0.0) as u64);
+        if is_connections(&resource_type) {
+            // A CloudEvents integer is 32-bit: a count beyond it (or below 0, or fractional) is
+            // no count of accounts and is left out.
+            facts.account_count = resource
+                .account_count
+                .filter(|count| count.fract() == 0.0 && (0.0..=f64::from(i32::MAX)).contains(count))
+                .map(|count| count as u64);
             // Linxo leaves `accounts` empty above 100 accounts while `account_count` says how
             // many there are: flag it, so consumers never read that as "no accounts".
             let listed = resource.accounts.unwrap_or(0);
@@ -219,13 +229,14 @@ fn canonical_type(
     event_type: &str,
     channel_status: Option<&str>,
 ) -> (EventType, Option<String>) {
-    if resource_type != CONNECTIONS {
+    if !is_connections(resource_type) {
         return (EventType::Unmapped, None);
     }
     match event_type {
         "CREATED" => (EventType::ConnectionCreated, None),
         "DELETED" => (EventType::ConnectionDeleted, None),
-        "UPDATED" => match channel_status {
+        // Linxo's documentation spells it UDPATED once: a sender built from it may too.
+        "UPDATED" | "UDPATED" => match channel_status {
             Some("SUCCESS") => (EventType::ConnectionSyncSucceeded, None),
             Some(status @ "PARTIAL_SUCCESS") => {
                 (EventType::ConnectionSyncSucceeded, Some(status.to_owned()))
@@ -332,11 +343,21 @@ pub fn normalize_queue_event(raw: &[u8]) -> Result<EventFacts, NormalizeError> {
     facts.reason = reason;
     facts.provider_status = status;
     facts.channel_id = event.channel_definition_id;
+    let resource_type = event.resource_type.as_deref();
     facts.connection_id = event
         .resource
         .as_ref()
-        .and_then(|resource| connection_of(event.resource_type.as_deref(), resource))
-        .or(event.connection_id);
+        .and_then(|resource| connection_of(resource_type, resource))
+        .or(event.connection_id)
+        .or_else(|| {
+            // A resource of no stated type that names no connection is one itself: the queue's
+            // events are about connections (the topic it was subscribed to).
+            let resource = event
+                .resource
+                .as_ref()
+                .filter(|_| resource_type.is_none())?;
+            resource.id.clone()
+        });
     facts.user_id = event.resource.and_then(|resource| resource.user_id);
     Ok(facts)
 }
@@ -557,6 +578,58 @@ mod tests {
             normalize_queue_event(b"42"),
             Err(NormalizeError::NotAnObject)
         );
+    }
+
+    #[test]
+    fn the_documented_misspelling_and_either_case_of_connections_are_read() {
+        let misspelt = r#"{"id":"e","event_type":"UDPATED","resource_type":"CONNECTIONS",
+            "channel_definition_id":"8700","resource":{"id":"123",
+            "channels":[{"channel_definition_id":"8700","status":"SUCCESS"}]}}"#;
+        let facts = normalize(misspelt.as_bytes()).unwrap();
+        assert_eq!(facts.event_type, EventType::ConnectionSyncSucceeded);
+        assert_eq!(facts.provider_type, "CONNECTIONS.UDPATED", "kept verbatim");
+        let lower = r#"{"id":"e","event_type":"CREATED","resource_type":"connections",
+            "resource":{"id":"123"}}"#;
+        let facts = normalize(lower.as_bytes()).unwrap();
+        assert_eq!(facts.event_type, EventType::ConnectionCreated);
+        assert_eq!(facts.connection_id.as_deref(), Some("123"));
+    }
+
+    #[test]
+    fn a_queue_event_of_no_stated_resource_type_is_about_its_resource_connection() {
+        let connection = |raw: &[u8]| normalize_queue_event(raw).unwrap().connection_id;
+        // The queue is subscribed to connections: an untyped resource is one...
+        let untyped =
+            br#"{"id":"q-9","name":"TOKEN_EXPIRED","resource":{"id":"123","user_id":"321"}}"#;
+        assert_eq!(connection(untyped).as_deref(), Some("123"));
+        let lower =
+            br#"{"name":"TOKEN_EXPIRED","resource_type":"connections","resource":{"id":"123"}}"#;
+        assert_eq!(connection(lower).as_deref(), Some("123"));
+        // ...unless it names its connection, or the event does.
+        let naming = br#"{"name":"TOKEN_EXPIRED","resource":{"id":"acc-1","connection_id":"123"}}"#;
+        assert_eq!(connection(naming).as_deref(), Some("123"));
+        let top = br#"{"name":"TOKEN_EXPIRED","connection_id":"123","resource":{"id":"acc-1"}}"#;
+        assert_eq!(connection(top).as_deref(), Some("123"));
+        // A resource said to be something else never gives its own id.
+        let account =
+            br#"{"name":"TOKEN_EXPIRED","resource_type":"ACCOUNTS","resource":{"id":"acc-1"}}"#;
+        assert_eq!(connection(account), None);
+    }
+
+    #[test]
+    fn an_account_count_a_cloudevents_integer_cannot_carry_is_left_out() {
+        let count = |value: &str| {
+            let body = format!(
+                r#"{{"id":"e","event_type":"UPDATED","resource_type":"CONNECTIONS",
+                "resource":{{"id":"1","account_count":{value}}}}}"#
+            );
+            normalize(body.as_bytes()).unwrap().account_count
+        };
+        assert_eq!(count("3"), Some(3));
+        assert_eq!(count("2147483647"), Some(2_147_483_647));
+        for beyond in ["2147483648", "-1", "1.5", "1e300"] {
+            assert_eq!(count(beyond), None, "{beyond}");
+        }
     }
 
     #[test]

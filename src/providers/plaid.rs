@@ -139,6 +139,10 @@ impl Provider for Plaid {
                     .map(|user| fallback_key("user", user))
             });
         facts.time = time_of(at(&value, "timestamp"));
+        // Most Plaid bodies carry no id and no time: the next SYNC_UPDATES_AVAILABLE of an item
+        // is the same bytes as the last. Derived from the bytes alone, its id would be the last
+        // one's, and a deduplicating consumer would drop it.
+        facts.unique_per_delivery = facts.time.is_none();
         Ok(facts)
     }
 }
@@ -454,6 +458,28 @@ mod tests {
         assert_eq!(
             check(&verifier, token, body, iat).await,
             Err(AuthError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn notices_without_a_time_get_an_id_per_delivery() {
+        let read = |body: &str| {
+            Plaid::read(
+                &PlaidSettings::default(),
+                &Verified::assume(body.as_bytes(), &HeaderMap::new()),
+            )
+            .unwrap()
+        };
+        let sync = read(include_str!(
+            "../../tests/fixtures/plaid/transactions-sync-updates-available.json"
+        ));
+        assert!(sync.unique_per_delivery);
+        let timed = read(
+            r#"{"webhook_type":"PAYMENT_INITIATION","webhook_code":"PAYMENT_STATUS_UPDATE","payment_id":"p-1","timestamp":"2026-11-26T10:00:00Z"}"#,
+        );
+        assert!(
+            !timed.unique_per_delivery,
+            "its time tells two notices apart"
         );
     }
 

@@ -118,6 +118,9 @@ impl Provider for Tink {
             .map(|user| fallback_key("user", user));
         facts.time = time_of(at(&value, "content.finished"))
             .or_else(|| time_of(at(&value, "content.updated")));
+        // Account events carry no id and no time: the next `account:transactions:modified` of
+        // an account can be the same bytes as the last, and must not share its id.
+        facts.unique_per_delivery = facts.time.is_none();
         Ok(facts)
     }
 }
@@ -171,6 +174,29 @@ mod tests {
         assert!(scheme
             .verify(&headers, body, at + Duration::from_secs(301))
             .is_err());
+    }
+
+    #[test]
+    fn events_without_a_time_get_an_id_per_delivery() {
+        let read = |body: &str| {
+            Tink::read(
+                &TinkSettings::default(),
+                &Verified::assume(body.as_bytes(), &HeaderMap::new()),
+            )
+            .unwrap()
+        };
+        let modified = read(include_str!(
+            "../../tests/fixtures/tink/account-transactions-modified.json"
+        ));
+        assert!(modified.unique_per_delivery);
+        let refresh = read(include_str!(
+            "../../tests/fixtures/tink/refresh-finished-updated.json"
+        ));
+        assert!(refresh.time.is_some());
+        assert!(
+            !refresh.unique_per_delivery,
+            "its time tells two events apart"
+        );
     }
 
     #[test]

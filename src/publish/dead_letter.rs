@@ -54,6 +54,7 @@ impl<'a> DeadLetter<'a> {
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
+            .filter(|content_type| !is_cloudevents_content_type(content_type))
             .map(str::to_owned);
         Self {
             id: derived_id(origin.provider, raw),
@@ -153,6 +154,15 @@ impl<'a> DeadLetter<'a> {
     }
 }
 
+/// Whether a content type is CloudEvents' structured mode. A letter is binary mode (its `ce_`
+/// headers say what it is): with this `content-type`, CloudEvents SDKs would read the raw
+/// input as the event itself. The request's own value is still in `http_content-type`.
+fn is_cloudevents_content_type(content_type: &str) -> bool {
+    let media_type = content_type.trim_start().as_bytes();
+    let prefix = b"application/cloudevents";
+    media_type.len() >= prefix.len() && media_type[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
 /// `ce_batch` of a letter of a source that takes batches: `whole` (a body that could not be
 /// split into its events) or `event` (one event of it, its position in `ce_batchindex`).
 fn batch_attribute(part: BatchPart) -> &'static str {
@@ -202,6 +212,40 @@ mod tests {
                 (header.key.to_owned(), value.into_owned())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_structured_mode_content_type_is_not_the_letters_own() {
+        let origin = Origin::new(
+            ProviderKind::new("hmac"),
+            "relay",
+            Ingress::Webhook,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        let content_type_of = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, value.parse().unwrap());
+            let letter = DeadLetter::new(origin, "invalid_json", String::new(), b"{", &headers);
+            let kafka_headers = letter.kafka_headers();
+            let value = |key: &str| {
+                let header = kafka_headers.iter().find(|header| header.key == key)?;
+                Some(String::from_utf8(header.value?.to_vec()).unwrap())
+            };
+            (value("content-type"), value("http_content-type"))
+        };
+        assert_eq!(
+            content_type_of("application/json"),
+            (
+                Some("application/json".into()),
+                Some("application/json".into())
+            )
+        );
+        let structured = "Application/CloudEvents+json; charset=UTF-8";
+        assert_eq!(
+            content_type_of(structured),
+            (None, Some(structured.into())),
+            "kept only as the request's header"
+        );
     }
 
     #[test]

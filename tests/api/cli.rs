@@ -82,6 +82,34 @@ fn check_config_fails_naming_the_key() {
     assert!(stderr.contains("kafka.compression"), "{stderr}");
 }
 
+#[test]
+fn check_config_reads_the_tls_files_as_serve_would() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("tls.toml");
+    let missing = directory.path().join("missing.pem");
+    std::fs::write(
+        &path,
+        format!(
+            "[server.tls]\ncert_file = {missing:?}\nkey_file = {missing:?}\n",
+            missing = missing.display().to_string()
+        ),
+    )
+    .unwrap();
+    let check = |skip_files: bool| {
+        let mut command = finhook();
+        command.arg("check-config").arg("--config").arg(&path);
+        if skip_files {
+            command.arg("--skip-files");
+        }
+        command.output().unwrap()
+    };
+    let output = check(false);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("server.tls"), "{stderr}");
+    assert!(check(true).status.success(), "--skip-files reads no file");
+}
+
 #[tokio::test]
 async fn tail_prints_published_envelopes_as_json_lines() {
     let app = spawn_app("").await;
