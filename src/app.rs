@@ -26,6 +26,20 @@ use crate::sources::Sources;
 /// How long the producer may take to deliver what it still holds at shutdown.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long after the stop signal the process may take before it exits regardless: the grace
+/// period, the producer's flush, and, with pollers, the longest `request_timeout`. A poll sent
+/// just before the stop may be answered that much later, and its events, already off the
+/// provider's queue, then get the whole grace period to reach Kafka.
+pub fn shutdown_deadline(config: &Config) -> Duration {
+    let longest_poll = config
+        .pollers
+        .values()
+        .map(|poller| poller.request_timeout)
+        .max()
+        .unwrap_or_default();
+    config.server.shutdown_grace + longest_poll + FLUSH_TIMEOUT
+}
+
 /// A configured finhook, ready to serve.
 pub struct App {
     state: Arc<AppState>,
@@ -280,4 +294,25 @@ pub async fn run(
         .await
         .with_context(|| format!("binding metrics.listen = {}", config.metrics.listen))?;
     app.serve(webhook_listener, ops_listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_deadline_leaves_a_poll_in_flight_its_answer_and_the_grace_period() {
+        let without_pollers = Config::over_defaults("").unwrap();
+        let grace = without_pollers.server.shutdown_grace;
+        assert_eq!(shutdown_deadline(&without_pollers), grace + FLUSH_TIMEOUT);
+        let slow = format!(
+            "{}request_timeout = \"40s\"\n",
+            crate::config::tests::POLLER
+        );
+        let with_poller = Config::over_defaults(&slow).unwrap();
+        assert_eq!(
+            shutdown_deadline(&with_poller),
+            grace + Duration::from_secs(40) + FLUSH_TIMEOUT
+        );
+    }
 }

@@ -664,15 +664,20 @@ fn the_documented_shutdown_grace_is_the_configured_one() {
 #[test]
 fn the_charts_termination_grace_covers_the_pause_the_drain_and_the_flush() {
     use figment::providers::Format;
+    // With a poller at its default request_timeout: a poll in flight at the stop may be
+    // answered that late, and its events then get the grace period (finhook's own deadline).
+    let with_a_poller = format!(
+        "{}\n[pollers.oxlin]\nkind = \"oxlin\"\nenvironment = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+        finhook::config::DEFAULT_TOML
+    );
     let config = finhook::config::Config::from_figment(figment::Figment::from(
-        figment::providers::Toml::string(finhook::config::DEFAULT_TOML),
+        figment::providers::Toml::string(&with_a_poller),
     ))
     .unwrap();
     let values = yaml("deploy/helm/finhook/values.yaml");
     let seconds = |key: &str| values[key].as_u64().unwrap_or_else(|| panic!("{key}"));
-    let needed = seconds("preStopSleepSeconds")
-        + config.server.shutdown_grace.as_secs()
-        + finhook::app::FLUSH_TIMEOUT.as_secs();
+    let needed =
+        seconds("preStopSleepSeconds") + finhook::app::shutdown_deadline(&config).as_secs();
     assert!(
         seconds("terminationGracePeriodSeconds") > needed,
         "SIGKILL would cut the drain short: {needed} s needed"

@@ -291,13 +291,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("finhook")
         .build()?;
-    // The orderly path takes the grace period plus the producer flush, unless a poll sent just
-    // before the stop is still being answered (a poller's request_timeout at most): the page it
-    // brings then has less time, and what is not published by this deadline is lost (logged).
-    let deadline = config.server.shutdown_grace + crate::app::FLUSH_TIMEOUT;
     runtime.block_on(crate::app::run(
         &config,
-        crate::shutdown::signal_with_deadline(deadline),
+        crate::shutdown::signal_with_deadline(crate::app::shutdown_deadline(&config)),
     ))?;
     // The runtime may hold blocking probes of an unreachable broker; do not wait for them.
     runtime.shutdown_timeout(Duration::from_secs(1));

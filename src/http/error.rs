@@ -1,5 +1,7 @@
 //! The one place errors become HTTP statuses, and are logged.
 
+use std::time::Duration;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,6 +11,7 @@ use crate::auth::AuthError;
 use crate::ingest::IngestError;
 use crate::metrics::WebhookOutcome;
 use crate::publish::PublishError;
+use crate::telemetry::LogThrottle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -94,20 +97,36 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let outcome = self.outcome().as_str();
         // The message names what was wrong, never a value from the request or a secret.
+        // Anyone can send refused requests, and an outage answers every request 503: those
+        // lines are throttled (the rest at debug level), the metrics count them all.
+        static UNAVAILABLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+        static REFUSED: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+        static KEYS_UNAVAILABLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
         match &self {
-            ApiError::Unavailable { error, .. } => {
-                tracing::warn!(outcome, %error, "webhook answered 503")
-            }
+            ApiError::Unavailable { error, .. } => match UNAVAILABLE.admit() {
+                Some(suppressed) => {
+                    tracing::warn!(outcome, %error, suppressed, "webhook answered 503")
+                }
+                None => tracing::debug!(outcome, %error, "webhook answered 503"),
+            },
             ApiError::TooLargeForKafka { id } => {
                 tracing::error!(outcome, %id, "webhook too large for kafka; only its digest is kept")
             }
-            ApiError::Auth(error) => tracing::warn!(outcome, %error, "webhook refused"),
-            ApiError::KeysUnavailable { .. } => {
-                tracing::warn!(
+            ApiError::Auth(error) => match REFUSED.admit() {
+                Some(suppressed) => tracing::warn!(outcome, %error, suppressed, "webhook refused"),
+                None => tracing::debug!(outcome, %error, "webhook refused"),
+            },
+            ApiError::KeysUnavailable { .. } => match KEYS_UNAVAILABLE.admit() {
+                Some(suppressed) => tracing::warn!(
+                    outcome,
+                    suppressed,
+                    "webhook answered 503: verification keys unavailable"
+                ),
+                None => tracing::debug!(
                     outcome,
                     "webhook answered 503: verification keys unavailable"
-                )
-            }
+                ),
+            },
             other => tracing::debug!(outcome, error = %other, "webhook refused"),
         }
         let body = Json(json!({ "error": outcome, "message": self.to_string() }));

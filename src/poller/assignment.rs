@@ -150,6 +150,9 @@ fn run_group_consumer(
 struct RunningUser {
     user: RegisteredUser,
     stop: CancellationToken,
+    /// The loop's [`UserLoop::give_up`](super::user::UserLoop::give_up): cancelled only when
+    /// the partition is handed off (or the process stops).
+    give_up: CancellationToken,
     /// Set before `stop` when the user left the registry (see [`StateSink::forgotten`]).
     forgotten: Arc<AtomicBool>,
     /// Ends with the queue the loop was polling.
@@ -170,8 +173,9 @@ struct OwnedPartition {
     /// What the registry wants polled (enabled users of known pollers).
     wanted: HashMap<String, RegisteredUser>,
     running: HashMap<String, RunningUser>,
-    /// Loops told to stop (user removed, disabled or changed) that may still be handing off.
-    stopping: HashMap<String, (RegisteredUser, JoinHandle<Option<Url>>)>,
+    /// Loops told to stop (user removed, disabled or changed) that may still be handing off,
+    /// with their give-up token.
+    stopping: HashMap<String, (RegisteredUser, CancellationToken, JoinHandle<Option<Url>>)>,
 }
 
 impl OwnedPartition {
@@ -184,14 +188,17 @@ impl OwnedPartition {
         let running = self
             .running
             .into_values()
-            .map(|user| (Some(user.stop), user.task));
-        let stopping = self.stopping.into_values().map(|(_, task)| (None, task));
+            .map(|user| (vec![user.stop, user.give_up], user.task));
+        let stopping = self
+            .stopping
+            .into_values()
+            .map(|(_, give_up, task)| (vec![give_up], task));
         running.chain(stopping)
     }
 }
 
-/// A user loop to stop (its token, unless already stopped) and wait for.
-type UserTask = (Option<CancellationToken>, JoinHandle<Option<Url>>);
+/// A user loop to wait for, with the tokens that stop it and make it give up.
+type UserTask = (Vec<CancellationToken>, JoinHandle<Option<Url>>);
 
 /// The registry-mode supervisor of every poller of this process.
 pub struct RegistryPolling {
@@ -494,15 +501,16 @@ impl RegistryPolling {
             }
         }
         // Loops stopped earlier and now finished need no waiting for.
-        entry.stopping.retain(|_, (_, task)| !task.is_finished());
+        entry.stopping.retain(|_, (_, _, task)| !task.is_finished());
         if let Some(running) = entry.running.remove(user_id) {
             if wanted.is_none() {
                 running.forgotten.store(true, Ordering::Relaxed);
             }
             running.stop.cancel();
-            entry
-                .stopping
-                .insert(user_id.to_owned(), (running.user, running.task));
+            entry.stopping.insert(
+                user_id.to_owned(),
+                (running.user, running.give_up, running.task),
+            );
         }
         let Some(user) = wanted.cloned() else {
             return;
@@ -515,12 +523,18 @@ impl RegistryPolling {
         let previous = entry.stopping.remove(user_id);
         // Its live queue still holds what reached it since its last poll: keep polling it when
         // nothing else changed about the queue (same poller, same registry queue reference).
-        let keep_previous_queue = previous
-            .as_ref()
-            .is_some_and(|(before, _)| before.poller == user.poller && before.queue == user.queue);
+        let keep_previous_queue = previous.as_ref().is_some_and(|(before, _, _)| {
+            before.poller == user.poller && before.queue == user.queue
+        });
         let resume = self.queue_to_resume(poller, &user, previous_state);
         let stop = CancellationToken::new();
-        let mut user_loop = poller.user_loop(&user.id, user.credentials.clone(), first_poll_delay);
+        let give_up = CancellationToken::new();
+        let mut user_loop = poller.user_loop(
+            &user.id,
+            user.credentials.clone(),
+            first_poll_delay,
+            give_up.clone(),
+        );
         if let Some(topics) = &user.topics {
             user_loop.topics = topics.clone();
         }
@@ -537,7 +551,7 @@ impl RegistryPolling {
         let own_queue = poller.client().origin();
         let handed_over = async move {
             match previous {
-                Some((_, task)) => task.await.ok().flatten(),
+                Some((_, _, task)) => task.await.ok().flatten(),
                 None => None,
             }
         };
@@ -557,6 +571,7 @@ impl RegistryPolling {
             RunningUser {
                 user,
                 stop,
+                give_up,
                 forgotten,
                 task,
             },
@@ -609,9 +624,9 @@ impl RegistryPolling {
     async fn stop_users(&self, users: Vec<UserTask>) {
         let mut aborts = Vec::with_capacity(users.len());
         let mut tasks = Vec::with_capacity(users.len());
-        for (stop, task) in users {
-            if let Some(stop) = stop {
-                stop.cancel();
+        for (tokens, task) in users {
+            for token in tokens {
+                token.cancel();
             }
             aborts.push(task.abort_handle());
             tasks.push(task);

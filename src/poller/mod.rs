@@ -121,6 +121,7 @@ impl Poller {
         id: &str,
         credentials: UserCredentials,
         first_poll_delay: Duration,
+        give_up: CancellationToken,
     ) -> UserLoop<OxlinClient> {
         UserLoop {
             poller: Arc::clone(&self.name),
@@ -134,6 +135,7 @@ impl Poller {
             topics: self.client.topics().to_vec(),
             resume: None,
             state: None,
+            give_up,
         }
     }
 
@@ -249,7 +251,9 @@ impl Poller {
             Start::Spread => jitter(self.settings.interval),
             Start::AtOnce => Duration::ZERO,
         };
-        let mut user_loop = self.user_loop(id, credentials.clone(), first_poll_delay);
+        // A loop stopped because its user changed or left keeps what it holds until Kafka
+        // takes it; only the process's stop starts the grace period.
+        let mut user_loop = self.user_loop(id, credentials.clone(), first_poll_delay, stop.clone());
         let loop_stop = user_stop.clone();
         // The loop's own future, not one wrapped in a block that would keep a spent copy of the
         // loop beside it for as long as the user is polled (`then` moves it in when it starts).

@@ -83,6 +83,11 @@ pub struct UserLoop<Api> {
     pub resume: Option<Url>,
     /// Where the queue state is saved (registry mode), so another replica can resume it.
     pub state: Option<StateSink>,
+    /// Cancelled when what the loop holds must reach Kafka within the grace period or be given
+    /// up: the process stopping, the user's registry partition handed to another replica. A
+    /// loop stopped because its user changed or left is not (its next loop, if any, waits for
+    /// it): it keeps trying to publish what it took off the queue for as long as Kafka refuses.
+    pub give_up: CancellationToken,
 }
 
 /// Saves one user's queue state on the state topic, in the partition of the user's registry
@@ -282,7 +287,7 @@ impl<Api: QueueApi> UserLoop<Api> {
                 Ok(Attempted::Subscribed) => return Ok(CycleResult::Subscribed),
                 Ok(Attempted::Empty) => return Ok(CycleResult::Empty),
                 Ok(Attempted::Page { page, took }) => {
-                    return self.publish_page(page, took, stop).await;
+                    return self.publish_page(page, took).await;
                 }
                 Err(error) => error,
             };
@@ -448,14 +453,10 @@ impl<Api: QueueApi> UserLoop<Api> {
     }
 
     /// Publishes every event of a page (polled in `took`), in order per connection, waiting
-    /// for each acknowledgement and retrying until all are on Kafka (or stop + grace passes).
-    /// A page without events (`[]`, `{"events": []}`) is "nothing yet", like a 204.
-    async fn publish_page(
-        &self,
-        page: Bytes,
-        took: Duration,
-        stop: &CancellationToken,
-    ) -> Result<CycleResult, Stop> {
+    /// for each acknowledgement and retrying until all are on Kafka (or the grace period after
+    /// `give_up` passes). A page without events (`[]`, `{"events": []}`) is "nothing yet",
+    /// like a 204.
+    async fn publish_page(&self, page: Bytes, took: Duration) -> Result<CycleResult, Stop> {
         let origin = self.origin(OffsetDateTime::now_utc());
         let protection = &self.settings.protection;
         let items = page::items(&origin, &page, |item| {
@@ -482,7 +483,7 @@ impl<Api: QueueApi> UserLoop<Api> {
 
         // Per-key chains keep one connection's order; chains run in parallel.
         let chains = page::chains(&items);
-        let deadline = StopDeadline::new(stop, self.settings.shutdown_grace);
+        let deadline = StopDeadline::new(&self.give_up, self.settings.shutdown_grace);
         let deadline = &deadline;
         let published = futures::future::join_all(chains.iter().map(|chain| async move {
             let mut done = 0i64;
@@ -761,6 +762,7 @@ mod tests {
             topics: vec!["connections".to_owned()],
             resume: None,
             state: None,
+            give_up: CancellationToken::new(),
         }
     }
 
@@ -838,6 +840,35 @@ mod tests {
             // Before, the wait for a slot ignored stop: the loop ended only once a slot freed
             // up and its request had gone out.
             .expect("the loop ends at once, without waiting for a slot")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_stopped_while_kafka_refuses_keeps_its_page_until_the_loop_must_give_up() {
+        // The user changed or left while its page waits for Kafka (never reached here): the
+        // events are off the provider's queue, and nothing asks to hurry.
+        let api = Arc::new(ScriptedApi::default());
+        let page = Bytes::from_static(br#"[{"id":"q-1","name":"SYNC_STARTED"}]"#);
+        api.script.lock().unwrap().push_back(Ok(Polled::Page(page)));
+        let user_loop = user_loop(Arc::clone(&api), password());
+        let give_up = user_loop.give_up.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(user_loop.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(api.polls.lock().unwrap().len(), 1, "the page was taken");
+        stop.cancel();
+        // Far past the grace period (1 s): still holding the page, not giving it up.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            !task.is_finished(),
+            "gave up a page while nothing required it"
+        );
+        assert_eq!(api.polls.lock().unwrap().len(), 1, "no poll after stop");
+        // The process stops: the grace period starts, then the loop gives up and ends.
+        give_up.cancel();
+        tokio::time::timeout(Duration::from_secs(70), task)
+            .await
+            .expect("the loop ends after the grace period")
             .unwrap();
     }
 

@@ -268,10 +268,13 @@ impl TrueLayerVerifier {
         if (request.received_at - timestamp).unsigned_abs() > self.tolerance {
             return Err(AuthError::StaleTimestamp);
         }
-        let headers = request
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes()));
+        // One value per name, the first: the one the timestamp was read from. The library keeps
+        // the last of a repeated header, so a replay could carry a fresh timestamp for finhook's
+        // check and the original, signed one after it for the library's.
+        let headers = request.headers.keys().filter_map(|name| {
+            let value = request.headers.get(name)?;
+            Some((name.as_str(), value.as_bytes()))
+        });
         truelayer_signing::verify_with_jwks(&jwks)
             .method(truelayer_signing::Method::Post)
             .path(&self.webhook_path)
@@ -366,6 +369,30 @@ mod tests {
         elsewhere.webhook_path = "/other".into();
         assert_eq!(
             check(&elsewhere, "2021-11-29T11:42:55Z", "2021-11-29T11:43:00Z").await,
+            Err(AuthError::SignatureMismatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_with_a_fresh_timestamp_before_the_signed_one_is_refused() {
+        let verifier = seeded(vec![PRODUCTION_JKU.to_owned()]).await;
+        let mut headers = HeaderMap::new();
+        headers.insert(SIGNATURE_HEADER, SIGNATURE.trim().parse().unwrap());
+        // A fresh time for the tolerance check, then the genuine request's, signed, time.
+        headers.append(TIMESTAMP_HEADER, "2026-11-26T10:00:00Z".parse().unwrap());
+        headers.append(TIMESTAMP_HEADER, "2021-11-29T11:42:55Z".parse().unwrap());
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let request = Request {
+            method: &Method::POST,
+            path: "/webhooks/truelayer",
+            headers: &headers,
+            body: BODY.as_bytes(),
+            received_at: OffsetDateTime::parse("2026-11-26T10:00:01Z", &Rfc3339).unwrap(),
+            path_event: None,
+            query: None,
+        };
+        assert_eq!(
+            verifier.check(&request).await,
             Err(AuthError::SignatureMismatch)
         );
     }
