@@ -68,18 +68,32 @@ impl<'a> DeadLetter<'a> {
         }
     }
 
-    /// The same letter without its body or the request's headers (they may be what did not
-    /// fit): attributes, the body's size and its digest only.
-    pub fn digest_only(&self) -> DeadLetter<'a> {
+    /// Whether the letter carries the request's headers (webhooks; a polled event has none).
+    pub fn has_request_headers(&self) -> bool {
+        !self.request_headers.is_empty()
+    }
+
+    /// The same letter without the request's headers (they may be what did not fit).
+    pub fn without_request_headers(&self) -> DeadLetter<'a> {
         DeadLetter {
             id: self.id.clone(),
             origin: self.origin,
             reason: self.reason,
             detail: self.detail.clone(),
-            raw: &[],
+            raw: self.raw,
             request_headers: Vec::new(),
             content_type: self.content_type.clone(),
+            omitted_body: None,
+        }
+    }
+
+    /// The same letter without its body or the request's headers: attributes, the body's
+    /// size and its digest only.
+    pub fn digest_only(&self) -> DeadLetter<'a> {
+        DeadLetter {
+            raw: &[],
             omitted_body: Some((self.raw.len(), lower_hex(&Sha256::digest(self.raw)))),
+            ..self.without_request_headers()
         }
     }
 

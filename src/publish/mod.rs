@@ -286,21 +286,35 @@ impl Publisher {
         }
     }
 
-    /// Writes a dead letter; when its body is too large for Kafka, writes it again without the
-    /// body, with the body's size and SHA-256 (then returns false).
+    /// Writes a dead letter. When it is too large for Kafka, the request's headers may be what
+    /// did not fit (up to `server.max_header_bytes`): it is written again without them, body
+    /// kept. When even that is too large, it is written without the body, with the body's size
+    /// and SHA-256 (then returns false).
     pub async fn publish_dead_letter_or_digest(
         &self,
         letter: &DeadLetter<'_>,
     ) -> Result<bool, PublishError> {
-        match self.publish_dead_letter(letter).await {
-            Ok(_) => Ok(true),
-            Err(PublishError::TooLarge(error)) => {
-                tracing::error!(id = %letter.id, size = letter.raw.len(), %error, "a dead letter is too large for kafka; writing its size and digest only");
-                self.publish_dead_letter(&letter.digest_only()).await?;
-                Ok(false)
+        let error = match self.publish_dead_letter(letter).await {
+            Ok(_) => return Ok(true),
+            Err(PublishError::TooLarge(error)) => error,
+            Err(error) => return Err(error),
+        };
+        if letter.has_request_headers() {
+            match self
+                .publish_dead_letter(&letter.without_request_headers())
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(id = %letter.id, %error, "a dead letter was too large for kafka with the request's headers; written without them");
+                    return Ok(true);
+                }
+                Err(PublishError::TooLarge(_)) => {}
+                Err(error) => return Err(error),
             }
-            Err(error) => Err(error),
         }
+        tracing::error!(id = %letter.id, size = letter.raw.len(), %error, "a dead letter is too large for kafka; writing its size and digest only");
+        self.publish_dead_letter(&letter.digest_only()).await?;
+        Ok(false)
     }
 
     /// Writes `value` (or a tombstone) under `key` to `partition` of a compacted state topic
