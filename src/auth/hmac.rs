@@ -70,6 +70,9 @@ impl Encoding {
     }
 }
 
+/// The most signatures one request may carry; more are refused before any is checked.
+const MAX_SIGNATURES: usize = 16;
+
 /// An HMAC value, kept on the stack (the longest, SHA-512's, is 64 bytes): verifying a
 /// webhook computes one per key, and a `Vec` each was an allocation per key per webhook.
 #[derive(Clone, Copy)]
@@ -146,6 +149,13 @@ pub struct Template(Vec<Part>);
 impl Template {
     pub fn body_only() -> Self {
         Template(vec![Part::Body])
+    }
+
+    /// Whether the header `name` is signed (`{header:<name>}`).
+    pub fn signs_header(&self, name: &HeaderName) -> bool {
+        self.0
+            .iter()
+            .any(|part| matches!(part, Part::Header(signed) if signed == name))
     }
 
     pub fn uses_timestamp(&self) -> bool {
@@ -338,6 +348,12 @@ impl HmacScheme {
         if candidates.is_empty() {
             return Err(AuthError::NoSupportedSignature);
         }
+        // A sender rotating its secret sends two or three; thousands fit in a header.
+        if candidates.len() > MAX_SIGNATURES {
+            return Err(AuthError::MalformedSignature(
+                "the signature header lists too many signatures",
+            ));
+        }
         let timestamp = match &self.timestamp {
             TimestampSource::None => None,
             TimestampSource::Header(name) => {
@@ -478,6 +494,26 @@ mod tests {
             scheme.verify(&HeaderMap::new(), b"{}", at(0)),
             Err(AuthError::MissingSignature)
         );
+        // Up to 16 signatures are looked at; more are refused, the genuine one among them.
+        let padded = |count: usize| {
+            let mut entries = vec!["sha256=00".to_owned(); count - 1];
+            entries.push(signed[0].1.clone());
+            entries.join(",")
+        };
+        let sixteen = padded(16);
+        assert_eq!(
+            scheme.verify(&headers(&[("x-hub-signature-256", &sixteen)]), b"{}", at(0)),
+            Ok(())
+        );
+        let seventeen = padded(17);
+        assert!(matches!(
+            scheme.verify(
+                &headers(&[("x-hub-signature-256", &seventeen)]),
+                b"{}",
+                at(0)
+            ),
+            Err(AuthError::MalformedSignature(_))
+        ));
     }
 
     #[test]

@@ -317,17 +317,22 @@ impl QueueApi for OxlinClient {
             .map_err(PollError::from_reqwest)?;
         let status = response.status();
         check_status(status, &response)?;
-        match status {
-            StatusCode::NO_CONTENT => Ok(Polled::Empty),
-            StatusCode::OK => {
-                let page = response.bytes().await.map_err(PollError::from_reqwest)?;
-                if page.iter().all(u8::is_ascii_whitespace) {
-                    Ok(Polled::Empty)
-                } else {
-                    Ok(Polled::Page(page))
-                }
-            }
-            other => Err(PollError::Protocol(format!("poll answered {other}"))),
+        if !status.is_success() {
+            return Err(PollError::Protocol(format!("poll answered {status}")));
+        }
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Polled::Empty);
+        }
+        // 200 (or another 2xx with a body): the provider has taken these events off the queue.
+        let page = response.bytes().await.map_err(|error| {
+            let error = PollError::from_reqwest(error);
+            tracing::error!(%status, %error, "a page of events was answered but not received whole; the events it held are lost");
+            error
+        })?;
+        if page.iter().all(u8::is_ascii_whitespace) {
+            Ok(Polled::Empty)
+        } else {
+            Ok(Polled::Page(page))
         }
     }
 }
@@ -368,6 +373,8 @@ fn check_status(status: StatusCode, response: &reqwest::Response) -> Result<(), 
             retry_after: retry_after(response),
         }),
         status if status.is_server_error() => Err(PollError::Server(status)),
+        // A gateway's or the server's own timeout: nothing says the queue is gone.
+        StatusCode::REQUEST_TIMEOUT => Err(PollError::Timeout),
         // 404, 410 and any other 4xx on a queue: it is gone; subscribe again.
         status if status.is_client_error() => Err(PollError::QueueGone(status)),
         _ => Ok(()),

@@ -126,6 +126,15 @@ impl HmacSettings {
                 "signed_content: {timestamp} needs timestamp_header or timestamp_key".into(),
             );
         }
+        // A timestamp checked but not signed bounds no replay: a replay gives a fresh one.
+        let timestamp_signed = content.uses_timestamp()
+            || matches!(&timestamp, TimestampSource::Header(name) if content.signs_header(name));
+        if timestamp != TimestampSource::None && !timestamp_signed {
+            return Err(
+                "signed_content: must sign the timestamp ({timestamp}), or it bounds no replay"
+                    .into(),
+            );
+        }
         Ok(HmacScheme {
             header,
             layout,
@@ -333,6 +342,9 @@ mod tests {
             r#"header = "X-Sig"
                events_path = "events"
                event_id_header = "X-Delivery""#,
+            r#"header = "X-Unsigned"
+               timestamp_header = "X-Time"
+               signed_content = "{body}""#,
         ] {
             GenericHmac::validate(&settings(text), "sources.h", true, &mut problems);
         }
@@ -354,6 +366,17 @@ mod tests {
             text.contains("sources.h: event_id_header gives every event of a batch"),
             "{text}"
         );
+        assert!(
+            text.contains("sources.h.signed_content: must sign the timestamp"),
+            "{text}"
+        );
+        // Signed through the header itself, the timestamp bounds replays too.
+        let mut signed_header = Vec::new();
+        let text = r#"header = "X-Sig"
+               timestamp_header = "X-Time"
+               signed_content = "{header:X-Time}.{body}""#;
+        GenericHmac::validate(&settings(text), "sources.h", true, &mut signed_header);
+        assert_eq!(signed_header, Vec::<String>::new());
         let mut batch_with_paths = Vec::new();
         let text = r#"header = "X-Sig"
                events_path = "events"

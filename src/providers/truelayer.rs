@@ -44,6 +44,8 @@ pub const DEFAULT_ALLOWED_JKU: [&str; 2] = [
     "https://webhooks.truelayer-sandbox.com/.well-known/jwks",
 ];
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+/// The longest `kid` looked up (TrueLayer's are UUIDs).
+const MAX_KID_LENGTH: usize = 128;
 
 pub struct TrueLayer;
 
@@ -256,6 +258,10 @@ impl TrueLayerVerifier {
         if !self.allowed_jku.contains(&jku) {
             return Err(AuthError::KeyUrlNotAllowed);
         }
+        // Unknown ids are remembered as misses: keep a stranger's ids short.
+        if header.kid.len() > MAX_KID_LENGTH {
+            return Err(AuthError::MalformedSignature("the key id is too long"));
+        }
         let kid = header.kid.to_string();
         let jwks = self
             .keys
@@ -394,6 +400,40 @@ mod tests {
         assert_eq!(
             verifier.check(&request).await,
             Err(AuthError::SignatureMismatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_id_longer_than_any_truelayer_uses_is_refused_without_a_lookup() {
+        use base64::Engine;
+        let verifier = seeded(vec![PRODUCTION_JKU.to_owned()]).await;
+        let jws_header = serde_json::json!({
+            "alg": "ES512",
+            "kid": "k".repeat(MAX_KID_LENGTH + 1),
+            "tl_version": "2",
+            "tl_headers": "X-Tl-Webhook-Timestamp",
+            "jku": PRODUCTION_JKU,
+        });
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&jws_header).unwrap());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SIGNATURE_HEADER,
+            format!("{encoded}..AAAA").parse().unwrap(),
+        );
+        headers.insert(TIMESTAMP_HEADER, "2026-11-26T10:00:00Z".parse().unwrap());
+        let request = Request {
+            method: &Method::POST,
+            path: "/webhooks/truelayer",
+            headers: &headers,
+            body: BODY.as_bytes(),
+            received_at: OffsetDateTime::parse("2026-11-26T10:00:01Z", &Rfc3339).unwrap(),
+            path_event: None,
+            query: None,
+        };
+        assert_eq!(
+            verifier.check(&request).await,
+            Err(AuthError::MalformedSignature("the key id is too long"))
         );
     }
 

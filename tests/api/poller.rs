@@ -180,6 +180,24 @@ async fn gone_queue_is_subscribed_again_and_nothing_is_lost() {
 }
 
 #[tokio::test]
+async fn a_request_timeout_keeps_the_queue() {
+    // 408 is a gateway's or the server's timeout, not a gone queue: the queue is polled again.
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script("321", vec![Step::Status(408), page("poll-page-1.json")]);
+    let app = spawn_app(&(oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]))).await;
+    let published = events(&app, 3).await;
+    assert_eq!(ids(&published), ["q-0001", "q-0002", "q-0003"]);
+    oxlin.with(|state| {
+        assert_eq!(state.subscriptions.len(), 1, "the live queue was kept");
+    });
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"finhook_polls_total{outcome="timeout",poller="oxlin"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn refused_token_is_renewed_once() {
     let oxlin = FakeOxlin::start().await;
     oxlin.script(
