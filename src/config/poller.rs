@@ -17,6 +17,8 @@ use crate::secret::{self, Secret};
 pub const QUEUE_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// What a healthy poller must stay under between two queries of a queue.
 const QUEUE_SAFETY_MARGIN: Duration = Duration::from_secs(60);
+/// The longest time between two queries of a queue that keeps it alive, with a margin.
+pub const QUEUE_BUDGET: Duration = QUEUE_EXPIRY.saturating_sub(QUEUE_SAFETY_MARGIN);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -271,7 +273,7 @@ impl PollerConfig {
         // waits at most the interval with its jitter (or the longest back-off), after the
         // previous query's answer took up to request_timeout, plus a token request of up to
         // request_timeout before the next query: none of that may let the queue lapse.
-        let budget = QUEUE_EXPIRY - QUEUE_SAFETY_MARGIN;
+        let budget = QUEUE_BUDGET;
         for (field, wait) in [
             ("interval", longest_interval(self.interval)),
             ("backoff_max", self.backoff_max),

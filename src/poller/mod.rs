@@ -82,6 +82,7 @@ impl Poller {
             backoff_max: config.backoff_max,
             // How long a stopping user keeps trying to publish what it already fetched.
             shutdown_grace,
+            request_timeout: config.request_timeout,
             protection,
         };
         metrics.poller.register_poller(name);

@@ -26,6 +26,7 @@ use url::Url;
 use super::backoff::{around, Backoff};
 use super::client::{PollError, Polled, QueueApi, RequestSlot};
 use super::page;
+use crate::config::poller::{longest_interval, QUEUE_BUDGET};
 use crate::config::UserCredentials;
 use crate::envelope::Origin;
 use crate::ingest::{self, Item};
@@ -53,6 +54,8 @@ pub struct LoopSettings {
     pub backoff_max: Duration,
     /// How long a held page keeps being retried after stop.
     pub shutdown_grace: Duration,
+    /// The longest a provider request may take (the poller's `request_timeout`).
+    pub request_timeout: Duration,
     /// Personal-data protection: the poller's policy, and every policy by name (routes may
     /// name one).
     pub protection: Protection,
@@ -177,6 +180,18 @@ impl<Api: QueueApi> UserLoop<Api> {
             if stop.is_cancelled() {
                 return;
             }
+            // With Kafka down, events left on the provider's queue are safer than a page held
+            // in memory (a restart loses it): skip polls while the queue can wait another round.
+            if self.kafka_down_and_queue_can_wait(clock) {
+                tracing::debug!(poller = %self.poller, user = %self.user_id, "kafka is not ready; leaving the events on the queue for now");
+                if sleep_or_stop(around(self.settings.interval), stop)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             // Boxed, like every HTTP or Kafka step of this loop (the state's write in
             // `state_write`): a user spends nearly all its time asleep between polls, and an
             // unboxed future is as large as its largest step (the request, the page's
@@ -199,6 +214,22 @@ impl<Api: QueueApi> UserLoop<Api> {
                 return;
             }
         }
+    }
+
+    /// Whether Kafka is not ready and the queue would still be alive after one more interval
+    /// without a query (and a token request and a query of `request_timeout` each).
+    fn kafka_down_and_queue_can_wait(&self, clock: &QueueClock) -> bool {
+        if self.publisher.health().is_ready() {
+            return false;
+        }
+        let Some(last_query) = clock.last_query_at.or(clock.subscribed_at) else {
+            return false;
+        };
+        let since = SystemTime::now()
+            .duration_since(last_query)
+            .unwrap_or_default();
+        since + longest_interval(self.settings.interval) + self.settings.request_timeout * 2
+            < QUEUE_BUDGET
     }
 
     /// Saves the queue state when it changed (a new queue), when `state.interval` passed since
@@ -713,6 +744,7 @@ mod tests {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(8),
             shutdown_grace: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
             protection: Protection::default(),
         }
     }
@@ -750,6 +782,8 @@ mod tests {
         let config = Config::over_defaults("").unwrap();
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         let publisher = Publisher::new(&config.kafka, "127.0.0.1:1", &[], metrics.clone()).unwrap();
+        // Polls go out as with a broker up; a page's records find none (see each test).
+        publisher.health().assume_reachable();
         UserLoop {
             poller: Arc::from("test"),
             user_id: "u1".to_owned(),
@@ -870,6 +904,31 @@ mod tests {
             .await
             .expect("the loop ends after the grace period")
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_kafka_down_the_events_wait_on_the_queue() {
+        let api = Arc::new(ScriptedApi::default());
+        let mut user_loop = user_loop(Arc::clone(&api), password());
+        let config = Config::over_defaults("").unwrap();
+        let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+        // A publisher whose broker never answered a probe: not ready.
+        user_loop.publisher =
+            Publisher::new(&config.kafka, "127.0.0.1:1", &[], metrics.clone()).unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(user_loop.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(
+            api.subscriptions.load(Ordering::SeqCst),
+            1,
+            "the queue exists"
+        );
+        assert!(
+            api.polls.lock().unwrap().is_empty(),
+            "no events taken off the queue while Kafka cannot take them"
+        );
+        stop.cancel();
+        task.await.unwrap();
     }
 
     fn gaps(api: &ScriptedApi) -> Vec<Duration> {
