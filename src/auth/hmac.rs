@@ -18,7 +18,12 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{check_timestamp, header_text, ready, AuthError, Request, Verify, VerifyFuture};
+use http::request::Parts;
+
+use super::{
+    check_timestamp, header_text, ready, require_signature_header, AuthError, Request, Verify,
+    VerifyFuture,
+};
 
 /// The hash under the HMAC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,6 +414,10 @@ impl HmacScheme {
 }
 
 impl Verify for HmacScheme {
+    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
+        require_signature_header(head, self.header.as_str())
+    }
+
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {
         ready(HmacScheme::verify(
             self,

@@ -256,6 +256,16 @@ pub fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok()
 }
 
+/// The pre-body check of a signature scheme: its header must be there, so a request without
+/// one is refused before its body is read.
+pub fn require_signature_header(head: &Parts, name: &str) -> Result<(), AuthError> {
+    if head.headers.contains_key(name) {
+        Ok(())
+    } else {
+        Err(AuthError::MissingSignature)
+    }
+}
+
 /// Accepts a Unix timestamp within `tolerance` of `now`, in both directions: old enough is a
 /// replay, too far ahead is a clock (or a forger) to distrust.
 pub fn check_timestamp(

@@ -288,7 +288,10 @@ impl RegistryPolling {
                 _ = stop.cancelled() => break,
                 // The topic may have been created (or grown) since: keep the gauge current for
                 // the "partitions nobody owns" alert.
-                _ = recount.tick() => self.report_partition_count(),
+                _ = recount.tick() => {
+                    self.report_partition_count();
+                    self.restart_ended_loops(&mut owned);
+                }
                 Some((partition, generation, loaded)) = states.recv() => {
                     if let Some(entry) = owned.get_mut(&partition).filter(|entry| entry.generation == generation) {
                         entry.queue_states = Some(loaded);
@@ -481,6 +484,24 @@ impl RegistryPolling {
                 .get(&entry.wanted[&id].poller)
                 .map_or(Duration::ZERO, |poller| jitter(poller.interval()));
             self.reconcile(partition, entry, &id, state, spread);
+        }
+    }
+
+    /// A user loop ends only when stopped: one that ended while still wanted panicked. Looked
+    /// for once a minute (with the partition count) and started again, as a new record of the
+    /// user would (on a new subscription: its queue went with it).
+    fn restart_ended_loops(&self, owned: &mut HashMap<i32, OwnedPartition>) {
+        for (partition, entry) in owned.iter_mut() {
+            let ended: Vec<String> = entry
+                .running
+                .iter()
+                .filter(|(_, user)| user.task.is_finished() && !user.stop.is_cancelled())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for user_id in ended {
+                tracing::error!(user = %user_id, "a user loop ended unexpectedly; starting it again");
+                self.reconcile(*partition, entry, &user_id, None, Duration::ZERO);
+            }
         }
     }
 

@@ -32,9 +32,13 @@ use super::{
     ProviderKind,
 };
 use crate::auth::keys::{CachePolicy, FetchError, KeyCache};
-use crate::auth::{header_text, later, AuthError, Request, Verified, Verify, VerifyFuture};
+use crate::auth::{
+    header_text, later, require_signature_header, AuthError, Request, Verified, Verify,
+    VerifyFuture,
+};
 use crate::secret::Secret;
 use crate::vocabulary::{fallback_key, EventType};
+use http::request::Parts;
 
 pub const VERIFICATION_HEADER: &str = "plaid-verification";
 pub const PRODUCTION_API: &str = "https://production.plaid.com";
@@ -316,6 +320,10 @@ impl PlaidVerifier {
 }
 
 impl Verify for PlaidVerifier {
+    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
+        require_signature_header(head, VERIFICATION_HEADER)
+    }
+
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {
         later(self.check(request))
     }

@@ -23,9 +23,12 @@ use super::{
 use crate::auth::standard_webhooks::{
     decode_public_key, decode_secret, StandardWebhooks, DEFAULT_TOLERANCE, ID_HEADER,
 };
-use crate::auth::{ready, Request, Verified, Verify, VerifyFuture};
+use crate::auth::{
+    ready, require_signature_header, AuthError, Request, Verified, Verify, VerifyFuture,
+};
 use crate::secret::Secret;
 use crate::vocabulary::{fallback_key, EventType};
+use http::request::Parts;
 
 pub struct Standard;
 
@@ -132,6 +135,10 @@ impl Provider for Standard {
 struct StandardVerifier(StandardWebhooks);
 
 impl Verify for StandardVerifier {
+    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
+        require_signature_header(head, crate::auth::standard_webhooks::SIGNATURE_HEADER)
+    }
+
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {
         ready(
             self.0
