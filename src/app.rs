@@ -27,17 +27,20 @@ use crate::sources::Sources;
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long after the stop signal the process may take before it exits regardless: the grace
-/// period, the producer's flush, and, with pollers, the longest `request_timeout`. A poll sent
-/// just before the stop may be answered that much later, and its events, already off the
-/// provider's queue, then get the whole grace period to reach Kafka.
+/// period and the producer's flush; with pollers, also the longest `request_timeout` and two
+/// acknowledgements. A poll sent just before the stop may be answered that much later, and its
+/// events, already off the provider's queue, then get the whole grace period to reach Kafka;
+/// in registry mode the queue state is saved last (the handoff's own limit is the same sum).
 pub fn shutdown_deadline(config: &Config) -> Duration {
-    let longest_poll = config
+    let pollers = config
         .pollers
         .values()
         .map(|poller| poller.request_timeout)
         .max()
-        .unwrap_or_default();
-    config.server.shutdown_grace + longest_poll + FLUSH_TIMEOUT
+        .map_or(Duration::ZERO, |longest_poll| {
+            longest_poll + config.kafka.ack_timeout * 2
+        });
+    config.server.shutdown_grace + pollers + FLUSH_TIMEOUT
 }
 
 /// A configured finhook, ready to serve.
@@ -310,9 +313,10 @@ mod tests {
             crate::config::tests::POLLER
         );
         let with_poller = Config::over_defaults(&slow).unwrap();
+        let acks = with_poller.kafka.ack_timeout * 2;
         assert_eq!(
             shutdown_deadline(&with_poller),
-            grace + Duration::from_secs(40) + FLUSH_TIMEOUT
+            grace + Duration::from_secs(40) + acks + FLUSH_TIMEOUT
         );
     }
 }

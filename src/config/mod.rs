@@ -276,7 +276,8 @@ impl Provider for EnvironmentAsText {
                 .parse::<Value>()
                 .expect("parsing a value is infallible")
             {
-                Value::Num(..) | Value::Bool(..) => Value::from(text),
+                // Trimmed, as figment trims the text it reads as a string.
+                Value::Num(..) | Value::Bool(..) => Value::from(text.trim()),
                 parsed => parsed,
             };
             // A dotted key (`split("__")` made them) nests as a table would. Values are left

@@ -549,7 +549,12 @@ impl RegistryPolling {
         });
         let resume = self.queue_to_resume(poller, &user, previous_state);
         let stop = CancellationToken::new();
-        let give_up = CancellationToken::new();
+        // The loop still stopping, if any, gives up when this one does: the new one waits for
+        // it, and a handoff cancels only what it finds running.
+        let give_up = previous
+            .as_ref()
+            .map(|(_, give_up, _)| give_up.clone())
+            .unwrap_or_default();
         let mut user_loop = poller.user_loop(
             &user.id,
             user.credentials.clone(),

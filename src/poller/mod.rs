@@ -50,7 +50,9 @@ struct RunningUser {
 #[derive(Default)]
 struct UserLoops {
     running: HashMap<String, RunningUser>,
-    retiring: Vec<JoinHandle<Option<Url>>>,
+    /// Loops of removed users, by user id, until they end: one may hold a page until Kafka
+    /// takes it, and a user added back starts after it (the two never poll together).
+    retiring: HashMap<String, JoinHandle<Option<Url>>>,
 }
 
 /// One configured poller and the users it runs.
@@ -171,7 +173,7 @@ impl Poller {
                 }
             };
             self.restart_ended_loops(&mut loops, &stop);
-            loops.retiring.retain(|task| !task.is_finished());
+            loops.retiring.retain(|_, task| !task.is_finished());
             let Some(reason) = reason else {
                 continue;
             };
@@ -190,7 +192,7 @@ impl Poller {
             user.stop.cancel();
         }
         let tasks = loops.running.into_values().map(|user| user.task);
-        for task in tasks.chain(loops.retiring) {
+        for task in tasks.chain(loops.retiring.into_values()) {
             let _ = task.await;
         }
         self.metrics.poller.set_users(&self.name, 0);
@@ -221,14 +223,14 @@ impl Poller {
             if wanted.contains_key(&id) {
                 changed.insert(id, user.task);
             } else {
-                loops.retiring.push(user.task);
+                loops.retiring.insert(id, user.task);
             }
         }
         for (id, credentials) in wanted {
             if loops.running.contains_key(&id) {
                 continue;
             }
-            let previous = changed.remove(&id);
+            let previous = changed.remove(&id).or_else(|| loops.retiring.remove(&id));
             let user = self.start_user(&id, credentials, start, stop, previous);
             loops.running.insert(id, user);
         }

@@ -113,6 +113,9 @@ struct QueueClock {
     subscribed_at: Option<SystemTime>,
     last_query_at: Option<SystemTime>,
     saved_at: Option<Instant>,
+    /// When this loop last queried the queue or subscribed to it (the runtime's clock): unknown
+    /// for a queue it resumed until it polls it, as that queue's last query is not its own.
+    touched_at: Option<Instant>,
 }
 
 struct CachedToken {
@@ -222,13 +225,13 @@ impl<Api: QueueApi> UserLoop<Api> {
         if self.publisher.health().is_ready() {
             return false;
         }
-        let Some(last_query) = clock.last_query_at.or(clock.subscribed_at) else {
+        // A resumed queue's age is not known until it is polled: poll it.
+        let Some(touched_at) = clock.touched_at else {
             return false;
         };
-        let since = SystemTime::now()
-            .duration_since(last_query)
-            .unwrap_or_default();
-        since + longest_interval(self.settings.interval) + self.settings.request_timeout * 2
+        touched_at.elapsed()
+            + longest_interval(self.settings.interval)
+            + self.settings.request_timeout * 2
             < QUEUE_BUDGET
     }
 
@@ -397,6 +400,7 @@ impl<Api: QueueApi> UserLoop<Api> {
                 tracing::debug!(poller = %self.poller, user = %self.user_id, "subscribed to a queue");
                 *queue = Some(url.clone());
                 clock.subscribed_at = Some(SystemTime::now());
+                clock.touched_at = Some(Instant::now());
                 clock.saved_at = None;
                 url
             }
@@ -412,6 +416,7 @@ impl<Api: QueueApi> UserLoop<Api> {
         };
         let started = std::time::Instant::now();
         clock.last_query_at = Some(SystemTime::now());
+        clock.touched_at = Some(Instant::now());
         let result = self.client.poll(slot, &current, &queue_url).await;
         let took = started.elapsed();
         match result {
@@ -927,6 +932,14 @@ mod tests {
             api.polls.lock().unwrap().is_empty(),
             "no events taken off the queue while Kafka cannot take them"
         );
+        // Until the queue nears its expiry (15 minutes after its subscription): then it is
+        // polled to keep it alive, once, and left alone again.
+        tokio::time::sleep(Duration::from_secs(13 * 60)).await;
+        let polls = api.polls.lock().unwrap().clone();
+        assert_eq!(polls.len(), 1, "one poll keeps the queue alive: {polls:?}");
+        let subscribed_at = Instant::now() - Duration::from_secs(15 * 60);
+        let age = polls[0] - subscribed_at;
+        assert!(age < QUEUE_BUDGET, "polled {age:?} after the subscription");
         stop.cancel();
         task.await.unwrap();
     }

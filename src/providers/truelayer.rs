@@ -340,6 +340,19 @@ mod tests {
         verifier
     }
 
+    /// The test body posted with `headers`, received at `received_at` (RFC 3339).
+    fn posted<'r>(headers: &'r HeaderMap, received_at: &str) -> Request<'r> {
+        Request {
+            method: &Method::POST,
+            path: "/webhooks/truelayer",
+            headers,
+            body: BODY.as_bytes(),
+            received_at: OffsetDateTime::parse(received_at, &Rfc3339).unwrap(),
+            path_event: None,
+            query: None,
+        }
+    }
+
     async fn check(
         verifier: &TrueLayerVerifier,
         timestamp: &str,
@@ -349,15 +362,7 @@ mod tests {
         headers.insert(SIGNATURE_HEADER, SIGNATURE.trim().parse().unwrap());
         headers.insert(TIMESTAMP_HEADER, timestamp.parse().unwrap());
         headers.insert("content-type", "application/json".parse().unwrap());
-        let request = Request {
-            method: &Method::POST,
-            path: "/webhooks/truelayer",
-            headers: &headers,
-            body: BODY.as_bytes(),
-            received_at: OffsetDateTime::parse(received_at, &Rfc3339).unwrap(),
-            path_event: None,
-            query: None,
-        };
+        let request = posted(&headers, received_at);
         verifier.check(&request).await
     }
 
@@ -396,15 +401,7 @@ mod tests {
         headers.append(TIMESTAMP_HEADER, "2026-11-26T10:00:00Z".parse().unwrap());
         headers.append(TIMESTAMP_HEADER, "2021-11-29T11:42:55Z".parse().unwrap());
         headers.insert("content-type", "application/json".parse().unwrap());
-        let request = Request {
-            method: &Method::POST,
-            path: "/webhooks/truelayer",
-            headers: &headers,
-            body: BODY.as_bytes(),
-            received_at: OffsetDateTime::parse("2026-11-26T10:00:01Z", &Rfc3339).unwrap(),
-            path_event: None,
-            query: None,
-        };
+        let request = posted(&headers, "2026-11-26T10:00:01Z");
         assert_eq!(
             verifier.check(&request).await,
             Err(AuthError::SignatureMismatch)
@@ -430,15 +427,7 @@ mod tests {
             format!("{encoded}..AAAA").parse().unwrap(),
         );
         headers.insert(TIMESTAMP_HEADER, "2026-11-26T10:00:00Z".parse().unwrap());
-        let request = Request {
-            method: &Method::POST,
-            path: "/webhooks/truelayer",
-            headers: &headers,
-            body: BODY.as_bytes(),
-            received_at: OffsetDateTime::parse("2026-11-26T10:00:01Z", &Rfc3339).unwrap(),
-            path_event: None,
-            query: None,
-        };
+        let request = posted(&headers, "2026-11-26T10:00:01Z");
         assert_eq!(
             verifier.check(&request).await,
             Err(AuthError::MalformedSignature("the key id is too long"))

@@ -1092,3 +1092,40 @@ async fn a_batch_body_publishes_each_event_and_dead_letters_the_unreadable_one()
         schema.assert_valid(&letter.headers);
     }
 }
+
+/// Every signature scheme refuses a request without its header before reading the body: a
+/// stranger announcing a large body and sending none of it is answered 401 at once (not 408
+/// at the end of the body read timeout, finhook having waited for it).
+#[tokio::test]
+async fn every_signature_scheme_refuses_an_unsigned_request_before_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let providers = start().await;
+    let address = providers
+        .app
+        .webhook_url
+        .trim_start_matches("http://")
+        .to_owned();
+    for path in [
+        "bridge",
+        "standard",
+        "hmac",
+        "tink",
+        "plaid",
+        "truelayer",
+        "saltedge/success",
+    ] {
+        let mut stranger = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /webhooks/{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n"
+        );
+        stranger.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(3), stranger.read(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: waited for the body"))
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+    }
+}
