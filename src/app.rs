@@ -305,18 +305,17 @@ mod tests {
 
     #[test]
     fn the_shutdown_deadline_leaves_a_poll_in_flight_its_answer_and_the_grace_period() {
+        // Defaults: a 25 s grace period, a 10 s flush, 5 s acknowledgements.
         let without_pollers = Config::over_defaults("").unwrap();
-        let grace = without_pollers.server.shutdown_grace;
-        assert_eq!(shutdown_deadline(&without_pollers), grace + FLUSH_TIMEOUT);
+        assert_eq!(shutdown_deadline(&without_pollers), Duration::from_secs(35));
         let slow = format!(
             "{}request_timeout = \"40s\"\n",
             crate::config::tests::POLLER
         );
         let with_poller = Config::over_defaults(&slow).unwrap();
-        let acks = with_poller.kafka.ack_timeout * 2;
         assert_eq!(
             shutdown_deadline(&with_poller),
-            grace + Duration::from_secs(40) + acks + FLUSH_TIMEOUT
+            Duration::from_secs(25 + 40 + 2 * 5 + 10)
         );
     }
 }

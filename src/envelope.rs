@@ -89,31 +89,24 @@ pub fn lower_hex(bytes: &[u8]) -> String {
     String::from_utf8(text).expect("hex digits are ASCII")
 }
 
-/// An id for an event that is the same bytes on every delivery but must not be deduplicated
-/// (a test event, a notice with no id and no time): the derived id of the bytes and the moment
-/// they were received.
-fn per_delivery_id(origin: &Origin<'_>, raw: &[u8]) -> String {
+/// An id unique to one delivery of `raw`, for events whose bytes do not tell them from the
+/// next (a test event, a notice with no id and no time, a polled event without an id): the
+/// derived id of the bytes, the moment they were received, and, for a polled event, whose
+/// queue it came from and its position in the page. A poll takes its events off the queue, so
+/// nothing is delivered twice; equal bytes in one page (`{"name":"SYNC_STARTED"}` per channel)
+/// must not share an id.
+pub fn per_delivery_id(origin: &Origin<'_>, position: Option<usize>, raw: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(origin.provider.as_str().as_bytes());
     hasher.update(b"\n");
     hasher.update(origin.received_at.unix_timestamp_nanos().to_be_bytes());
-    hasher.update(raw);
-    lower_hex(&hasher.finalize())
-}
-
-/// The id of a polled event that has none of its own. A poll takes its events off the queue,
-/// so nothing is delivered twice to dedupe; what must not happen is two events sharing an id
-/// because their bytes are equal (`{"name":"SYNC_STARTED"}` on every sync, for every user).
-/// So the id is the page's (user and moment of the poll), the event's position in it, and its
-/// bytes.
-pub fn polled_event_id(origin: &Origin<'_>, position: usize, raw: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(origin.provider.as_str().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(origin.user_id.unwrap_or_default().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(origin.received_at.unix_timestamp_nanos().to_be_bytes());
-    hasher.update((position as u64).to_be_bytes());
+    if let Some(user) = origin.user_id {
+        hasher.update(user.as_bytes());
+        hasher.update(b"\n");
+    }
+    if let Some(position) = position {
+        hasher.update((position as u64).to_be_bytes());
+    }
     hasher.update(raw);
     lower_hex(&hasher.finalize())
 }
@@ -173,7 +166,7 @@ impl<'a> Envelope<'a> {
     pub fn new(origin: &Origin<'_>, facts: EventFacts, raw: &[u8], data: &'a str) -> Self {
         let id = match facts.provider_event_id {
             Some(id) => id,
-            None if facts.unique_per_delivery => per_delivery_id(origin, raw),
+            None if facts.unique_per_delivery => per_delivery_id(origin, None, raw),
             None => derived_id(origin.provider, raw),
         };
         let partitionkey = match facts

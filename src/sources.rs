@@ -22,6 +22,7 @@ pub struct Source {
     settings: Arc<dyn providers::Settings>,
     pub allowed_ips: Vec<IpRange>,
     pub body_limit: usize,
+    /// A client certificate is required: asked for, or implied by `client_cert_names`.
     pub client_cert_required: bool,
     pub client_cert_names: Vec<String>,
     /// Personal data protected in this source's payloads before Kafka.
@@ -47,10 +48,7 @@ impl Source {
             }
         }
         match client_certificate {
-            // Names to accept mean a certificate must carry one: none at all is not accepted.
-            None if self.client_cert_required || !self.client_cert_names.is_empty() => {
-                return Err(AuthError::ClientCertificateRequired)
-            }
+            None if self.client_cert_required => return Err(AuthError::ClientCertificateRequired),
             Some(certificate)
                 if !self.client_cert_names.is_empty()
                     && !certificate.matches_any(&self.client_cert_names) =>
@@ -84,7 +82,7 @@ impl Source {
 
     /// Whether anyone may post (no credentials, no client certificate).
     pub fn is_open(&self) -> bool {
-        self.verifier.is_open() && !self.client_cert_required && self.client_cert_names.is_empty()
+        self.verifier.is_open() && !self.client_cert_required
     }
 }
 
@@ -121,7 +119,7 @@ impl Sources {
                 body_limit: source
                     .body_limit_bytes
                     .unwrap_or(config.server.body_limit_bytes),
-                client_cert_required: source.client_cert_required,
+                client_cert_required: source.requires_client_certificate(),
                 client_cert_names: source.client_cert_names.clone(),
                 protection: source
                     .protect

@@ -18,11 +18,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use http::request::Parts;
-
 use super::{
-    check_timestamp, header_text, ready, require_signature_header, AuthError, Request, Verify,
-    VerifyFuture,
+    check_timestamp, header_text, ready, AuthError, Request, Verify, VerifyFuture, MAX_SIGNATURES,
 };
 
 /// The hash under the HMAC.
@@ -74,9 +71,6 @@ impl Encoding {
         }
     }
 }
-
-/// The most signatures one request may carry; more are refused before any is checked.
-const MAX_SIGNATURES: usize = 16;
 
 /// An HMAC value, kept on the stack (the longest, SHA-512's, is 64 bytes): verifying a
 /// webhook computes one per key, and a `Vec` each was an allocation per key per webhook.
@@ -414,8 +408,8 @@ impl HmacScheme {
 }
 
 impl Verify for HmacScheme {
-    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
-        require_signature_header(head, self.header.as_str())
+    fn signature_header(&self) -> Option<&str> {
+        Some(self.header.as_str())
     }
 
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {

@@ -187,7 +187,7 @@ impl<'r> Verified<'r> {
         self.headers
     }
 
-    /// A header as text, when present and valid.
+    /// A header as text, when present, valid and not empty.
     pub fn header(&self, name: &str) -> Option<&'r str> {
         header_text(self.headers, name)
     }
@@ -204,9 +204,18 @@ pub type VerifyFuture<'r> = Either<
 /// keys parsed, HTTP client shared), then called for every request.
 pub trait Verify: fmt::Debug + Send + Sync {
     /// Checks on the headers alone, made before the body is read, so strangers cannot make
-    /// finhook read bodies. Default: none (signature schemes need the body).
-    fn admit(&self, _head: &Parts) -> Result<(), AuthError> {
-        Ok(())
+    /// finhook read bodies. Default: the [`Self::signature_header`] must be there.
+    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
+        match self.signature_header() {
+            Some(name) if !head.headers.contains_key(name) => Err(AuthError::MissingSignature),
+            _ => Ok(()),
+        }
+    }
+
+    /// The header a signature scheme's signature comes in: a request without it is refused
+    /// before its body is read. `None`: no such header (credential schemes check in `admit`).
+    fn signature_header(&self) -> Option<&str> {
+        None
     }
 
     /// Checks the whole request.
@@ -251,20 +260,21 @@ pub fn later<'r>(
     Either::Right(Box::pin(verdict))
 }
 
-/// A header's value as text; `None` when absent or not visible ASCII.
+/// A header's value as text; `None` when absent, empty (an empty id or signature is none) or
+/// not visible ASCII.
 pub fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name)?.to_str().ok()
+    headers
+        .get(name)?
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty())
 }
 
-/// The pre-body check of a signature scheme: its header must be there, so a request without
-/// one is refused before its body is read.
-pub fn require_signature_header(head: &Parts, name: &str) -> Result<(), AuthError> {
-    if head.headers.contains_key(name) {
-        Ok(())
-    } else {
-        Err(AuthError::MissingSignature)
-    }
-}
+/// Signatures one header may carry; more are refused before any is checked. A sender lists one
+/// per key it signs with (two or three while rotating); each costs a check (for Standard
+/// Webhooks' `v1a`, an ed25519 check over the whole body), so an unauthenticated header must
+/// not be able to ask for hundreds.
+pub(crate) const MAX_SIGNATURES: usize = 16;
 
 /// Accepts a Unix timestamp within `tolerance` of `now`, in both directions: old enough is a
 /// replay, too far ahead is a clock (or a forger) to distrust.

@@ -194,8 +194,7 @@ impl Config {
                     "sources.{name}: a poller has the same name; their metrics would be counted together"
                 ));
             }
-            if (source.client_cert_required || !source.client_cert_names.is_empty()) && !mutual_tls
-            {
+            if source.requires_client_certificate() && !mutual_tls {
                 problems.push(format!(
                     "sources.{name}.client_cert_required: client certificates need server.tls with a client_ca_file"
                 ));

@@ -20,6 +20,12 @@ const QUEUE_SAFETY_MARGIN: Duration = Duration::from_secs(60);
 /// The longest time between two queries of a queue that keeps it alive, with a margin.
 pub const QUEUE_BUDGET: Duration = QUEUE_EXPIRY.saturating_sub(QUEUE_SAFETY_MARGIN);
 
+/// Whether a queue may lapse if `wait` passes before the next query is sent: the last query's
+/// answer and a token request before the next one take up to `request_timeout` each.
+pub fn queue_may_lapse(wait: Duration, request_timeout: Duration) -> bool {
+    wait + request_timeout * 2 > QUEUE_BUDGET
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PollerKind {
@@ -273,18 +279,16 @@ impl PollerConfig {
         // waits at most the interval with its jitter (or the longest back-off), after the
         // previous query's answer took up to request_timeout, plus a token request of up to
         // request_timeout before the next query: none of that may let the queue lapse.
-        let budget = QUEUE_BUDGET;
         for (field, wait) in [
             ("interval", longest_interval(self.interval)),
             ("backoff_max", self.backoff_max),
         ] {
-            let gap = wait + self.request_timeout * 2;
-            if gap > budget {
+            if queue_may_lapse(wait, self.request_timeout) {
                 problems.push(format!(
                     "{key}.{field}: {} (with jitter) plus twice request_timeout {} could let an Oxlin queue expire (15 min after the last query); keep the sum under {}",
                     humantime::format_duration(wait),
                     humantime::format_duration(self.request_timeout),
-                    humantime::format_duration(budget),
+                    humantime::format_duration(QUEUE_BUDGET),
                 ));
             }
         }

@@ -139,6 +139,12 @@ pub fn is_valid_source_name(name: &str) -> bool {
 }
 
 impl SourceConfig {
+    /// Whether a client certificate is required: asked for, or implied by names to accept
+    /// (a certificate must carry one of them, so none at all is not accepted).
+    pub fn requires_client_certificate(&self) -> bool {
+        self.client_cert_required || !self.client_cert_names.is_empty()
+    }
+
     pub(super) fn validate(&self, name: &str, problems: &mut Vec<String>) {
         let key = format!("sources.{name}");
         if !is_valid_source_name(name) {

@@ -12,7 +12,7 @@ use crate::providers;
 
 /// Every event of `page`, fetched from the queue of `origin.user_id` at `origin.provider`, as an
 /// item, passed through `protect` (the personal-data policy); an event without an id of its own
-/// gets one of this poll's ([`envelope::polled_event_id`]). A page that cannot be read at all
+/// gets one of this poll's ([`envelope::per_delivery_id`]). A page that cannot be read at all
 /// is one dead letter holding all of it. Every dead letter made of the page, here or when Kafka
 /// refuses an event, names the user through its origin: `finhook redrive` reads it again as
 /// that user's.
@@ -28,9 +28,9 @@ pub(crate) fn items<'p>(
             .enumerate()
             .map(|(position, (raw, mut facts))| {
                 if let Ok(facts) = &mut facts {
-                    facts
-                        .provider_event_id
-                        .get_or_insert_with(|| envelope::polled_event_id(origin, position, raw));
+                    facts.provider_event_id.get_or_insert_with(|| {
+                        envelope::per_delivery_id(origin, Some(position), raw)
+                    });
                 }
                 protect(ingest::item(origin, facts, raw, &no_headers))
             })

@@ -26,7 +26,7 @@ use url::Url;
 use super::backoff::{around, Backoff};
 use super::client::{PollError, Polled, QueueApi, RequestSlot};
 use super::page;
-use crate::config::poller::{longest_interval, QUEUE_BUDGET};
+use crate::config::poller::{longest_interval, queue_may_lapse};
 use crate::config::UserCredentials;
 use crate::envelope::Origin;
 use crate::ingest::{self, Item};
@@ -229,10 +229,8 @@ impl<Api: QueueApi> UserLoop<Api> {
         let Some(touched_at) = clock.touched_at else {
             return false;
         };
-        touched_at.elapsed()
-            + longest_interval(self.settings.interval)
-            + self.settings.request_timeout * 2
-            < QUEUE_BUDGET
+        let next_query = touched_at.elapsed() + longest_interval(self.settings.interval);
+        !queue_may_lapse(next_query, self.settings.request_timeout)
     }
 
     /// Saves the queue state when it changed (a new queue), when `state.interval` passed since
@@ -880,6 +878,15 @@ mod tests {
             // up and its request had gone out.
             .expect("the loop ends at once, without waiting for a slot")
             .unwrap();
+        slots.add_permits(8);
+        tokio::task::yield_now().await;
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 0, "no token asked for");
+        assert_eq!(
+            api.subscriptions.load(Ordering::SeqCst),
+            0,
+            "no subscription"
+        );
+        assert!(api.polls.lock().unwrap().is_empty(), "no poll");
     }
 
     #[tokio::test(start_paused = true)]
@@ -939,7 +946,10 @@ mod tests {
         assert_eq!(polls.len(), 1, "one poll keeps the queue alive: {polls:?}");
         let subscribed_at = Instant::now() - Duration::from_secs(15 * 60);
         let age = polls[0] - subscribed_at;
-        assert!(age < QUEUE_BUDGET, "polled {age:?} after the subscription");
+        assert!(
+            age < crate::config::poller::QUEUE_BUDGET,
+            "polled {age:?} after the subscription"
+        );
         stop.cancel();
         task.await.unwrap();
     }

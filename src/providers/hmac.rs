@@ -208,7 +208,7 @@ impl Provider for GenericHmac {
     fn read(settings: &HmacSettings, body: &Verified<'_>) -> Result<EventFacts, NormalizeError> {
         let value = parse_value(body.body())?;
         let provider_type = match &settings.event_type_header {
-            Some(header) => header_value(body, header),
+            Some(header) => body.header(header).map(str::to_owned),
             None => text_at(
                 &value,
                 settings.event_type_path.as_deref().unwrap_or("type"),
@@ -217,7 +217,7 @@ impl Provider for GenericHmac {
         .ok_or(NormalizeError::MissingField("type"))?;
         let mut facts = EventFacts::new(EventType::Unmapped, provider_type);
         facts.provider_event_id = match (&settings.event_id_header, &settings.event_id_path) {
-            (Some(header), _) => header_value(body, header),
+            (Some(header), _) => body.header(header).map(str::to_owned),
             (None, Some(path)) => text_at(&value, path),
             (None, None) => None,
         };
@@ -231,14 +231,6 @@ impl Provider for GenericHmac {
             .and_then(|path| time_of(at(&value, path)));
         Ok(facts)
     }
-}
-
-/// A header's text, when present and not empty: an empty `X-Event-Id:` is no id (CloudEvents
-/// attributes are never empty strings).
-fn header_value(body: &Verified<'_>, name: &str) -> Option<String> {
-    body.header(name)
-        .filter(|text| !text.is_empty())
-        .map(str::to_owned)
 }
 
 /// The events of a batch body: the array at the top-level member `path` (or the body itself

@@ -32,13 +32,9 @@ use super::{
     ProviderKind,
 };
 use crate::auth::keys::{CachePolicy, FetchError, KeyCache};
-use crate::auth::{
-    header_text, later, require_signature_header, AuthError, Request, Verified, Verify,
-    VerifyFuture,
-};
+use crate::auth::{header_text, later, AuthError, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
 use crate::vocabulary::{fallback_key, EventType};
-use http::request::Parts;
 
 pub const VERIFICATION_HEADER: &str = "plaid-verification";
 pub const PRODUCTION_API: &str = "https://production.plaid.com";
@@ -320,8 +316,8 @@ impl PlaidVerifier {
 }
 
 impl Verify for PlaidVerifier {
-    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
-        require_signature_header(head, VERIFICATION_HEADER)
+    fn signature_header(&self) -> Option<&str> {
+        Some(VERIFICATION_HEADER)
     }
 
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {

@@ -26,13 +26,9 @@ use super::{
     at, parse_value, text_at, time_of, BuildContext, EventFacts, NormalizeError, Provider,
     ProviderKind,
 };
-use crate::auth::{
-    header_text, ready, require_signature_header, AuthError, Request, Verified, Verify,
-    VerifyFuture,
-};
+use crate::auth::{header_text, ready, AuthError, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
 use crate::vocabulary::{fallback_key, EventType};
-use http::request::Parts;
 
 pub const SIGNATURE_HEADER: &str = "signature";
 
@@ -260,8 +256,8 @@ impl SaltEdgeVerifier {
 }
 
 impl Verify for SaltEdgeVerifier {
-    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
-        require_signature_header(head, SIGNATURE_HEADER)
+    fn signature_header(&self) -> Option<&str> {
+        Some(SIGNATURE_HEADER)
     }
 
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {

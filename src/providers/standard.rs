@@ -23,12 +23,9 @@ use super::{
 use crate::auth::standard_webhooks::{
     decode_public_key, decode_secret, StandardWebhooks, DEFAULT_TOLERANCE, ID_HEADER,
 };
-use crate::auth::{
-    ready, require_signature_header, AuthError, Request, Verified, Verify, VerifyFuture,
-};
+use crate::auth::{ready, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
 use crate::vocabulary::{fallback_key, EventType};
-use http::request::Parts;
 
 pub struct Standard;
 
@@ -135,8 +132,8 @@ impl Provider for Standard {
 struct StandardVerifier(StandardWebhooks);
 
 impl Verify for StandardVerifier {
-    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
-        require_signature_header(head, crate::auth::standard_webhooks::SIGNATURE_HEADER)
+    fn signature_header(&self) -> Option<&str> {
+        Some(crate::auth::standard_webhooks::SIGNATURE_HEADER)
     }
 
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {

@@ -32,13 +32,9 @@ use super::{
     ProviderKind,
 };
 use crate::auth::keys::{CachePolicy, FetchError, KeyCache};
-use crate::auth::{
-    header_text, later, require_signature_header, AuthError, Request, Verified, Verify,
-    VerifyFuture,
-};
+use crate::auth::{header_text, later, AuthError, Request, Verified, Verify, VerifyFuture};
 use crate::secret::Secret;
 use crate::vocabulary::{fallback_key, EventType};
-use http::request::Parts;
 
 pub const SIGNATURE_HEADER: &str = "tl-signature";
 pub const TIMESTAMP_HEADER: &str = "x-tl-webhook-timestamp";
@@ -299,8 +295,8 @@ impl TrueLayerVerifier {
 }
 
 impl Verify for TrueLayerVerifier {
-    fn admit(&self, head: &Parts) -> Result<(), AuthError> {
-        require_signature_header(head, SIGNATURE_HEADER)
+    fn signature_header(&self) -> Option<&str> {
+        Some(SIGNATURE_HEADER)
     }
 
     fn verify<'r>(&'r self, request: &'r Request<'r>) -> VerifyFuture<'r> {

@@ -233,8 +233,6 @@ impl TestApp {
         &self.config.kafka.topics.default
     }
 
-    /// Makes the broker refuse `topic`, as a missing ACL would: produce requests and metadata
-    /// for it fail with "topic authorization failed".
     /// Every request to the test broker takes `delay` (zero: back to normal).
     pub fn broker_round_trip(&self, delay: Duration) {
         self.kafka
@@ -253,6 +251,8 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Makes the broker refuse `topic`, as a missing ACL would: produce requests and metadata
+    /// for it fail with "topic authorization failed".
     pub fn forbid_topic(&self, topic: &str) {
         self.kafka
             .as_ref()

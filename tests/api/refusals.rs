@@ -254,15 +254,12 @@ async fn a_batch_waits_for_its_acknowledgements_together_and_keeps_its_order() {
         .map(|index| format!(r#"{{"type": "a", "id": "e{index:02}", "customer": "c1"}}"#))
         .collect();
     let body = format!(r#"{{"events": [{}]}}"#, events.join(","));
-    let mut request = app.post("relay").timeout(Duration::from_secs(4));
-    for (name, value) in app.signed_headers("relay", body.as_bytes()) {
-        request = request.header(name, value);
-    }
-    let response = request
-        .body(body)
-        .send()
-        .await
-        .expect("answered within the sender's 4 s");
+    let response = tokio::time::timeout(
+        Duration::from_secs(4),
+        app.post_signed("relay", body.as_bytes()),
+    )
+    .await
+    .expect("answered within the sender's 4 s");
     assert_eq!(response.status(), 200);
     app.broker_round_trip(Duration::ZERO);
     let records = read_topic(
