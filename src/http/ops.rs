@@ -21,7 +21,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Alive unless the Kafka producer failed fatally: then only a restart helps.
+/// Alive unless the Kafka producer failed fatally and has not been replaced yet (replacing it
+/// takes milliseconds; a failure that lasts means replacing fails, and a restart is due).
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if state.publisher.health().is_fatal() {
         (

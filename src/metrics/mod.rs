@@ -141,8 +141,10 @@ pub struct Metrics {
     dead_letters: IntCounterVec,
     /// `finhook_kafka_ready`: 1 when a broker answered the last health probe.
     kafka_ready: IntGauge,
-    /// `finhook_kafka_fatal_error`: 1 once the producer hit an unrecoverable error.
+    /// `finhook_kafka_fatal_error`: 1 while the producer is fatally failed and not yet replaced.
     kafka_fatal: IntGauge,
+    /// `finhook_kafka_producer_replacements_total`: producers built anew after a fatal error.
+    kafka_producer_replacements: IntCounter,
     /// The queue pollers' collectors.
     pub poller: PollerMetrics,
     /// The users registry's collectors (registry mode).
@@ -269,7 +271,11 @@ impl Metrics {
         let kafka_ready = IntGauge::new("finhook_kafka_ready", "1 when Kafka is reachable.")?;
         let kafka_fatal = IntGauge::new(
             "finhook_kafka_fatal_error",
-            "1 once the Kafka producer hit an unrecoverable error; the process needs a restart.",
+            "1 while the Kafka producer has failed fatally and finhook has not replaced it yet.",
+        )?;
+        let kafka_producer_replacements = IntCounter::new(
+            "finhook_kafka_producer_replacements_total",
+            "Kafka producers built anew after the previous one failed fatally.",
         )?;
         // `finhook_build_info{version}`: always 1; the registry keeps it alive.
         let build_info = IntGaugeVec::new(
@@ -287,6 +293,7 @@ impl Metrics {
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(kafka_ready.clone()))?;
         registry.register(Box::new(kafka_fatal.clone()))?;
+        registry.register(Box::new(kafka_producer_replacements.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -310,6 +317,7 @@ impl Metrics {
             dead_letters,
             kafka_ready,
             kafka_fatal,
+            kafka_producer_replacements,
             records,
             webhooks: Arc::default(),
         })
@@ -426,8 +434,12 @@ impl Metrics {
         self.kafka_ready.set(i64::from(ready));
     }
 
-    pub fn set_kafka_fatal(&self) {
-        self.kafka_fatal.set(1);
+    pub fn set_kafka_fatal(&self, fatal: bool) {
+        self.kafka_fatal.set(i64::from(fatal));
+    }
+
+    pub fn kafka_producer_replaced(&self) {
+        self.kafka_producer_replacements.inc();
     }
 
     /// The text exposition of every registered collector.

@@ -1,11 +1,13 @@
 //! The producer's librdkafka context: its logs go to `tracing`, its statistics to metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -13,13 +15,16 @@ pub struct FinhookContext {
     metrics: Metrics,
     /// librdkafka reports cumulative resend counts; the metric takes the increase.
     last_broker_retries: AtomicU64,
+    /// Told of a fatal error, so that the producer is replaced without waiting for a probe.
+    fatal_raised: Arc<Notify>,
 }
 
 impl FinhookContext {
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, fatal_raised: Arc<Notify>) -> Self {
         Self {
             metrics,
             last_broker_retries: AtomicU64::new(0),
+            fatal_raised,
         }
     }
 }
@@ -27,7 +32,7 @@ impl FinhookContext {
 impl ClientContext for FinhookContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         // librdkafka logs every refused connection as an error; finhook keeps ERROR for data loss
-        // and operator action (a fatal producer), reported by the health watcher.
+        // and operator action (a fatal producer), reported by `error` and the health watcher.
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -61,7 +66,8 @@ impl ClientContext for FinhookContext {
         // once, and readiness and metrics carry the state.
         match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Fatal) => {
-                tracing::error!(target: "librdkafka", %error, reason, "kafka client fatal error")
+                tracing::error!(target: "librdkafka", %error, reason, "kafka client fatal error");
+                self.fatal_raised.notify_one();
             }
             Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
                 tracing::debug!(target: "librdkafka", %error, reason, "kafka connection error")

@@ -1,4 +1,5 @@
-//! Broker reachability for /readyz: a periodic metadata probe, plus the producer's fatal state.
+//! Broker reachability for /readyz: a periodic metadata probe; and the producer's fatal state,
+//! which the same watcher mends by replacing the producer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,11 @@ use super::Publisher;
 
 /// How long a metadata probe may take before Kafka counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time between two producer replacements. A cause that outlives the producer (an
+/// ACL without `IDEMPOTENT_WRITE`, say) fails each new one at once; this keeps that from
+/// becoming a loop of client builds and error lines.
+const REPLACEMENT_SPACING: Duration = Duration::from_secs(10);
 
 /// Shared readiness flags, read on every request (two relaxed atomic loads).
 #[derive(Debug, Default, Clone)]
@@ -30,8 +36,8 @@ impl KafkaHealth {
         self.reachable.store(true, Ordering::Relaxed);
     }
 
-    /// The producer hit an unrecoverable error (e.g. an idempotence sequence violation): only a
-    /// restart helps, so /healthz fails.
+    /// The producer hit an unrecoverable error (e.g. an idempotence sequence violation) and
+    /// could not be replaced yet: /healthz fails while it lasts.
     pub fn is_fatal(&self) -> bool {
         self.fatal.load(Ordering::Relaxed)
     }
@@ -47,27 +53,50 @@ pub(super) async fn watch(
     let probe_timeout = PROBE_TIMEOUT;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_replacement = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = ticker.tick() => {}
+            _ = publisher.producer.fatal_raised() => {}
+        }
+        let health = &publisher.health;
+        let fatal = publisher.producer.current().client().fatal_error();
+        health.fatal.store(fatal.is_some(), Ordering::Relaxed);
+        publisher.metrics.set_kafka_fatal(fatal.is_some());
+        if let Some((code, reason)) = fatal {
+            if tokio::time::Instant::now() < next_replacement {
+                tracing::debug!(
+                    ?code,
+                    "kafka producer failed fatally again; replacing it once the spacing has passed"
+                );
+            } else {
+                next_replacement = tokio::time::Instant::now() + REPLACEMENT_SPACING;
+                tracing::error!(?code, reason, "kafka producer failed fatally; replacing it");
+                let replacing = Arc::clone(&publisher);
+                // Building a client and purging the old one block; keep them off the async workers.
+                match tokio::task::spawn_blocking(move || replacing.producer.replace()).await {
+                    Ok(Ok(())) => {
+                        health.fatal.store(false, Ordering::Relaxed);
+                        publisher.metrics.set_kafka_fatal(false);
+                        tracing::warn!(
+                            "kafka producer replaced; the records it held are sent again"
+                        );
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "kafka producer could not be replaced; trying again at the next probe");
+                    }
+                    Err(join_error) => {
+                        tracing::error!(%join_error, "kafka producer replacement panicked; trying again at the next probe");
+                    }
+                }
+            }
         }
         let probing = Arc::clone(&publisher);
         // Metadata requests block the calling thread; keep them off the async workers.
         let reachable = tokio::task::spawn_blocking(move || probe(&probing, probe_timeout))
             .await
             .unwrap_or(false);
-        let health = &publisher.health;
-        if let Some((code, reason)) = publisher.producer.client().fatal_error() {
-            if !health.fatal.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    ?code,
-                    reason,
-                    "kafka producer failed fatally; restart finhook"
-                );
-                publisher.metrics.set_kafka_fatal();
-            }
-        }
         let was_reachable = health.reachable.swap(reachable, Ordering::Relaxed);
         if was_reachable != reachable {
             if reachable {
@@ -84,6 +113,7 @@ fn probe(publisher: &Publisher, timeout: Duration) -> bool {
     let topic = publisher.routing.default_topic();
     publisher
         .producer
+        .current()
         .client()
         .fetch_metadata(Some(topic), timeout)
         .is_ok()

@@ -5,6 +5,7 @@ mod context;
 pub mod dead_letter;
 pub mod embedded;
 mod health;
+mod producer;
 mod routing;
 
 use std::sync::Arc;
@@ -13,12 +14,12 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use time::OffsetDateTime;
 
-use self::context::FinhookContext;
 pub use self::dead_letter::DeadLetter;
 pub use self::health::KafkaHealth;
+use self::producer::ProducerSlot;
 pub use self::routing::Routing;
 use crate::config::KafkaConfig;
 use crate::envelope::{Envelope, Origin};
@@ -109,7 +110,9 @@ pub struct Acknowledged {
 
 /// The one Kafka producer of the process, shared by the webhook handlers and the pollers.
 pub struct Publisher {
-    producer: FutureProducer<FinhookContext>,
+    /// Shared with [`Publisher::until_verdict`]'s copy, so that a replaced producer is replaced
+    /// for both.
+    producer: Arc<ProducerSlot>,
     routing: Routing,
     dead_letter_topic: String,
     ack_timeout: Duration,
@@ -160,9 +163,7 @@ impl Publisher {
                 0 => NO_MESSAGE_TIMEOUT,
                 millis => Duration::from_millis(millis),
             });
-        let context = FinhookContext::new(metrics.clone());
-        let producer: FutureProducer<FinhookContext> =
-            client_config.create_with_context(context)?;
+        let producer = Arc::new(ProducerSlot::new(client_config, metrics.clone())?);
         let health = KafkaHealth::default();
         Ok(Arc::new(Self {
             producer,
@@ -181,7 +182,7 @@ impl Publisher {
     /// the event beside the first, which librdkafka still delivers.
     pub fn until_verdict(&self) -> Arc<Self> {
         Arc::new(Self {
-            producer: self.producer.clone(),
+            producer: Arc::clone(&self.producer),
             routing: self.routing.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             ack_timeout: self.delivery_timeout + VERDICT_SLACK,
@@ -399,6 +400,7 @@ impl Publisher {
         // which keeps memory bounded when the broker cannot keep up.
         let delivery = self
             .producer
+            .current()
             .send_result(record)
             .map_err(|(error, _record)| PublishError::from_kafka(error, started.elapsed()))?;
         match tokio::time::timeout(self.ack_timeout, delivery).await {
@@ -419,6 +421,6 @@ impl Publisher {
 
     /// Waits up to `timeout` for every queued record to be delivered (at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        self.producer.current().flush(timeout)
     }
 }

@@ -268,6 +268,58 @@ async fn broker_outage_is_503_with_retry_after_within_the_bounded_wait_then_reco
     );
 }
 
+/// A fatal producer error (here the sequence desynchronization librdkafka raises when the broker
+/// answers the head-of-line request with OUT_OF_ORDER_SEQUENCE_NUMBER) used to leave the process
+/// answering 503 until it was restarted; now the producer is replaced and serving resumes.
+#[tokio::test]
+async fn a_producer_that_failed_fatally_is_replaced_and_webhooks_go_through_again() {
+    let app = spawn_app("[kafka]\nack_timeout = \"2s\"").await;
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/item-created.json"))
+            .await
+            .status(),
+        200
+    );
+
+    app.fail_next_produces(vec![
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+    ]);
+    let refused = app.post_bridge(&fixture("bridge/item-deleted.json")).await;
+    assert_eq!(
+        refused.status(),
+        503,
+        "the failed record is not acknowledged"
+    );
+    assert_eq!(refused.headers()["retry-after"], RETRY_AFTER);
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = app
+            .post_bridge(&fixture("bridge/item-deleted.json"))
+            .await
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "still refused after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("finhook_kafka_producer_replacements_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("finhook_kafka_fatal_error 0"));
+    assert_eq!(app.get_ops("/healthz").await.status(), 200);
+    let events = read_topic(&app.bootstrap, app.default_topic(), 2, WAIT).await;
+    let types: Vec<&str> = events.iter().map(|event| event.header("ce_type")).collect();
+    assert!(
+        types.contains(&"io.finhook.connection.deleted"),
+        "{types:?}"
+    );
+}
+
 #[tokio::test]
 async fn unreachable_kafka_at_start_is_alive_not_ready_and_answers_503() {
     let app = spawn_app_unready("[kafka]\nembedded = false\nbrokers = \"127.0.0.1:1\"").await;

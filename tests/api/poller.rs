@@ -299,6 +299,30 @@ async fn events_kafka_is_slow_to_take_are_published_once() {
     assert_eq!(ids, ["q-0001", "q-0002", "q-0003"], "each event once");
 }
 
+/// Events taken off a provider's queue are held while the producer fails fatally, and the
+/// replacement producer publishes them: a restart would have lost them.
+#[tokio::test]
+async fn events_held_when_the_producer_fails_fatally_are_published_by_its_replacement() {
+    let oxlin = FakeOxlin::start().await;
+    oxlin.script("321", vec![Step::Gate, page("poll-page-1.json")]);
+    let toml = oxlin.poller_toml("oxlin", "t") + &users_toml("oxlin", &["321"]);
+    let app = spawn_app(&toml).await;
+    eventually("first polls", || oxlin.polls_of("321") > 0).await;
+    app.fail_next_produces(vec![
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+    ]);
+    oxlin.release();
+    let published = events(&app, 3).await;
+    let mut published = ids(&published);
+    published.sort();
+    published.dedup();
+    assert_eq!(published, ["q-0001", "q-0002", "q-0003"]);
+    assert!(app
+        .metrics()
+        .await
+        .contains("finhook_kafka_producer_replacements_total 1"));
+}
+
 #[tokio::test]
 async fn sighup_adds_and_removes_users() {
     let oxlin = FakeOxlin::start().await;
