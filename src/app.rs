@@ -259,17 +259,22 @@ impl App {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: not ready, no new connections, finishing in-flight requests");
         stop.cancel();
-        webhooks.await.context("webhook listener failed")?;
+        // A listener that failed (panicked) is reported at the end: the pollers' held events and
+        // the producer's queue are drained first whatever happened to it.
+        let webhooks_ended = webhooks.await.context("webhook listener failed");
         // Pollers stop fetching and publish what they hold before the producer is flushed.
         while poller_tasks.join_next().await.is_some() {}
         let flushing = Arc::clone(&publisher);
-        let flushed = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await?;
-        if let Err(error) = flushed {
-            tracing::warn!(%error, "the producer did not deliver everything before exit");
+        match tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the producer did not deliver everything before exit")
+            }
+            Err(join_error) => tracing::error!(%join_error, "flushing the producer panicked"),
         }
         ops_stop.cancel();
         let _ = health.await;
-        operations.await.context("operations listener failed")?;
+        let operations_ended = operations.await.context("operations listener failed");
         // The producer goes before the embedded broker it talks to.
         let Self {
             state,
@@ -280,7 +285,7 @@ impl App {
         drop(publisher);
         drop(embedded_kafka);
         tracing::info!("finhook stopped");
-        Ok(())
+        webhooks_ended.and(operations_ended)
     }
 }
 
