@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Config, ConfigError};
+use crate::envelope::AttributeHeaders;
 use crate::secret::{Secret, REDACTED};
 use crate::vocabulary::ProviderKind;
 
@@ -50,6 +51,9 @@ pub struct KafkaConfig {
     /// `Retry-After` on every 503, in seconds.
     pub retry_after_seconds: u32,
     pub compression: Compression,
+    /// Which attributes each event record also carries as `ce_` headers: `all` or `required`.
+    #[serde(default)]
+    pub attribute_headers: AttributeHeaders,
     pub client_id: String,
     /// How often broker reachability is probed for /readyz.
     #[serde(with = "humantime_serde")]

@@ -27,6 +27,19 @@ fn embedded_defaults_parse_and_validate() {
 }
 
 #[test]
+fn attribute_headers_are_all_unless_required_is_asked_for() {
+    use crate::envelope::AttributeHeaders;
+    assert_eq!(
+        parse("").unwrap().kafka.attribute_headers,
+        AttributeHeaders::All
+    );
+    let required = parse("[kafka]\nattribute_headers = \"required\"").unwrap();
+    assert_eq!(required.kafka.attribute_headers, AttributeHeaders::Required);
+    let refused = problems("[kafka]\nattribute_headers = \"some\"");
+    assert!(refused.contains("attribute_headers"), "{refused}");
+}
+
+#[test]
 fn every_shipped_config_file_parses_and_validates() {
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut checked = 0;

@@ -22,7 +22,7 @@ pub use self::health::KafkaHealth;
 use self::producer::ProducerSlot;
 pub use self::routing::Routing;
 use crate::config::KafkaConfig;
-use crate::envelope::{Envelope, Origin};
+use crate::envelope::{AttributeHeaders, Envelope, Origin};
 use crate::metrics::{Metrics, RecordKind};
 
 /// How often librdkafka reports statistics (its resend counts feed a metric).
@@ -114,6 +114,7 @@ pub struct Publisher {
     /// for both.
     producer: Arc<ProducerSlot>,
     routing: Routing,
+    attribute_headers: AttributeHeaders,
     dead_letter_topic: String,
     ack_timeout: Duration,
     /// How long librdkafka keeps trying a record (`message.timeout.ms`, or its alias
@@ -168,6 +169,7 @@ impl Publisher {
         Ok(Arc::new(Self {
             producer,
             routing: Routing::new(&config.routes, &config.topics.default),
+            attribute_headers: config.attribute_headers,
             dead_letter_topic: config.topics.dead_letter.clone(),
             ack_timeout: config.ack_timeout,
             delivery_timeout,
@@ -184,6 +186,7 @@ impl Publisher {
         Arc::new(Self {
             producer: Arc::clone(&self.producer),
             routing: self.routing.clone(),
+            attribute_headers: self.attribute_headers,
             dead_letter_topic: self.dead_letter_topic.clone(),
             ack_timeout: self.delivery_timeout + VERDICT_SLACK,
             delivery_timeout: self.delivery_timeout,
@@ -226,7 +229,7 @@ impl Publisher {
             .routing
             .topic_for(envelope.canonical, envelope.provider);
         let mut headers = Some(OwnedHeaders::new_with_capacity(20));
-        envelope.each_kafka_header(|key, value| {
+        envelope.each_kafka_header(self.attribute_headers, |key, value| {
             let current = headers.take().expect("always put back");
             headers = Some(current.insert(Header {
                 key,

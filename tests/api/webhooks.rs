@@ -96,6 +96,38 @@ async fn every_fixture_is_published_once_keyed_by_connection_with_cloudevents_he
         .all(|record| record.partition == bridge_item[0].partition));
 }
 
+/// `kafka.attribute_headers = "required"`: the record carries `content-type` and CloudEvents'
+/// four required attributes as headers and no other; the value is the whole envelope still.
+#[tokio::test]
+async fn required_attribute_headers_leave_the_rest_to_the_value() {
+    let app = spawn_app("[kafka]\nattribute_headers = \"required\"").await;
+    let body = crate::common::fixture("linxo/connection-updated-2-accounts.json");
+    assert_eq!(app.post_linxo(&body).await.status(), 200);
+    let records = read_topic(&app.bootstrap, app.default_topic(), 1, WAIT).await;
+    let record = &records[0];
+    let names: Vec<&str> = record.headers.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "ce_id",
+            "ce_source",
+            "ce_specversion",
+            "ce_type",
+            "content-type"
+        ]
+    );
+    let envelope = record.json();
+    EnvelopeSchema::load().assert_valid(&envelope, "linxo, required headers");
+    for attribute in ["specversion", "id", "source", "type"] {
+        assert_eq!(
+            Some(record.header(&format!("ce_{attribute}"))),
+            envelope[attribute].as_str()
+        );
+    }
+    assert_eq!(record.key.as_deref(), envelope["partitionkey"].as_str());
+    assert!(envelope["connectionid"].is_string() && envelope["accountcount"].is_number());
+}
+
 #[tokio::test]
 async fn routes_send_event_families_to_their_topics() {
     let app = spawn_app(

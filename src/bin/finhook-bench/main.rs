@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use clap::{Parser, Subcommand};
-use finhook::envelope::{derived_id, Envelope, Origin};
+use finhook::envelope::{derived_id, AttributeHeaders, Envelope, Origin};
 use finhook::providers::{bridge, linxo, Provider};
 use finhook::secret::Secret;
 use finhook::vocabulary::Ingress;
@@ -60,6 +60,10 @@ enum Command {
         /// what the record costs, the gap between (b+) and finhook what finhook's code costs.
         #[arg(long)]
         envelope_shaped: bool,
+        /// With `--envelope-shaped`: keep only the first N of the envelope's headers (the
+        /// rest of the record unchanged), to measure what each header costs.
+        #[arg(long)]
+        envelope_headers: Option<usize>,
         /// Key the raw-body records with N keys in turn (0: no key). finhook keys each record
         /// by its connection, so a burst of webhooks about many connections spreads over the
         /// topic's partitions, in batches of one or two records each; an unkeyed producer fills
@@ -142,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             brokers,
             topic,
             envelope_shaped,
+            envelope_headers,
             keys,
         } => {
             let producer: FutureProducer = ClientConfig::new()
@@ -151,7 +156,13 @@ async fn main() -> anyhow::Result<()> {
                 .set("linger.ms", "1")
                 .set("compression.type", "lz4")
                 .create()?;
-            let shape = envelope_shaped.then(RecordShape::of_linxo_fixture);
+            let shape = envelope_shaped.then(|| {
+                let mut shape = RecordShape::of_linxo_fixture();
+                if let Some(kept) = envelope_headers {
+                    shape.headers.truncate(kept);
+                }
+                shape
+            });
             let shared = Arc::new(CeilingKafka {
                 producer,
                 topic,
@@ -310,7 +321,9 @@ impl RecordShape {
         );
         let envelope = Envelope::new(&origin, facts, body, "{}");
         let mut headers = Vec::new();
-        envelope.each_kafka_header(|key, value| headers.push((key, value.to_owned())));
+        envelope.each_kafka_header(AttributeHeaders::All, |key, value| {
+            headers.push((key, value.to_owned()))
+        });
         let mut attributes = envelope.to_json();
         let closing = b"{}}";
         assert!(attributes.ends_with(closing), "data is spliced in last");
