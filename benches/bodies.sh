@@ -10,6 +10,7 @@
 #   benches/bodies.sh                         # 3 rounds of 5 s runs, 16 / 64 / 256 connections
 #   SECONDS_PER_RUN=5 ROUNDS=1 CONNECTIONS="64" BODIES="linxo" benches/bodies.sh
 #   BENCH_FINHOOK=/tmp/finhook-before benches/bodies.sh   # another finhook build (before/after)
+#   REQUIRED_HEADERS=1 benches/bodies.sh      # also finhook with kafka.attribute_headers = "required"
 # (Not FINHOOK_*: finhook reads that prefix as its own config and refuses unknown keys.)
 #
 # Prints one JSON line per run and a summary: answered/s, p50/p99/p99.9, CPU seconds per
@@ -31,15 +32,24 @@ bodies=(${BODIES:-bridge linxo linxo-110})
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 source benches/lib.sh
-published() { metric_sum "$ops_port" finhook_events_published_total; }
+published() { metric_sum "${1:-$ops_port}" finhook_events_published_total; }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(rustc --version); $(wrk --version 2>&1 | head -1)"
 start_broker finhook.events bench.ceiling
 
 webhook_port=$(free_port); ops_port=$(free_port); http_port=$(free_port); kafka_port=$(free_port)
 shaped_port=$(free_port)
 write_finhook_config "$work/finhook.toml" "$webhook_port" "$ops_port"
-"${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
+FINHOOK_KAFKA__ATTRIBUTE_HEADERS=all "${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
 finhook=$!; pids+=($finhook)
+# finhook with only CloudEvents' required attributes as headers: what each header costs, in
+# finhook (the ceiling (b+) keeps every header).
+if [ -n "${REQUIRED_HEADERS:-}" ]; then
+  required_port=$(free_port); required_ops=$(free_port)
+  write_finhook_config "$work/required.toml" "$required_port" "$required_ops"
+  FINHOOK_KAFKA__ATTRIBUTE_HEADERS=required "${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/required.toml" 2> "$work/required.err" &
+  finhook_required=$!; pids+=($finhook_required)
+  wait_ready "$required_ops"
+fi
 "$bin/finhook-bench" ceiling-http --listen "127.0.0.1:$http_port" &
 ceiling_http=$!; pids+=($ceiling_http)
 "$bin/finhook-bench" ceiling-kafka --listen "127.0.0.1:$kafka_port" --brokers "$brokers" &
@@ -55,18 +65,19 @@ wait_ready "$ops_port"
 run() {
   local target=$1 port=$2 pid=$3 body=$4 c=$5 round=${6:-0} file before after events_before events_after
   file=$(body_file "$body")
-  before=$(cpu_seconds "$pid"); events_before=$(published)
+  local events_port=$ops_port; [ "$target" = finhook-required ] && events_port=$required_ops
+  before=$(cpu_seconds "$pid"); events_before=$(published "$events_port")
   line=$(BODY="$file" BODY_NAME="$body" TARGET="$target" CONNECTIONS="$c" \
     SIGNATURE="$("$bin/finhook" sign --secret bench-secret "$file")" AUTHORIZATION="$linxo_auth" \
     wrk -t1 -c"$c" -d"${seconds}s" --timeout 10s -s benches/post.lua \
     "http://127.0.0.1:$port/webhooks/$(source_of "$body")" | tail -1)
-  after=$(cpu_seconds "$pid"); events_after=$(published)
+  after=$(cpu_seconds "$pid"); events_after=$(published "$events_port")
   python3 -c '
 import json, sys
 run = json.loads(sys.argv[1]); cpu = float(sys.argv[2]); events = int(float(sys.argv[3]))
 run["round"] = int(sys.argv[4])
 run["server_cpu_s_per_10k"] = round(cpu / max(run["answered"], 1) * 10000, 3)
-if run["target"] == "finhook":
+if run["target"].startswith("finhook"):
     run["published"] = events
     run["published_covers_2xx"] = events >= run["answered"] - run["errors"]
 print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" "$(awk -v a="$events_after" -v b="$events_before" 'BEGIN {print a - b}')" "$round"
@@ -75,6 +86,7 @@ print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {prin
 for body in "${bodies[@]}"; do
   # Warm-up: connections, producers, topic metadata.
   seconds=2 run finhook "$webhook_port" "$finhook" "$body" 16 > /dev/null
+  if [ -n "${REQUIRED_HEADERS:-}" ]; then seconds=2 run finhook-required "$required_port" "$finhook_required" "$body" 16 > /dev/null; fi
   seconds=2 run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" 16 > /dev/null
   seconds=2 run ceiling-shaped "$shaped_port" "$ceiling_shaped" "$body" 16 > /dev/null
   for round in $(seq "$rounds"); do
@@ -83,6 +95,7 @@ for body in "${bodies[@]}"; do
       run ceiling-kafka "$kafka_port" "$ceiling_kafka" "$body" "$c" "$round"
       run ceiling-shaped "$shaped_port" "$ceiling_shaped" "$body" "$c" "$round"
       run finhook "$webhook_port" "$finhook" "$body" "$c" "$round"
+      if [ -n "${REQUIRED_HEADERS:-}" ]; then run finhook-required "$required_port" "$finhook_required" "$body" "$c" "$round"; fi
     done
   done
 done | tee "$work/closed.jsonl"
@@ -112,8 +125,8 @@ for r in runs:
     by[(r["body"], int(r["connections"]))][(r["target"], r["round"])] = r
 def median(values):
     return statistics.median(values)
-def ratio(cell, over):
-    values = [cell[("finhook", n)]["per_second"] / cell[(over, n)]["per_second"] for (t, n) in cell if t == "finhook"]
+def ratio(cell, over, target="finhook"):
+    values = [cell[(target, n)]["per_second"] / cell[(over, n)]["per_second"] for (t, n) in cell if t == target]
     return f"{median(values):.0%} [{min(values):.0%}-{max(values):.0%}]"
 print(f"{'body':<10} {'conn':>5} {'http/s':>8} {'kafka/s':>8} {'(b+)/s':>8} {'finhook/s':>9} {'of (b)':>16} {'of (b+)':>16} {'p99 k/f ms':>12} {'p99.9 f':>8} {'cpu/10k k/b+/f s':>17} {'2xx⊆kafka':>9}")
 for (body, c), cell in sorted(by.items()):
@@ -124,6 +137,11 @@ for (body, c), cell in sorted(by.items()):
           f"{ratio(cell, 'ceiling-kafka'):>16} {ratio(cell, 'ceiling-shaped'):>16} "
           f"{med('ceiling-kafka', 'p99_ms'):>5.2f}/{med('finhook', 'p99_ms'):<6.2f} {med('finhook', 'p999_ms'):>8.2f} "
           f"{med('ceiling-kafka', 'server_cpu_s_per_10k'):>5.2f}/{med('ceiling-shaped', 'server_cpu_s_per_10k'):.2f}/{med('finhook', 'server_cpu_s_per_10k'):<5.2f} {str(covered):>9}")
+    if any(t == "finhook-required" for (t, _) in cell):
+        print(f"{'':<10} {'':>5} finhook with required headers only: {med('finhook-required', 'per_second'):.0f}/s, "
+              f"{ratio(cell, 'ceiling-kafka', 'finhook-required')} of (b), p99 {med('finhook-required', 'p99_ms'):.2f} ms, "
+              f"cpu/10k {med('finhook-required', 'server_cpu_s_per_10k'):.2f} s, 2xx⊆kafka "
+              f"{all(r['published_covers_2xx'] for (t, _), r in cell.items() if t == 'finhook-required')}")
 PY
 python3 - "$work/open.jsonl" <<'PY'
 import json, statistics, sys

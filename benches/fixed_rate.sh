@@ -10,6 +10,7 @@
 #   benches/fixed_rate.sh                                        # 3 rounds, 5 s per run
 #   BENCH_FINHOOK_BEFORE=/tmp/finhook-before benches/fixed_rate.sh   # before/after
 #   RATES="linxo=8000" ROUNDS=4 SECONDS_PER_RUN=5 benches/fixed_rate.sh
+#   REQUIRED_HEADERS=1 benches/fixed_rate.sh      # also finhook with kafka.attribute_headers = "required"
 #
 # Prints one line per run and, per body and server, the mean CPU µs per webhook, its spread
 # and the open-loop p99.
@@ -30,12 +31,14 @@ shaped=$!; pids+=($shaped)
 # Each finhook build: "name=binary" → its port and pid.
 builds=("finhook=$bin/finhook")
 [ -n "${BENCH_FINHOOK_BEFORE:-}" ] && builds+=("before=$BENCH_FINHOOK_BEFORE")
+[ -n "${REQUIRED_HEADERS:-}" ] && builds+=("finhook-required=$bin/finhook")
 declare -A port_of pid_of
 for build in "${builds[@]}"; do
   name=${build%%=*}; binary=${build#*=}
   port=$(free_port); ops=$(free_port)
   write_finhook_config "$work/$name.toml" "$port" "$ops"
-  "$binary" serve --config "$work/$name.toml" 2> "$work/$name.err" &
+  headers=all; [ "$name" = finhook-required ] && headers=required
+  FINHOOK_KAFKA__ATTRIBUTE_HEADERS=$headers "$binary" serve --config "$work/$name.toml" 2> "$work/$name.err" &
   pid_of[$name]=$!; pids+=($!); port_of[$name]=$port
   wait_ready "$ops"
 done
