@@ -39,7 +39,7 @@ start_broker finhook.events bench.ceiling
 webhook_port=$(free_port); ops_port=$(free_port); http_port=$(free_port); kafka_port=$(free_port)
 shaped_port=$(free_port)
 write_finhook_config "$work/finhook.toml" "$webhook_port" "$ops_port"
-FINHOOK_KAFKA__ATTRIBUTE_HEADERS=all "${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
+"${BENCH_FINHOOK:-$bin/finhook}" serve --config "$work/finhook.toml" 2> "$work/finhook.err" &
 finhook=$!; pids+=($finhook)
 # finhook with only CloudEvents' required attributes as headers: what each header costs, in
 # finhook (the ceiling (b+) keeps every header).
