@@ -22,7 +22,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Alive unless the Kafka producer failed fatally and has not been replaced yet (replacing it
-/// takes milliseconds; a failure that lasts means replacing fails, and a restart is due).
+/// takes under a second; a failure that lasts means replacing fails, and a restart is due).
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if state.publisher.health().is_fatal() {
         (

@@ -83,10 +83,14 @@ pub(super) async fn watch(
                             "kafka producer replaced; the records it held are sent again"
                         );
                     }
+                    // The spacing is for producers that fail again once built; a build that
+                    // failed is tried again at the next probe.
                     Ok(Err(error)) => {
+                        next_replacement = tokio::time::Instant::now();
                         tracing::error!(%error, "kafka producer could not be replaced; trying again at the next probe");
                     }
                     Err(join_error) => {
+                        next_replacement = tokio::time::Instant::now();
                         tracing::error!(%join_error, "kafka producer replacement panicked; trying again at the next probe");
                     }
                 }

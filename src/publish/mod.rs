@@ -401,11 +401,11 @@ impl Publisher {
         let started = Instant::now();
         // `send_result` never waits for queue space: a full local queue is an immediate 503,
         // which keeps memory bounded when the broker cannot keep up.
-        let delivery = self
-            .producer
-            .current()
-            .send_result(record)
-            .map_err(|(error, _record)| PublishError::from_kafka(error, started.elapsed()))?;
+        let delivery = self.producer.with_current(|producer| {
+            producer
+                .send_result(record)
+                .map_err(|(error, _record)| PublishError::from_kafka(error, started.elapsed()))
+        })?;
         match tokio::time::timeout(self.ack_timeout, delivery).await {
             Err(_elapsed) => Err(PublishError::Timeout(self.ack_timeout)),
             Ok(Err(_canceled)) => Err(PublishError::Broker(KafkaError::Canceled)),

@@ -43,13 +43,22 @@ impl ProducerSlot {
         })
     }
 
-    /// The producer to send with now (a reference-counted handle: cheap, and valid after a
-    /// replacement, when it refuses records as the failed producer it is).
+    /// The producer now (a reference-counted handle, still usable after a replacement: it then
+    /// refuses records as the failed producer it is). For blocking calls made off the async
+    /// workers (probes, the shutdown flush); sends go through [`ProducerSlot::with_current`].
     pub(super) fn current(&self) -> KafkaProducer {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Runs `use_producer` on the producer now, without taking a handle of its own: a sender on
+    /// an async worker must not hold the last handle of a replaced producer, whose drop blocks
+    /// (it joins a thread, purges and flushes). The read lock keeps [`ProducerSlot::replace`]
+    /// from swapping meanwhile, so the replacement always drops the last handle itself.
+    pub(super) fn with_current<R>(&self, use_producer: impl FnOnce(&KafkaProducer) -> R) -> R {
+        use_producer(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Resolves when the producer reports a fatal error (or at once if one was reported since
@@ -59,8 +68,9 @@ impl ProducerSlot {
     }
 
     /// Puts a new producer in place of the current one and drops the old, which fails what it
-    /// still holds back to its senders. Blocks up to half a second (the old producer's purge),
-    /// so call it off the async workers.
+    /// still holds back to its senders. Blocks for the old producer's teardown (its polling
+    /// thread joined, a purge, a flush of up to half a second), so call it off the async
+    /// workers.
     pub(super) fn replace(&self) -> Result<(), KafkaError> {
         let replacement = build(&self.config, &self.metrics, &self.fatal_raised)?;
         let failed = std::mem::replace(
