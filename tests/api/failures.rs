@@ -16,6 +16,21 @@ async fn assert_nothing_written(app: &TestApp) {
     assert!(letters.is_empty(), "dead letters written: {letters:?}");
 }
 
+/// Posts `body` as a provider would retry it, every 100 ms while the answer is 503, until it is
+/// accepted (or fails the test after `within`).
+async fn retry_until_accepted(app: &TestApp, body: &[u8], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = app.post_bridge(body).await.status();
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "still refused after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn bad_or_missing_signatures_are_401_and_write_nothing() {
     let app = spawn_app("").await;
@@ -243,22 +258,12 @@ async fn broker_outage_is_503_with_retry_after_within_the_bounded_wait_then_reco
     kafka.broker_up(1).unwrap();
     app.wait_ready(true).await;
     // The producer reconnects on its own schedule; a provider would simply retry its 503s.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = app
-            .post_bridge(&fixture("bridge/item-deleted.json"))
-            .await
-            .status();
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503);
-        assert!(
-            Instant::now() < deadline,
-            "not recovered 15 s after the broker came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    retry_until_accepted(
+        &app,
+        &fixture("bridge/item-deleted.json"),
+        Duration::from_secs(15),
+    )
+    .await;
     let events = read_topic(&app.bootstrap, app.default_topic(), 2, WAIT).await;
     let types: Vec<&str> = events.iter().map(|event| event.header("ce_type")).collect();
     assert!(types.contains(&"io.finhook.connection.created"));
@@ -292,19 +297,7 @@ async fn a_producer_that_failed_fatally_is_replaced_and_webhooks_go_through_agai
     );
     assert_eq!(refused.headers()["retry-after"], RETRY_AFTER);
 
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = app
-            .post_bridge(&fixture("bridge/item-deleted.json"))
-            .await
-            .status();
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "still refused after {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    retry_until_accepted(&app, &fixture("bridge/item-deleted.json"), WAIT).await;
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("finhook_kafka_producer_replacements_total 1"),
