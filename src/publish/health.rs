@@ -71,29 +71,8 @@ pub(super) async fn watch(
                     "kafka producer failed fatally again; replacing it once the spacing has passed"
                 );
             } else {
-                next_replacement = tokio::time::Instant::now() + REPLACEMENT_SPACING;
                 tracing::error!(?code, reason, "kafka producer failed fatally; replacing it");
-                let replacing = Arc::clone(&publisher);
-                // Building a client and purging the old one block; keep them off the async workers.
-                match tokio::task::spawn_blocking(move || replacing.producer.replace()).await {
-                    Ok(Ok(())) => {
-                        health.fatal.store(false, Ordering::Relaxed);
-                        publisher.metrics.set_kafka_fatal(false);
-                        tracing::warn!(
-                            "kafka producer replaced; the records it held are sent again"
-                        );
-                    }
-                    // The spacing is for producers that fail again once built; a build that
-                    // failed is tried again at the next probe.
-                    Ok(Err(error)) => {
-                        next_replacement = tokio::time::Instant::now();
-                        tracing::error!(%error, "kafka producer could not be replaced; trying again at the next probe");
-                    }
-                    Err(join_error) => {
-                        next_replacement = tokio::time::Instant::now();
-                        tracing::error!(%join_error, "kafka producer replacement panicked; trying again at the next probe");
-                    }
-                }
+                next_replacement = replace_producer(&publisher).await;
             }
         }
         let probing = Arc::clone(&publisher);
@@ -110,6 +89,31 @@ pub(super) async fn watch(
             }
         }
         publisher.metrics.set_kafka_ready(health.is_ready());
+    }
+}
+
+/// Replaces the failed producer (off the async workers: building a client and purging the old
+/// one block) and marks it healthy again; returns when the next replacement may come. The
+/// spacing is for producers that fail again once built: a build that failed is tried again at
+/// the next probe.
+async fn replace_producer(publisher: &Arc<Publisher>) -> tokio::time::Instant {
+    let replacing = Arc::clone(publisher);
+    let now = tokio::time::Instant::now();
+    match tokio::task::spawn_blocking(move || replacing.producer.replace()).await {
+        Ok(Ok(())) => {
+            publisher.health.fatal.store(false, Ordering::Relaxed);
+            publisher.metrics.set_kafka_fatal(false);
+            tracing::warn!("kafka producer replaced; the records it held are sent again");
+            now + REPLACEMENT_SPACING
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "kafka producer could not be replaced; trying again at the next probe");
+            now
+        }
+        Err(join_error) => {
+            tracing::error!(%join_error, "kafka producer replacement panicked; trying again at the next probe");
+            now
+        }
     }
 }
 

@@ -109,6 +109,8 @@ pub struct Acknowledged {
 }
 
 /// The one Kafka producer of the process, shared by the webhook handlers and the pollers.
+/// Cloning shares the producer (and its replacements), health and metrics.
+#[derive(Clone)]
 pub struct Publisher {
     /// Shared with [`Publisher::until_verdict`]'s copy, so that a replaced producer is replaced
     /// for both.
@@ -184,14 +186,8 @@ impl Publisher {
     /// the event beside the first, which librdkafka still delivers.
     pub fn until_verdict(&self) -> Arc<Self> {
         Arc::new(Self {
-            producer: Arc::clone(&self.producer),
-            routing: self.routing.clone(),
-            attribute_headers: self.attribute_headers,
-            dead_letter_topic: self.dead_letter_topic.clone(),
             ack_timeout: self.delivery_timeout + VERDICT_SLACK,
-            delivery_timeout: self.delivery_timeout,
-            health: self.health.clone(),
-            metrics: self.metrics.clone(),
+            ..self.clone()
         })
     }
 
