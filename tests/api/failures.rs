@@ -313,6 +313,61 @@ async fn a_producer_that_failed_fatally_is_replaced_and_webhooks_go_through_agai
     );
 }
 
+/// A cause that outlives the producer fails each new one at once; replacements are spaced
+/// (10 s) so that it does not become a loop of client builds. Real time: about 11 s.
+#[tokio::test]
+async fn a_producer_failing_fatally_again_is_replaced_only_after_the_spacing() {
+    let app = spawn_app("[kafka]\nack_timeout = \"2s\"\nhealth_interval = \"200ms\"").await;
+    let out_of_order =
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    app.fail_next_produces(vec![out_of_order]);
+    assert_eq!(
+        app.post_bridge(&fixture("bridge/item-created.json"))
+            .await
+            .status(),
+        503
+    );
+    retry_until_accepted(&app, &fixture("bridge/item-created.json"), WAIT).await;
+    let first_replaced = Instant::now();
+    assert!(app
+        .metrics()
+        .await
+        .contains("finhook_kafka_producer_replacements_total 1"));
+
+    app.fail_next_produces(vec![out_of_order]);
+    let body = fixture("bridge/item-deleted.json");
+    assert_eq!(app.post_bridge(&body).await.status(), 503);
+    // Within the spacing the failed replacement stays in place: fatal, /healthz failing, and
+    // still one replacement after several probes.
+    let fatal_seen = Instant::now() + WAIT;
+    while !app.metrics().await.contains("finhook_kafka_fatal_error 1") {
+        assert!(
+            Instant::now() < fatal_seen,
+            "the second fatal error was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.get_ops("/healthz").await.status(), 503);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("finhook_kafka_producer_replacements_total 1"),
+        "{metrics}"
+    );
+
+    retry_until_accepted(&app, &body, Duration::from_secs(20)).await;
+    assert!(
+        first_replaced.elapsed() >= Duration::from_secs(9),
+        "replaced again after {:?}",
+        first_replaced.elapsed()
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("finhook_kafka_producer_replacements_total 2"));
+    assert_eq!(app.get_ops("/healthz").await.status(), 200);
+}
+
 #[tokio::test]
 async fn unreachable_kafka_at_start_is_alive_not_ready_and_answers_503() {
     let app = spawn_app_unready("[kafka]\nembedded = false\nbrokers = \"127.0.0.1:1\"").await;
