@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, UserCredentials};
 use crate::http::server::{self, ConnectionLimits, ConnectionThreads};
 use crate::http::tls::ReloadingTls;
-use crate::http::{ops_router, webhook_router, AppState};
+use crate::http::{ops_router, webhook_router, AppState, RefusalLog};
 use crate::metrics::Metrics;
 use crate::poller::assignment::RegistryPolling;
 use crate::poller::client::OxlinClient;
@@ -151,6 +151,7 @@ impl App {
             }
             (with_users, None)
         };
+        let refusals = RefusalLog::new(sources.names());
         let state = Arc::new(AppState {
             sources,
             publisher,
@@ -160,6 +161,7 @@ impl App {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight)),
             body_read_timeout: config.server.body_read_timeout,
             shutting_down: Arc::default(),
+            refusals,
         });
         let limits = ConnectionLimits {
             header_read_timeout: config.server.header_read_timeout,

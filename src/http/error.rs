@@ -1,5 +1,6 @@
-//! The one place errors become HTTP statuses, and are logged.
+//! The one place errors become HTTP statuses, and are logged (per source, throttled).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -39,6 +40,88 @@ pub enum ApiError {
         error: PublishError,
         retry_after_seconds: u32,
     },
+}
+
+/// The log throttles of one source's refusals. Anyone can send refused requests, and an outage
+/// answers every request 503: those lines are throttled (the rest at debug level; the metrics
+/// count them all). One set per source, so that a flood of refusals on one source does not
+/// hide the first refusal on another.
+struct RefusalThrottles {
+    unavailable: LogThrottle,
+    refused: LogThrottle,
+    keys_unavailable: LogThrottle,
+}
+
+impl RefusalThrottles {
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    const fn new() -> Self {
+        Self {
+            unavailable: LogThrottle::new(Self::INTERVAL),
+            refused: LogThrottle::new(Self::INTERVAL),
+            keys_unavailable: LogThrottle::new(Self::INTERVAL),
+        }
+    }
+}
+
+/// Where refused webhooks are logged from: a set of throttles per configured source, and one
+/// for requests that named no source.
+pub struct RefusalLog {
+    by_source: HashMap<String, RefusalThrottles>,
+    unknown_source: RefusalThrottles,
+}
+
+impl RefusalLog {
+    pub fn new<'a>(source_names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            by_source: source_names
+                .into_iter()
+                .map(|name| (name.to_owned(), RefusalThrottles::new()))
+                .collect(),
+            unknown_source: RefusalThrottles::new(),
+        }
+    }
+
+    /// Logs why a webhook to `source` (a configured name, or the metrics' `unknown` label:
+    /// never the request's own text) was not accepted.
+    pub fn record(&self, source: &str, error: &ApiError) {
+        let throttles = self.by_source.get(source).unwrap_or(&self.unknown_source);
+        let outcome = error.outcome().as_str();
+        match error {
+            ApiError::Unavailable { error, .. } => match throttles.unavailable.admit() {
+                Some(suppressed) => {
+                    tracing::warn!(source, outcome, %error, suppressed, "webhook answered 503")
+                }
+                None => tracing::debug!(source, outcome, %error, "webhook answered 503"),
+            },
+            ApiError::TooLargeForKafka { id } => tracing::error!(
+                source,
+                outcome,
+                %id,
+                "webhook too large for kafka; only its digest is kept"
+            ),
+            ApiError::Auth(error) => match throttles.refused.admit() {
+                Some(suppressed) => {
+                    tracing::warn!(source, outcome, %error, suppressed, "webhook refused")
+                }
+                None => tracing::debug!(source, outcome, %error, "webhook refused"),
+            },
+            ApiError::KeysUnavailable { .. } => match throttles.keys_unavailable.admit() {
+                Some(suppressed) => tracing::warn!(
+                    source,
+                    outcome,
+                    suppressed,
+                    "webhook answered 503: verification keys unavailable"
+                ),
+                None => tracing::debug!(
+                    source,
+                    outcome,
+                    "webhook answered 503: verification keys unavailable"
+                ),
+            },
+            other => tracing::debug!(source, outcome, error = %other, "webhook refused"),
+        }
+    }
 }
 
 impl ApiError {
@@ -97,38 +180,6 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let outcome = self.outcome().as_str();
         // The message names what was wrong, never a value from the request or a secret.
-        // Anyone can send refused requests, and an outage answers every request 503: those
-        // lines are throttled (the rest at debug level), the metrics count them all.
-        static UNAVAILABLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
-        static REFUSED: LogThrottle = LogThrottle::new(Duration::from_secs(1));
-        static KEYS_UNAVAILABLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
-        match &self {
-            ApiError::Unavailable { error, .. } => match UNAVAILABLE.admit() {
-                Some(suppressed) => {
-                    tracing::warn!(outcome, %error, suppressed, "webhook answered 503")
-                }
-                None => tracing::debug!(outcome, %error, "webhook answered 503"),
-            },
-            ApiError::TooLargeForKafka { id } => {
-                tracing::error!(outcome, %id, "webhook too large for kafka; only its digest is kept")
-            }
-            ApiError::Auth(error) => match REFUSED.admit() {
-                Some(suppressed) => tracing::warn!(outcome, %error, suppressed, "webhook refused"),
-                None => tracing::debug!(outcome, %error, "webhook refused"),
-            },
-            ApiError::KeysUnavailable { .. } => match KEYS_UNAVAILABLE.admit() {
-                Some(suppressed) => tracing::warn!(
-                    outcome,
-                    suppressed,
-                    "webhook answered 503: verification keys unavailable"
-                ),
-                None => tracing::debug!(
-                    outcome,
-                    "webhook answered 503: verification keys unavailable"
-                ),
-            },
-            other => tracing::debug!(outcome, error = %other, "webhook refused"),
-        }
         let body = Json(json!({ "error": outcome, "message": self.to_string() }));
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use self::client_ip::client_address;
-pub use self::error::ApiError;
+pub use self::error::{ApiError, RefusalLog};
 use crate::config::IpRange;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
@@ -34,6 +34,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Set on SIGTERM: /readyz answers 503 so load balancers stop sending.
     pub shutting_down: Arc<AtomicBool>,
+    /// Refused webhooks are logged here, throttled per source.
+    pub refusals: RefusalLog,
 }
 
 impl AppState {

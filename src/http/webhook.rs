@@ -189,7 +189,10 @@ fn finish(
             })
             .into_response(),
         ),
-        Err(error) => (error.outcome(), error.into_response()),
+        Err(error) => {
+            state.refusals.record(source, &error);
+            (error.outcome(), error.into_response())
+        }
     };
     state
         .metrics

@@ -443,3 +443,58 @@ async fn shutdown_finishes_cleanly() {
     app.assert_still_serving().await;
     app.stop().await.expect("clean shutdown");
 }
+
+/// Refusal lines name their source, and each source has its own throttle: a flood of bad
+/// signatures on one source (anyone can send them) does not hide the first refusal on another.
+#[tokio::test]
+async fn refusals_are_logged_per_source_and_one_source_does_not_silence_another() {
+    let broker = crate::process::Broker::start();
+    let directory = tempfile::tempdir().unwrap();
+    let log = directory.path().join("finhook.log");
+    let linxo = r#"
+        [sources.linxo]
+        kind = "linxo"
+        auth = "basic"
+        username = "linxo"
+        secret = "linxo-password"
+        "#;
+    let daemon = crate::process::Daemon::start_logging(&broker.bootstrap, linxo, Some(&log)).await;
+    let client = reqwest::Client::new();
+    let body = fixture("linxo/connection-updated-2-accounts.json");
+    for _ in 0..5 {
+        let refused = client
+            .post(format!("{}/webhooks/bridge", daemon.webhooks))
+            .header("BridgeApi-Signature", "v1=00")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+    }
+    let refused = client
+        .post(format!("{}/webhooks/linxo", daemon.webhooks))
+        .basic_auth("linxo", Some("wrong"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let warned: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["level"] == "WARN" && line["message"] == "webhook refused")
+        .collect();
+    let sources: Vec<&str> = warned
+        .iter()
+        .map(|line| line["source"].as_str().unwrap_or("no source"))
+        .collect();
+    // Five Bridge refusals in quick succession: one line a second, the rest throttled (debug).
+    // Linxo's refusal is its own first, whatever Bridge's throttle says.
+    assert_eq!(sources.first(), Some(&"bridge"), "{logs}");
+    assert!(sources.contains(&"linxo"), "{sources:?}");
+    let bridge_lines = sources.iter().filter(|source| **source == "bridge").count();
+    assert!(bridge_lines < 5, "not throttled: {sources:?}");
+    assert!(!sources.contains(&"no source"), "{sources:?}");
+}
