@@ -11,12 +11,16 @@
 # An environment variant is a wrapper that execs the binary (the pid, and so the CPU and RSS
 # read from /proc, stay the binary's):
 #   printf '#!/bin/sh\nMIMALLOC_PURGE_DELAY=0 exec /tmp/finhook-head "$@"\n' > /tmp/purge0
+#   chmod +x /tmp/purge0
 #
 # Prints one line per run: body, server, answers/s, CPU µs per webhook, p99, errors. Every
-# server shares the 2 cores with the others (idle ones cost little) and with wrk.
+# server shares the 2 cores with the others (idle ones cost little) and with wrk. The servers
+# take turns in a rotating order, so that none always runs right after the same other. A
+# build's stderr is printed if it fails to start.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,13p' "$0" >&2; exit 1; }
+script=$(realpath "$0")
+cd "$(dirname "$script")/.."
+[ $# -ge 1 ] || { sed -n '2,14p' "$script" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 connections=${CONNECTIONS:-256}
 rounds=${ROUNDS:-3}
@@ -36,11 +40,12 @@ builds=()
 for build in "$@"; do
   name=${build%%=*}; binary=$(realpath "${build#*=}")
   [ -x "$binary" ] || { echo "not an executable: ${build#*=}" >&2; exit 1; }
+  [ -z "${pid_of[$name]:-}" ] || { echo "a name used twice (ceiling-kafka and ceiling-shaped are taken): $name" >&2; exit 1; }
   port=$(free_port); ops=$(free_port)
   write_finhook_config "$work/$name.toml" "$port" "$ops"
   "$binary" serve --config "$work/$name.toml" 2> "$work/$name.err" &
   pid_of[$name]=$!; port_of[$name]=$port; pids+=($!); builds+=("$name")
-  wait_ready "$ops"
+  wait_ready "$ops" || { cat "$work/$name.err" >&2; exit 1; }
 done
 wait_http "http://127.0.0.1:${port_of[ceiling-kafka]}/"
 wait_http "http://127.0.0.1:${port_of[ceiling-shaped]}/"
@@ -48,8 +53,11 @@ wait_http "http://127.0.0.1:${port_of[ceiling-shaped]}/"
 for body in "${bodies[@]}"; do
   file=$(body_file "$body")
   signature=$("$bin/finhook" sign --secret bench-secret "$file")
+  targets=(ceiling-kafka ceiling-shaped "${builds[@]}")
   for round in $(seq "$rounds"); do
-    for target in ceiling-kafka ceiling-shaped "${builds[@]}"; do
+    # Round r starts at target r - 1 and goes around.
+    shift_by=$(( (round - 1) % ${#targets[@]} ))
+    for target in "${targets[@]:$shift_by}" "${targets[@]:0:$shift_by}"; do
       pid=${pid_of[$target]}
       before=$(cpu_seconds "$pid")
       line=$(BODY="$file" BODY_NAME="$body" TARGET="$target" CONNECTIONS="$connections" \

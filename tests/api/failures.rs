@@ -31,6 +31,24 @@ async fn retry_until_accepted(app: &TestApp, body: &[u8], within: Duration) {
     }
 }
 
+/// Waits until the metrics hold `series` (a whole `name value` line part) and /healthz answers
+/// `healthz`: a replacement is counted, and the producer marked healthy, only once the old
+/// producer's teardown is over, which may be after a webhook already went through.
+async fn wait_for_health(app: &TestApp, series: &str, healthz: u16) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = app.metrics().await;
+        if metrics.contains(series) && app.get_ops("/healthz").await.status() == healthz {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {series} with /healthz {healthz}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn bad_or_missing_signatures_are_401_and_write_nothing() {
     let app = spawn_app("").await;
@@ -298,13 +316,8 @@ async fn a_producer_that_failed_fatally_is_replaced_and_webhooks_go_through_agai
     assert_eq!(refused.headers()["retry-after"], RETRY_AFTER);
 
     retry_until_accepted(&app, &fixture("bridge/item-deleted.json"), WAIT).await;
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("finhook_kafka_producer_replacements_total 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("finhook_kafka_fatal_error 0"));
-    assert_eq!(app.get_ops("/healthz").await.status(), 200);
+    wait_for_health(&app, "finhook_kafka_producer_replacements_total 1", 200).await;
+    assert!(app.metrics().await.contains("finhook_kafka_fatal_error 0"));
     let events = read_topic(&app.bootstrap, app.default_topic(), 2, WAIT).await;
     let types: Vec<&str> = events.iter().map(|event| event.header("ce_type")).collect();
     assert!(
@@ -329,24 +342,14 @@ async fn a_producer_failing_fatally_again_is_replaced_only_after_the_spacing() {
     );
     retry_until_accepted(&app, &fixture("bridge/item-created.json"), WAIT).await;
     let first_replaced = Instant::now();
-    assert!(app
-        .metrics()
-        .await
-        .contains("finhook_kafka_producer_replacements_total 1"));
+    wait_for_health(&app, "finhook_kafka_producer_replacements_total 1", 200).await;
 
     app.fail_next_produces(vec![out_of_order]);
     let body = fixture("bridge/item-deleted.json");
     assert_eq!(app.post_bridge(&body).await.status(), 503);
     // Within the spacing the failed replacement stays in place: fatal, /healthz failing, and
     // still one replacement after several probes.
-    let fatal_seen = Instant::now() + WAIT;
-    while !app.metrics().await.contains("finhook_kafka_fatal_error 1") {
-        assert!(
-            Instant::now() < fatal_seen,
-            "the second fatal error was never reported"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_health(&app, "finhook_kafka_fatal_error 1", 503).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.get_ops("/healthz").await.status(), 503);
     let metrics = app.metrics().await;
@@ -361,11 +364,7 @@ async fn a_producer_failing_fatally_again_is_replaced_only_after_the_spacing() {
         "replaced again after {:?}",
         first_replaced.elapsed()
     );
-    assert!(app
-        .metrics()
-        .await
-        .contains("finhook_kafka_producer_replacements_total 2"));
-    assert_eq!(app.get_ops("/healthz").await.status(), 200);
+    wait_for_health(&app, "finhook_kafka_producer_replacements_total 2", 200).await;
 }
 
 #[tokio::test]

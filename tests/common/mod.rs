@@ -130,12 +130,14 @@ impl EnvelopeSchema {
 }
 
 /// A command running one of the package's binaries (`env!("CARGO_BIN_EXE_...")`) without the
-/// caller's `FINHOOK_` environment, which would otherwise override the test's configuration.
+/// caller's `FINHOOK_` environment or `RUST_LOG`, which would otherwise override the test's
+/// configuration (its log level included).
 pub fn binary(path: &str) -> std::process::Command {
     let mut command = std::process::Command::new(path);
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("FINHOOK_")) {
         command.env_remove(name);
     }
+    command.env_remove("RUST_LOG");
     command
 }
 
