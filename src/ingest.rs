@@ -190,12 +190,15 @@ pub async fn deliver(
                 .publish_or_divert(envelope, *origin, raw, headers)
                 .await?
         }
-        Item::DeadLetter(letter) => match publisher.publish_dead_letter_or_digest(letter).await? {
-            true => Delivered::DeadLettered {
-                reason: letter.reason,
-            },
-            false => Delivered::DigestOnly,
-        },
+        // Boxed: the dead-letter path's state would otherwise enlarge every event's future.
+        Item::DeadLetter(letter) => {
+            match Box::pin(publisher.publish_dead_letter_or_digest(letter)).await? {
+                true => Delivered::DeadLettered {
+                    reason: letter.reason,
+                },
+                false => Delivered::DigestOnly,
+            }
+        }
     };
     match delivered {
         Delivered::Event => {}
