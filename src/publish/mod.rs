@@ -114,6 +114,19 @@ struct Enqueued {
     started: Instant,
 }
 
+/// An event's or dead letter's record: keyed, with its headers, to the topic's partitioner.
+fn record<'a>(
+    topic: &'a str,
+    key: &'a str,
+    payload: &'a [u8],
+    headers: OwnedHeaders,
+) -> FutureRecord<'a, str, [u8]> {
+    FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers)
+}
+
 /// The one Kafka producer of the process, shared by the webhook handlers and the pollers.
 /// Cloning shares the producer (and its replacements), health and metrics.
 #[derive(Clone)]
@@ -243,12 +256,7 @@ impl Publisher {
         // the acknowledgement rather than held through it (3.7 KB per Linxo webhook in flight).
         let enqueued = {
             let payload = envelope.to_json();
-            self.enqueue(
-                FutureRecord::to(topic)
-                    .key(envelope.partitionkey.as_str())
-                    .payload(payload.as_slice())
-                    .headers(headers),
-            )
+            self.enqueue(record(topic, &envelope.partitionkey, &payload, headers))
         };
         let acknowledged = match enqueued {
             Ok(enqueued) => self.acknowledgement(enqueued).await,
@@ -378,11 +386,7 @@ impl Publisher {
         headers: OwnedHeaders,
         kind: RecordKind,
     ) -> Result<Acknowledged, PublishError> {
-        let record = FutureRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
-        let result = self.deliver(record).await;
+        let result = self.deliver(record(topic, key, payload, headers)).await;
         self.metered(result, kind)
     }
 
@@ -414,6 +418,7 @@ impl Publisher {
     }
 
     /// Hands `record` to librdkafka, which copies it: the caller's buffers may go at once.
+    /// Refuses at once while Kafka is not ready; the acknowledgement latency counts from here.
     fn enqueue(&self, record: FutureRecord<'_, str, [u8]>) -> Result<Enqueued, PublishError> {
         if !self.health.is_ready() {
             return Err(PublishError::NotReady);
