@@ -63,14 +63,10 @@ wait_ready "$ops_port"
 
 # One wrk run: target name, port, server pid, body name, connections, round → one JSON line.
 run() {
-  local target=$1 port=$2 pid=$3 body=$4 c=$5 round=${6:-0} file before after events_before events_after
-  file=$(body_file "$body")
+  local target=$1 port=$2 pid=$3 body=$4 c=$5 round=${6:-0} before after events_before events_after
   local events_port=$ops_port; [ "$target" = finhook-required ] && events_port=$required_ops
   before=$(cpu_seconds "$pid"); events_before=$(published "$events_port")
-  line=$(BODY="$file" BODY_NAME="$body" TARGET="$target" CONNECTIONS="$c" \
-    SIGNATURE="$("$bin/finhook" sign --secret bench-secret "$file")" AUTHORIZATION="$linxo_auth" \
-    wrk -t1 -c"$c" -d"${seconds}s" --timeout 10s -s benches/post.lua \
-    "http://127.0.0.1:$port/webhooks/$(source_of "$body")" | tail -1)
+  line=$(wrk_run "$target" "$port" "$body" "$c" "$seconds")
   after=$(cpu_seconds "$pid"); events_after=$(published "$events_port")
   python3 -c '
 import json, sys

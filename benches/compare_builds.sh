@@ -51,8 +51,6 @@ wait_http "http://127.0.0.1:${port_of[ceiling-kafka]}/"
 wait_http "http://127.0.0.1:${port_of[ceiling-shaped]}/"
 
 for body in "${bodies[@]}"; do
-  file=$(body_file "$body")
-  signature=$("$bin/finhook" sign --secret bench-secret "$file")
   targets=(ceiling-kafka ceiling-shaped "${builds[@]}")
   for round in $(seq "$rounds"); do
     # Round r starts at target r - 1 and goes around.
@@ -60,10 +58,7 @@ for body in "${bodies[@]}"; do
     for target in "${targets[@]:$shift_by}" "${targets[@]:0:$shift_by}"; do
       pid=${pid_of[$target]}
       before=$(cpu_seconds "$pid")
-      line=$(BODY="$file" BODY_NAME="$body" TARGET="$target" CONNECTIONS="$connections" \
-        SIGNATURE="$signature" AUTHORIZATION="$linxo_auth" \
-        wrk -t1 -c"$connections" -d"${seconds}s" --timeout 10s -s benches/post.lua \
-        "http://127.0.0.1:${port_of[$target]}/webhooks/$(source_of "$body")" | tail -1)
+      line=$(wrk_run "$target" "${port_of[$target]}" "$body" "$connections" "$seconds")
       after=$(cpu_seconds "$pid")
       python3 -c '
 import json, sys

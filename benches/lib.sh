@@ -115,3 +115,15 @@ run["body"] = sys.argv[3]
 run["server_cpu_s_per_10k"] = round(cpu / max(run["figures"]["answered"], 1) * 10000, 3)
 print(json.dumps(run))' "$line" "$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" "$body"
 }
+
+# One closed-loop wrk run (one thread, light enough not to be the bottleneck) → post.lua's JSON
+# line: the body signed once for Bridge, HTTP Basic for Linxo; every request the same bytes.
+#   wrk_run TARGET PORT BODY CONNECTIONS SECONDS
+wrk_run() {
+  local target=$1 port=$2 body=$3 connections=$4 seconds=$5 file
+  file=$(body_file "$body")
+  BODY="$file" BODY_NAME="$body" TARGET="$target" CONNECTIONS="$connections" \
+    SIGNATURE="$("$bin/finhook" sign --secret bench-secret "$file")" AUTHORIZATION="$linxo_auth" \
+    wrk -t1 -c"$connections" -d"${seconds}s" --timeout 10s -s benches/post.lua \
+    "http://127.0.0.1:$port/webhooks/$(source_of "$body")" | tail -1
+}

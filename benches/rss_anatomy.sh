@@ -24,12 +24,8 @@ write_finhook_config "$work/finhook.toml" "$port" "$ops"
 finhook=$!; pids+=($finhook)
 wait_ready "$ops" || { cat "$work/finhook.err" >&2; exit 1; }
 echo "idle: peak RSS $(peak_rss_mib "$finhook") MiB"
-file=$(body_file "$body")
-signature=$("$bin/finhook" sign --secret bench-secret "$file")
 for c in "${connections[@]}"; do
-  line=$(BODY="$file" BODY_NAME="$body" TARGET=finhook CONNECTIONS="$c" SIGNATURE="$signature" \
-    AUTHORIZATION="$linxo_auth" wrk -t1 -c"$c" -d"${seconds}s" --timeout 10s -s benches/post.lua \
-    "http://127.0.0.1:$port/webhooks/$(source_of "$body")" | tail -1)
+  line=$(wrk_run finhook "$port" "$body" "$c" "$seconds")
   python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("%s connections: %.0f/s, errors %d" % (r["connections"], r["per_second"], r["errors"]))' "$line"
   echo "  peak RSS $(peak_rss_mib "$finhook") MiB, RSS now $(( $(rss_kib "$finhook") / 1024 )) MiB"
 done

@@ -252,17 +252,15 @@ impl Publisher {
             }));
         });
         let headers = headers.expect("always put back");
-        // librdkafka copies the record, so the envelope's JSON is freed before the wait for
-        // the acknowledgement rather than held through it (3.7 KB per Linxo webhook in flight).
-        let enqueued = {
-            let payload = envelope.to_json();
-            self.enqueue(record(topic, &envelope.partitionkey, &payload, headers))
-        };
-        let acknowledged = match enqueued {
-            Ok(enqueued) => self.acknowledgement(enqueued).await,
-            Err(error) => Err(error),
-        };
-        let acknowledged = self.metered(acknowledged, RecordKind::Event)?;
+        let acknowledged = self
+            .send(
+                topic,
+                &envelope.partitionkey,
+                envelope.to_json(),
+                headers,
+                RecordKind::Event,
+            )
+            .await?;
         let lag = envelope.event_time.and_then(|time| {
             let lag = OffsetDateTime::now_utc() - time;
             Duration::try_from(lag).ok()
@@ -378,24 +376,23 @@ impl Publisher {
         Ok(acknowledged)
     }
 
+    /// Sends one event or dead letter and waits for its acknowledgement, counted by `kind`.
+    /// librdkafka copies the record, so an owned `payload` (an envelope's JSON) is freed before
+    /// the wait rather than held through it (3.7 KB per Linxo webhook in flight).
     async fn send(
         &self,
         topic: &str,
         key: &str,
-        payload: &[u8],
+        payload: impl AsRef<[u8]>,
         headers: OwnedHeaders,
         kind: RecordKind,
     ) -> Result<Acknowledged, PublishError> {
-        let result = self.deliver(record(topic, key, payload, headers)).await;
-        self.metered(result, kind)
-    }
-
-    /// Counts a send's outcome: its acknowledgement latency, or its failure by reason.
-    fn metered(
-        &self,
-        result: Result<(Acknowledged, Duration), PublishError>,
-        kind: RecordKind,
-    ) -> Result<Acknowledged, PublishError> {
+        let enqueued = self.enqueue(record(topic, key, payload.as_ref(), headers));
+        drop(payload);
+        let result = match enqueued {
+            Ok(enqueued) => self.acknowledgement(enqueued).await,
+            Err(error) => Err(error),
+        };
         match result {
             Ok((acknowledged, elapsed)) => {
                 self.metrics.kafka_acknowledged(kind, elapsed);

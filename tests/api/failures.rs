@@ -32,8 +32,8 @@ async fn retry_until_accepted(app: &TestApp, body: &[u8], within: Duration) {
 }
 
 /// Waits until the metrics hold `series` (a whole `name value` line part) and /healthz answers
-/// `healthz`: a replacement is counted, and the producer marked healthy, only once the old
-/// producer's teardown is over, which may be after a webhook already went through.
+/// `healthz`: the health watcher records a fatal error and a replacement on its own schedule,
+/// not on the request that met them.
 async fn wait_for_health(app: &TestApp, series: &str, healthz: u16) {
     let deadline = Instant::now() + WAIT;
     loop {
