@@ -49,6 +49,22 @@ async fn wait_for_health(app: &TestApp, series: &str, healthz: u16) {
     }
 }
 
+/// Has the broker answer the next produce request with OUT_OF_ORDER_SEQUENCE_NUMBER, which
+/// librdkafka makes a fatal error of for an idempotent producer, and posts `body` into it: the
+/// record is refused, answered 503 (returned for further checks).
+async fn post_into_a_fatal_producer_error(app: &TestApp, body: &[u8]) -> reqwest::Response {
+    app.fail_next_produces(vec![
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+    ]);
+    let refused = app.post_bridge(body).await;
+    assert_eq!(
+        refused.status(),
+        503,
+        "the failed record is not acknowledged"
+    );
+    refused
+}
+
 #[tokio::test]
 async fn bad_or_missing_signatures_are_401_and_write_nothing() {
     let app = spawn_app("").await;
@@ -304,15 +320,8 @@ async fn a_producer_that_failed_fatally_is_replaced_and_webhooks_go_through_agai
         200
     );
 
-    app.fail_next_produces(vec![
-        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-    ]);
-    let refused = app.post_bridge(&fixture("bridge/item-deleted.json")).await;
-    assert_eq!(
-        refused.status(),
-        503,
-        "the failed record is not acknowledged"
-    );
+    let refused =
+        post_into_a_fatal_producer_error(&app, &fixture("bridge/item-deleted.json")).await;
     assert_eq!(refused.headers()["retry-after"], RETRY_AFTER);
 
     retry_until_accepted(&app, &fixture("bridge/item-deleted.json"), WAIT).await;
@@ -331,22 +340,13 @@ async fn a_producer_that_failed_fatally_is_replaced_and_webhooks_go_through_agai
 #[tokio::test]
 async fn a_producer_failing_fatally_again_is_replaced_only_after_the_spacing() {
     let app = spawn_app("[kafka]\nack_timeout = \"2s\"\nhealth_interval = \"200ms\"").await;
-    let out_of_order =
-        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
-    app.fail_next_produces(vec![out_of_order]);
-    assert_eq!(
-        app.post_bridge(&fixture("bridge/item-created.json"))
-            .await
-            .status(),
-        503
-    );
+    post_into_a_fatal_producer_error(&app, &fixture("bridge/item-created.json")).await;
     retry_until_accepted(&app, &fixture("bridge/item-created.json"), WAIT).await;
     let first_replaced = Instant::now();
     wait_for_health(&app, "finhook_kafka_producer_replacements_total 1", 200).await;
 
-    app.fail_next_produces(vec![out_of_order]);
     let body = fixture("bridge/item-deleted.json");
-    assert_eq!(app.post_bridge(&body).await.status(), 503);
+    post_into_a_fatal_producer_error(&app, &body).await;
     // Within the spacing the failed replacement stays in place: fatal, /healthz failing, and
     // still one replacement after several probes.
     wait_for_health(&app, "finhook_kafka_fatal_error 1", 503).await;
